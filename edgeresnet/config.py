@@ -1,0 +1,168 @@
+"""Target profiles: one TOML file per target under ``targets/``, loaded into frozen records."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeresnet.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    exporter: str = "torchscript"
+    opset: int = 17
+
+
+@dataclass(frozen=True)
+class QuantizationOptions:
+    method: str = "ort-static"
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    per_channel: bool = True
+    calibrate_method: str = "minmax"
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    warmup: int = 10
+    min_iterations: int = 50
+    min_seconds: float = 3.0
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    name: str
+    backend: str
+    device: str
+    precisions: list[str]
+    description: str = ""
+    export: ExportOptions = field(default_factory=ExportOptions)
+    quantization: QuantizationOptions = field(default_factory=QuantizationOptions)
+    benchmark: BenchmarkOptions = field(default_factory=BenchmarkOptions)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def targets_dir() -> Path:
+    """Folder of the bundled profiles; ``EDGERESNET_TARGETS`` points elsewhere."""
+    return Path(os.environ.get("EDGERESNET_TARGETS", TARGETS_DIR))
+
+
+def available_targets() -> dict[str, Path]:
+    folder = targets_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+
+
+def load_target(name_or_path: str) -> TargetProfile:
+    """Load a profile by name (``onnx``) or by path to a ``.toml`` file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        known = available_targets()
+        if name_or_path not in known:
+            raise ConfigError(
+                f"Unknown target '{name_or_path}'.",
+                hint=f"Choose one of: {', '.join(known) or '(none found)'} "
+                f"(profiles in {targets_dir()}), or pass a path to a .toml profile.",
+            )
+        path = known[name_or_path]
+    if not path.is_file():
+        raise ConfigError(f"Target profile {path} does not exist.", hint="Check the path.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Target profile {path} is not valid TOML: {exc}.") from None
+    profile = _build(TargetProfile, {**raw, "source": str(path)}, where=str(path))
+    _check(profile, path)
+    return profile
+
+
+def _check(profile: TargetProfile, path: Path) -> None:
+    bad = [p for p in profile.precisions if p not in PRECISIONS]
+    if bad or not profile.precisions:
+        raise ConfigError(
+            f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}."
+        )
+    if not profile.benchmark.batch_sizes or min(profile.benchmark.batch_sizes) < 1:
+        raise ConfigError(f"{path}: benchmark.batch_sizes must list positive batch sizes.")
+    if profile.benchmark.threads < 0:
+        raise ConfigError(f"{path}: benchmark.threads must be 0 (one per core) or positive.")
+
+
+def _build(cls: type, data: Any, *, where: str) -> Any:
+    """Build a dataclass from TOML data, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table for {cls.__name__}, got {data!r}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}.",
+            hint=f"Valid keys: {', '.join(sorted(names))}.",
+        )
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in data
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}.")
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, where=f"{where} [{key}]")
+        else:
+            _check_type(value, hint, where=f"{where}: {key}")
+            values[key] = value
+    return cls(**values)
+
+
+def _check_type(value: Any, hint: Any, *, where: str) -> None:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if not any(_matches(value, option) for option in options):
+            raise ConfigError(f"{where} has the wrong type: {value!r}.")
+        return
+    if not _matches(value, hint):
+        expected = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{where} must be {expected}, got {type(value).__name__} {value!r}.")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint) or hint
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin)

@@ -1,0 +1,68 @@
+"""Accuracy and fidelity of artifacts, measured from logits their own runtimes produced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from edgeresnet.backends import Session
+from edgeresnet.progress import progress_bar
+
+
+def collect_logits(
+    sessions: Mapping[str, Session],
+    batches: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    *,
+    total: int | None = None,
+    description: str = "evaluating",
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Run every session on the same batches; returns logits per session and the labels."""
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
+    labels: list[np.ndarray] = []
+    with progress_bar(description, total=total) as advance:
+        for x, y in batches:
+            for name, session in sessions.items():
+                outputs[name].append(np.asarray(session.run(x), dtype=np.float32))
+            if y is not None:
+                labels.append(y)
+            advance(len(x))
+    logits = {name: np.concatenate(chunks) for name, chunks in outputs.items()}
+    return logits, (np.concatenate(labels) if labels else None)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy in percent."""
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    hits1 = top5[:, 0] == labels
+    hits5 = (top5 == labels[:, None]).any(axis=1)
+    return {
+        "top1": round(100.0 * float(hits1.mean()), 3),
+        "top5": round(100.0 * float(hits5.mean()), 3),
+        "images": int(labels.size),
+    }
+
+
+def fidelity(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
+    """How closely ``logits`` follow ``reference``: top-1 agreement, mean KL, SQNR, max error."""
+    agree = np.argmax(reference, axis=1) == np.argmax(logits, axis=1)
+    p = _log_softmax(reference)
+    q = _log_softmax(logits)
+    kl = (np.exp(p) * (p - q)).sum(axis=1)
+    noise = float(np.sum((reference - logits) ** 2, dtype=np.float64))
+    signal = float(np.sum(reference**2, dtype=np.float64))
+    sqnr = float("inf") if noise == 0 else 10.0 * np.log10(signal / noise)
+    return {
+        "top1_agreement": round(100.0 * float(agree.mean()), 3),
+        "mean_kl": float(f"{kl.mean():.6g}"),
+        "sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
+        "max_abs_diff": float(f"{np.abs(reference - logits).max():.6g}"),
+        "images": int(reference.shape[0]),
+    }
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))

@@ -1,0 +1,97 @@
+"""PyTorch -> FP32 ONNX, with the exporter and opset chosen by the target profile and recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from edgeresnet.config import ExportOptions
+from edgeresnet.errors import ExportError
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    exporter: str
+    opset: int
+    torch_version: str
+    onnx_ir_version: int
+    dynamic_batch: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def export_onnx(
+    model: torch.nn.Module, path: Path, *, input_size: int, options: ExportOptions
+) -> ExportRecord:
+    """Export ``model`` (eval mode) to ``path`` with a dynamic batch axis and inline weights."""
+    if options.exporter not in ("torchscript", "dynamo"):
+        raise ExportError(
+            f"Unknown exporter '{options.exporter}'.", hint="Use 'torchscript' or 'dynamo'."
+        )
+    if options.exporter == "dynamo" and options.opset < 18:
+        raise ExportError(
+            f"The dynamo exporter cannot produce opset {options.opset}.",
+            hint="Use opset >= 18 with 'dynamo', or exporter = 'torchscript'.",
+        )
+    model = model.eval()
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), _quiet():
+            warnings.simplefilter("ignore")
+            if options.exporter == "torchscript":
+                torch.onnx.export(
+                    model,
+                    (dummy,),
+                    str(path),
+                    dynamo=False,
+                    opset_version=options.opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    do_constant_folding=True,
+                )
+            else:
+                batch = torch.export.Dim("batch", min=1, max=1024)
+                program = torch.onnx.export(
+                    model,
+                    (dummy,),
+                    dynamo=True,
+                    opset_version=options.opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=({0: batch},),
+                    external_data=False,
+                )
+                program.save(str(path), external_data=False)
+    except Exception as exc:  # the exporters raise many unrelated types
+        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    proto = onnx.load(str(path), load_external_data=False)
+    onnx.checker.check_model(proto)
+    return ExportRecord(
+        exporter=options.exporter,
+        opset=_default_opset(proto),
+        torch_version=torch.__version__,
+        onnx_ir_version=proto.ir_version,
+    )
+
+
+def _default_opset(proto: onnx.ModelProto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print diagnostics to stdout; keep the CLI's output readable."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield

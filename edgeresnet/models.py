@@ -1,0 +1,513 @@
+"""ResNet-18/34/50/101/152 with torchvision-identical state_dict keys, weights registry, loading.
+
+The modules mirror ``torchvision.models.resnet`` (v1.5: stride on the 3x3 conv of a
+Bottleneck) so torchvision's published ``.pth`` files load with ``strict=True``, without
+depending on torchvision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+
+from edgeresnet.errors import ConfigError, UsageError, WeightsError
+
+__all__ = [
+    "ARCHITECTURES",
+    "DEFAULT_WEIGHTS",
+    "WEIGHTS",
+    "BasicBlock",
+    "Bottleneck",
+    "LoadedModel",
+    "ResNet",
+    "WeightsInfo",
+    "build_model",
+    "count_macs",
+    "count_parameters",
+    "detect_architecture",
+    "load_model",
+]
+
+
+def _conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs plus identity (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        mid_planes: int | None = None,
+    ) -> None:
+        super().__init__()
+        mid = mid_planes or planes  # per-block channel override, reserved for pruned models
+        self.conv1 = _conv3x3(inplanes, mid, stride)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(mid, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        # Out-of-place add: friendlier to graph capture (export, FX/PT2E quantization).
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (carries the stride, torchvision v1.5), 1x1 expand (ResNet-50+)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        mid_planes: int | None = None,
+    ) -> None:
+        super().__init__()
+        mid = mid_planes or planes  # per-block channel override, reserved for pruned models
+        self.conv1 = _conv1x1(inplanes, mid)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = _conv3x3(mid, mid, stride)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = _conv1x1(mid, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+Block = type[BasicBlock] | type[Bottleneck]
+
+
+class ResNet(nn.Module):
+    """ResNet whose attribute names (and so state_dict keys) match torchvision's."""
+
+    def __init__(
+        self, block: Block, layers: list[int], *, num_classes: int = 1000, width: int = 64
+    ) -> None:
+        super().__init__()
+        if num_classes < 1 or width < 1:
+            raise UsageError(f"num_classes and width must be >= 1, got {num_classes}, {width}")
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers: list[nn.Module] = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+ARCHITECTURES: dict[str, tuple[Block, list[int]]] = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
+
+
+def _canonical_arch(arch: str) -> str:
+    name = arch.strip().lower().replace("-", "").replace("_", "")
+    if name not in ARCHITECTURES:
+        raise ConfigError(
+            f"unknown architecture {arch!r}",
+            hint=f"choose one of: {', '.join(ARCHITECTURES)}",
+        )
+    return name
+
+
+def build_model(arch: str, *, num_classes: int = 1000, width: int = 64) -> ResNet:
+    """Build a randomly initialised ResNet by name (raises ConfigError for unknown names)."""
+    block, layers = ARCHITECTURES[_canonical_arch(arch)]
+    return ResNet(block, layers, num_classes=num_classes, width=width)
+
+
+# ---------------------------------------------------------------------------- weights registry
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Published metadata of one torchvision ImageNet checkpoint."""
+
+    arch: str
+    name: str
+    url: str
+    sha256_prefix: str
+    top1: float
+    top5: float
+    params: int
+    gflops: float  # torchvision's "_ops": really GMACs at 224x224
+    file_size_mb: float
+    resize_size: int
+    crop_size: int
+
+
+# torchvision's published metadata (torchvision/models/resnet.py, ResNet*_Weights: url hash,
+# _metrics acc@1/acc@5, num_params, _ops, _file_size; V1 transforms resize 256, V2 resize 232).
+# (arch, version, sha256 prefix, top1, top5, params, gflops, file_size_mb)
+_PUBLISHED: list[tuple[str, str, str, float, float, int, float, float]] = [
+    ("resnet18", "V1", "f37072fd", 69.758, 89.078, 11689512, 1.814, 44.661),
+    ("resnet34", "V1", "b627a593", 73.314, 91.420, 21797672, 3.664, 83.275),
+    ("resnet50", "V1", "0676ba61", 76.130, 92.862, 25557032, 4.089, 97.781),
+    ("resnet50", "V2", "11ad3fa6", 80.858, 95.434, 25557032, 4.089, 97.79),
+    ("resnet101", "V1", "63fe2227", 77.374, 93.546, 44549160, 7.801, 170.511),
+    ("resnet101", "V2", "cd907fc2", 81.886, 95.780, 44549160, 7.801, 170.53),
+    ("resnet152", "V1", "394f9c45", 78.312, 94.046, 60192808, 11.514, 230.434),
+    ("resnet152", "V2", "f82ba261", 82.284, 96.002, 60192808, 11.514, 230.474),
+]
+
+
+def _registry() -> dict[str, dict[str, WeightsInfo]]:
+    reg: dict[str, dict[str, WeightsInfo]] = {a: {} for a in ARCHITECTURES}
+    for arch, ver, sha, top1, top5, params, gflops, size in _PUBLISHED:
+        url = f"https://download.pytorch.org/models/{arch}-{sha}.pth"
+        resize = 256 if ver == "V1" else 232
+        reg[arch][f"IMAGENET1K_{ver}"] = WeightsInfo(
+            arch, f"IMAGENET1K_{ver}", url, sha, top1, top5, params, gflops, size, resize, 224
+        )
+    return reg
+
+
+#: arch -> weights name -> info. "imagenet" means IMAGENET1K_V1 for every arch.
+WEIGHTS = _registry()
+DEFAULT_WEIGHTS = "IMAGENET1K_V1"
+
+_OFFLINE_HINT = (
+    "pass --weights FILE with a local state_dict (e.g. torchvision's {file} copied from another "
+    "machine; copied into {cache_dir}/ it also serves --weights imagenet offline), or "
+    "--weights random to measure size/speed only (no accuracy)"
+)
+
+
+# ------------------------------------------------------------------------------- state dicts
+
+
+def _strip_prefix(key: str) -> str:
+    # DataParallel/DDP save "module.", torch.compile saves "_orig_mod.".
+    return re.sub(r"^(module\.|_orig_mod\.)+", "", key)
+
+
+def _unwrap_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
+    """Accept a plain state_dict or one under 'state_dict'/'model'; strip wrapper prefixes."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise WeightsError(f"{source} does not hold a state_dict (got {type(obj).__name__})")
+    out: dict[str, Tensor] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise WeightsError(f"{source} is not a state_dict: entry {key!r} is not a tensor")
+        out[_strip_prefix(key)] = value
+    return out
+
+
+def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
+    """Infer (arch, num_classes, width) from a ResNet state_dict's keys and shapes."""
+    sd = {_strip_prefix(k): v for k, v in state_dict.items() if isinstance(k, str)}
+    keys = sd.keys()
+    conv1, fc = sd.get("conv1.weight"), sd.get("fc.weight")
+    if not isinstance(conv1, Tensor) or conv1.dim() != 4 or not isinstance(fc, Tensor):
+        raise WeightsError("not a ResNet state_dict: conv1.weight or fc.weight is missing")
+    blocks = [0, 0, 0, 0]
+    for key in keys:
+        m = re.match(r"layer([1-4])\.(\d+)\.", key)
+        if m:
+            i = int(m.group(1)) - 1
+            blocks[i] = max(blocks[i], int(m.group(2)) + 1)
+    block = Bottleneck if "layer1.0.conv3.weight" in keys else BasicBlock
+    for name, (arch_block, layers) in ARCHITECTURES.items():
+        if arch_block is block and layers == blocks:
+            return name, int(fc.shape[0]), int(conv1.shape[0])
+    raise WeightsError(
+        f"not a known ResNet state_dict: {block.__name__} blocks per layer {blocks}",
+        hint=f"supported architectures: {', '.join(ARCHITECTURES)}",
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
+    """torch.load a local file with weights_only=True; return (state_dict, sha256)."""
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} does not exist or is not a file",
+            hint="pass --weights imagenet, --weights random, or the path of a state_dict file",
+        )
+    try:
+        sha = _sha256(path)
+    except OSError as e:
+        raise WeightsError(f"weights file {path} cannot be read: {e.strerror or e}") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [ln.strip() for ln in str(e).splitlines()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), "")
+        why = (
+            "it contains Python objects, not just tensors, and unpickling them could execute code"
+            if "GLOBAL" in str(e)
+            else "it holds pickle data that torch's weights-only loader rejects (Python objects "
+            "that could execute code, or a corrupt file)"
+        )
+        raise WeightsError(
+            f"weights file {path} was refused: {why}; it was not loaded (edgeresnet never "
+            f"loads weights unsafely){'. torch: ' + detail if detail else ''}",
+            hint="in a trusted environment re-save only the tensors: "
+            "torch.save(model.state_dict(), 'weights.pth')",
+        ) from e
+    except Exception as e:  # torch raises RuntimeError/OSError/EOFError/KeyError on bad bytes
+        raise WeightsError(
+            f"weights file {path} is truncated or corrupt and could not be read "
+            f"({type(e).__name__}: {str(e).strip()[:200]})",
+            hint="copy the file again and compare its sha256 with the source",
+        ) from e
+    return _unwrap_state_dict(obj, f"weights file {path}"), sha
+
+
+def _load_strict(model: nn.Module, sd: dict[str, Tensor], source: str) -> None:
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        lines = str(e).strip().splitlines()
+        raise WeightsError(f"{source} does not fit the model: {' '.join(lines[:4])[:600]}") from e
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode plus what it is and where its weights came from."""
+
+    model: ResNet
+    arch: str
+    num_classes: int
+    width: int
+    weights: dict[str, Any]  # JSON-able provenance
+    info: WeightsInfo | None = None
+
+
+def _provenance(kind: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        **dict.fromkeys(("name", "url", "sha256", "seed", "top1", "top5")),
+        **fields,
+    }
+
+
+def _imagenet_version(arch: str, spec: str) -> WeightsInfo:
+    version = spec.split(":", 1)[1] if ":" in spec else spec
+    version = version.strip().upper()
+    if version in ("", "IMAGENET", "DEFAULT"):
+        version = DEFAULT_WEIGHTS
+    elif not version.startswith("IMAGENET1K_"):
+        version = f"IMAGENET1K_{version}"
+    available = WEIGHTS[arch]
+    if version not in available:
+        raise WeightsError(
+            f"{arch} has no ImageNet weights {spec!r}",
+            hint=f"available for {arch}: {', '.join(available)} (e.g. --weights imagenet:V1)",
+        )
+    return available[version]
+
+
+def _load_imagenet(
+    arch: str, info: WeightsInfo, num_classes: int | None, progress: bool
+) -> LoadedModel:
+    if num_classes not in (None, 1000):
+        raise WeightsError(
+            f"ImageNet weights have 1000 classes, not {num_classes}",
+            hint="leave the class count unset with ImageNet weights",
+        )
+    file = Path(urlparse(info.url).path).name
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / file
+    try:
+        sd = torch.hub.load_state_dict_from_url(
+            info.url, progress=progress, check_hash=True, weights_only=True, map_location="cpu"
+        )
+    except Exception as e:  # URLError/OSError offline, RuntimeError on hash mismatch or bad cache
+        raise WeightsError(
+            f"{arch} {info.name} weights could not be downloaded or verified from {info.url} "
+            f"(cache: {cached}): {type(e).__name__}: {str(e).strip()[:200]}",
+            hint=_OFFLINE_HINT.format(file=file, cache_dir=cached.parent),
+        ) from e
+    sha = _sha256(cached) if cached.is_file() else None
+    # torch.hub checks the hash only when downloading; re-check the cached file we used.
+    if sha is not None and not sha.startswith(info.sha256_prefix):
+        raise WeightsError(
+            f"cached weights {cached} do not match the published sha256 prefix "
+            f"{info.sha256_prefix}; the file is corrupt or was replaced",
+            hint=f"delete {cached} and retry, or "
+            + _OFFLINE_HINT.format(file=file, cache_dir=cached.parent),
+        )
+    model = build_model(arch)
+    _load_strict(model, _unwrap_state_dict(sd, info.url), f"{arch} {info.name} weights")
+    prov = _provenance(
+        "imagenet", name=info.name, url=info.url, sha256=sha, top1=info.top1, top5=info.top5
+    )
+    return LoadedModel(model.eval(), arch, 1000, 64, prov, info)
+
+
+def _load_file(arch: str, path: Path, num_classes: int | None) -> LoadedModel:
+    sd, sha = _read_weights_file(path)
+    try:
+        detected, file_classes, width = detect_architecture(sd)
+    except WeightsError as e:
+        raise WeightsError(f"weights file {path}: {e.message}", hint=e.hint) from e
+    if detected != arch:
+        raise WeightsError(
+            f"weights file {path} holds {detected} weights, not {arch}", hint=f"--model {detected}"
+        )
+    if num_classes is not None and num_classes != file_classes:
+        raise WeightsError(
+            f"weights file {path} has a {file_classes}-class classifier, not {num_classes}",
+            hint=f"leave the class count unset to use the file's {file_classes} classes",
+        )
+    model = build_model(arch, num_classes=file_classes, width=width)
+    _load_strict(model, sd, f"weights file {path}")
+    prov = _provenance("file", name=path.name, path=str(path.resolve()), sha256=sha)
+    return LoadedModel(model.eval(), arch, file_classes, width, prov, None)
+
+
+def _load_random(arch: str, seed: int, num_classes: int | None) -> LoadedModel:
+    classes = 1000 if num_classes is None else num_classes
+    # fork_rng: seed deterministically without disturbing the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(arch, num_classes=classes)
+    prov = _provenance("random", name="random", seed=seed)
+    return LoadedModel(model.eval(), arch, classes, 64, prov, None)
+
+
+def load_model(
+    arch: str,
+    weights: str = "imagenet",
+    *,
+    num_classes: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> LoadedModel:
+    """Build ``arch`` with weights: imagenet[:V1|V2], IMAGENET1K_V*, random[:SEED] or a path."""
+    arch = _canonical_arch(arch)
+    spec = str(weights).strip()
+    low = spec.lower()
+    if low == "imagenet" or low.startswith(("imagenet:", "imagenet1k_")):
+        return _load_imagenet(arch, _imagenet_version(arch, spec), num_classes, progress)
+    if low == "random" or low.startswith("random:"):
+        if ":" in low:
+            try:
+                seed = int(low.split(":", 1)[1])
+            except ValueError as e:
+                raise WeightsError(
+                    f"bad random seed in {spec!r}",
+                    hint="use --weights random:SEED with an integer SEED",
+                ) from e
+        return _load_random(arch, seed, num_classes)
+    return _load_file(arch, Path(os.path.expanduser(spec)), num_classes)
+
+
+# ------------------------------------------------------------------------------------ counting
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (shared ones counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, input_size: int) -> int:
+    """Multiply-accumulates of one forward pass on a 1x3xSxS input (FlopCounterMode FLOPs / 2)."""
+    from torch.func import functional_call
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if input_size < 1:
+        raise UsageError(f"input_size must be >= 1, got {input_size}")
+    param = next(model.parameters(), torch.zeros(()))
+    shape = (1, 3, input_size, input_size)
+    was_training = model.training
+    model.eval()
+    try:
+        # Shapes decide the count, so run on "meta" tensors: no arithmetic, no memory.
+        state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        meta = {name: t.to("meta") for name, t in state.items()}
+        counter = FlopCounterMode(display=False)
+        try:
+            with torch.no_grad(), counter:
+                functional_call(model, meta, (torch.zeros(shape, device="meta"),))
+        except (NotImplementedError, RuntimeError):  # an op without a meta kernel
+            counter = FlopCounterMode(display=False)
+            with torch.no_grad(), counter:
+                model(torch.zeros(shape, device=param.device, dtype=param.dtype))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2

@@ -1,0 +1,234 @@
+"""Benchmark ONNX models in ONNX Runtime on the machine this runs on.
+
+Imports only onnxruntime, numpy and the standard library, so it runs from a copied bundle:
+
+    python bench_onnxruntime.py --bundle .            # every model in manifest.json
+    python bench_onnxruntime.py --model model.int8.onnx --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+try:
+    from . import common  # inside the edgeresnet package
+except ImportError:  # standalone, copied into a bundle next to common.py
+    import common  # type: ignore[no-redef]
+
+INT8_OPS = {
+    "QLinearConv",
+    "ConvInteger",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "QGemm",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+}
+FLOAT_OPS = {"Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def session_options(threads: int, optimization: str = "all") -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
+    options.log_severity_level = 3
+    return options
+
+
+def executed_precision(
+    model: Path, threads: int, input_shape: tuple[int, ...], optimization: str, providers: list[str]
+) -> dict[str, Any]:
+    """Which kernels ONNX Runtime really ran, read from its profiler after one inference."""
+    options = session_options(threads, optimization)
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(model), options, providers=providers)
+        session.run(None, {session.get_inputs()[0].name: np.zeros(input_shape, np.float32)})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    ops = Counter(
+        e["args"]["op_name"]
+        for e in events
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+    )
+    int8 = sum(n for op, n in ops.items() if op in INT8_OPS)
+    flt = sum(n for op, n in ops.items() if op in FLOAT_OPS)
+    label = "int8" if int8 and not flt else "fp32" if flt and not int8 else "int8+fp32"
+    return {
+        "label": label if (int8 or flt) else "unknown",
+        "int8_kernels": int8,
+        "float_kernels": flt,
+        "op_counts": dict(sorted(ops.items())),
+    }
+
+
+def measure(
+    model: Path,
+    *,
+    threads: int,
+    batch_sizes: list[int],
+    input_size: int,
+    warmup: int = 10,
+    min_iterations: int = 50,
+    min_seconds: float = 3.0,
+    optimization: str = "all",
+    providers: list[str] | None = None,
+) -> dict[str, Any]:
+    """Load time, latency per batch size, throughput, peak memory and executed precision."""
+    providers = providers or ["CPUExecutionProvider"]
+    rss_before = common.rss_mb()
+    t0 = time.perf_counter()
+    session = ort.InferenceSession(
+        str(model), session_options(threads, optimization), providers=providers
+    )
+    load_s = time.perf_counter() - t0
+    name = session.get_inputs()[0].name
+    rng = np.random.default_rng(0)
+    per_batch = []
+    for batch in batch_sizes:
+        x = rng.standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
+        times = common.time_loop(
+            functools.partial(session.run, None, {name: x}),
+            warmup=warmup,
+            min_iterations=min_iterations,
+            min_seconds=min_seconds,
+        )
+        stats = common.latency_stats(times)
+        stats.update(batch=batch, images_per_s=round(batch * 1000.0 / stats["p50_ms"], 2))
+        per_batch.append(stats)
+    peak = common.peak_rss_mb()
+    del session
+    precision = executed_precision(
+        model, threads, (1, 3, input_size, input_size), optimization, providers
+    )
+    return {
+        "runtime": "onnxruntime",
+        "runtime_version": ort.__version__,
+        "providers": providers,
+        "threads": threads,
+        "optimization": optimization,
+        "load_s": round(load_s, 4),
+        "rss_before_load_mb": rss_before,
+        "peak_rss_mb": peak,
+        "latency": per_batch[0],
+        "throughput": max(per_batch, key=lambda b: b["batch"]),
+        "per_batch": per_batch,
+        "precision_executed": precision,
+    }
+
+
+def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Benchmark every ONNX variant a bundle lists; returns a whole results document."""
+    manifest = common.check_manifest(bundle)
+    rows = []
+    for variant in manifest["variants"]:
+        if not variant["file"].endswith(".onnx"):
+            continue
+        print(f"benchmarking {variant['file']} ...", flush=True)
+        result = measure(
+            bundle / variant["file"],
+            threads=args.threads,
+            batch_sizes=args.batch_sizes,
+            input_size=manifest["model"]["input_size"],
+            warmup=args.warmup,
+            min_iterations=args.min_iterations,
+            min_seconds=args.min_seconds,
+            optimization=args.optimization,
+            providers=args.providers,
+        )
+        rows.append(
+            {
+                **{k: variant[k] for k in ("variant", "precision", "artifact")},
+                "accuracy": None,
+                "fidelity": None,
+                "bench": result,
+            }
+        )
+    return common.results_document(
+        producer={
+            "tool": "edgeresnet ondevice/bench_onnxruntime.py",
+            "version": manifest.get("edgeresnet_version"),
+        },
+        device=common.machine_info(args.device_name),
+        environment={"onnxruntime": ort.__version__},
+        model=manifest["model"],
+        data=manifest.get("data", {}),
+        target=manifest["target"],
+        rows=rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
+    source.add_argument("--model", type=Path, help="one ONNX file")
+    parser.add_argument(
+        "--json", type=Path, help="output file (default: BUNDLE/results.<device>.json)"
+    )
+    parser.add_argument("--threads", type=int, default=common.physical_cores())
+    parser.add_argument(
+        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
+    )
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--min-iterations", type=int, default=50)
+    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--optimization", choices=sorted(_LEVELS), default="all")
+    parser.add_argument(
+        "--providers",
+        type=lambda s: s.split(","),
+        default=["CPUExecutionProvider"],
+        help="execution providers, in order",
+    )
+    parser.add_argument("--device-name", help="name of this device in reports")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.bundle:
+        document = bench_bundle(args.bundle, args)
+        out = args.json or args.bundle / f"results.{document['device']['name']}.json"
+    else:
+        if not args.model.is_file():
+            parser.error(f"{args.model} does not exist")
+        document = measure(
+            args.model,
+            threads=args.threads,
+            batch_sizes=args.batch_sizes,
+            input_size=args.input_size,
+            warmup=args.warmup,
+            min_iterations=args.min_iterations,
+            min_seconds=args.min_seconds,
+            optimization=args.optimization,
+            providers=args.providers,
+        )
+        out = args.json
+    if out is None:
+        json.dump(document, sys.stdout, indent=2)
+    else:
+        common.write_json(out, document)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

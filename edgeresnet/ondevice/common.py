@@ -1,0 +1,207 @@
+"""What every on-device script shares: the results schema, machine facts and timing.
+
+Standard library and numpy only: this file is copied next to the scripts in every bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "edgeresnet.results"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+# ISA extensions that decide which INT8/BF16 kernels a CPU runtime can use.
+_ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+)
+
+
+def machine_info(name: str | None = None) -> dict[str, Any]:
+    """Facts about this machine that decide its speed, recorded with every figure."""
+    cpuinfo = _read("/proc/cpuinfo")
+    model = _cpuinfo_field(cpuinfo, ("model name", "Hardware", "Processor")) or platform.processor()
+    flags = set((_cpuinfo_field(cpuinfo, ("flags", "Features")) or "").split())
+    board = _read("/proc/device-tree/model").strip("\x00\n ") or None
+    return {
+        "name": name or platform.node() or "unknown",
+        "cpu": model or platform.machine(),
+        "arch": platform.machine(),
+        "isa": [f for f in _ISA_FLAGS if f in flags],
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "memory_gb": round(_mem_total_kb() / 1024**2, 1) if _mem_total_kb() else None,
+        "os": f"{platform.system()} {platform.release()}",
+        "board": board,
+    }
+
+
+def physical_cores() -> int:
+    """Physical cores (hyper-threads counted once); falls back to logical cores."""
+    cores = set()
+    physical = core = None
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            physical = value.strip()
+        elif key == "core id":
+            core = value.strip()
+            cores.add((physical, core))
+    return len(cores) or os.cpu_count() or 1
+
+
+def results_document(
+    *,
+    producer: dict[str, Any],
+    device: dict[str, Any],
+    environment: dict[str, Any],
+    model: dict[str, Any],
+    data: dict[str, Any],
+    target: dict[str, Any],
+    rows: list[dict],
+) -> dict[str, Any]:
+    """The one results.json layout that builds and on-device runs both write."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "producer": producer,
+        "device": device,
+        "environment": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            **environment,
+        },
+        "model": model,
+        "data": data,
+        "target": target,
+        "rows": rows,
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_manifest(bundle: Path) -> dict[str, Any]:
+    """Load a bundle's manifest and refuse the bundle if any listed file differs from it."""
+    manifest_path = bundle / MANIFEST
+    if not manifest_path.is_file():
+        raise SystemExit(f"error: {manifest_path} is missing: this is not an edgeresnet bundle.")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for entry in manifest.get("files", []):
+        path = bundle / entry["path"]
+        if not path.is_file():
+            raise SystemExit(f"error: {path} is listed in the manifest but missing.")
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise SystemExit(
+                f"error: {path} does not match its sha256 in {manifest_path}: the bundle is "
+                "damaged or was changed. Copy it again from the build machine."
+            )
+    return manifest
+
+
+def time_loop(
+    fn: Callable[[], Any], *, warmup: int, min_iterations: int, min_seconds: float
+) -> list[float]:
+    """Wall-clock seconds of each call after ``warmup`` calls; runs at least both minimums."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_iterations or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def latency_stats(times_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(times_s) * 1000.0
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {
+        "p50_ms": round(float(p50), 4),
+        "p90_ms": round(float(p90), 4),
+        "p99_ms": round(float(p99), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "min_ms": round(float(ms.min()), 4),
+        "iterations": int(ms.size),
+    }
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now."""
+    pages = _read("/proc/self/statm").split()
+    return round(int(pages[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1) if pages else 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far.
+
+    Linux's VmHWM restarts at exec; ru_maxrss would include the parent that spawned us.
+    """
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpuinfo_field(text: str, keys: tuple[str, ...]) -> str | None:
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keys:
+            return value.strip()
+    return None
+
+
+def _mem_total_kb() -> int | None:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1])
+    return None

@@ -1,0 +1,459 @@
+"""Tests for edgeresnet.models: architectures, registry, weight loading, counting."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shlex
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeresnet import models
+from edgeresnet.errors import ConfigError, WeightsError
+from edgeresnet.models import (
+    ARCHITECTURES,
+    WEIGHTS,
+    LoadedModel,
+    build_model,
+    count_macs,
+    count_parameters,
+    detect_architecture,
+    load_model,
+)
+
+TINY = 8  # base width for fast models: channels 8, 16, 32, 64 (x expansion)
+EXPECTED_BLOCKS = {
+    "resnet18": ("BasicBlock", [2, 2, 2, 2]),
+    "resnet34": ("BasicBlock", [3, 4, 6, 3]),
+    "resnet50": ("Bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("Bottleneck", [3, 4, 23, 3]),
+    "resnet152": ("Bottleneck", [3, 8, 36, 3]),
+}
+# Key names taken from torchvision.models.resnet50().state_dict().
+TORCHVISION_RESNET50_KEYS = {
+    "conv1.weight",
+    "bn1.weight",
+    "bn1.bias",
+    "bn1.running_mean",
+    "bn1.running_var",
+    "bn1.num_batches_tracked",
+    "layer1.0.conv1.weight",
+    "layer1.0.bn1.weight",
+    "layer1.0.conv2.weight",
+    "layer1.0.conv3.weight",
+    "layer1.0.bn3.running_mean",
+    "layer1.0.downsample.0.weight",
+    "layer1.0.downsample.1.weight",
+    "layer1.0.downsample.1.num_batches_tracked",
+    "layer2.0.downsample.0.weight",
+    "layer2.3.conv3.weight",
+    "layer3.5.bn2.bias",
+    "layer4.0.downsample.1.running_var",
+    "layer4.2.conv3.weight",
+    "layer4.2.bn3.running_var",
+    "fc.weight",
+    "fc.bias",
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Tiny convs on a busy machine: OpenMP threads spin against each other (seconds, not ms).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def resnet50() -> torch.nn.Module:
+    """One full-width ResNet-50 shared by the tests that only read it."""
+    return build_model("resnet50").eval()
+
+
+def _tiny_state_dict(arch: str, num_classes: int = 10) -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return build_model(arch, num_classes=num_classes, width=TINY).state_dict()
+
+
+def test_architectures_are_the_torchvision_ones() -> None:
+    got = {name: (block.__name__, layers) for name, (block, layers) in ARCHITECTURES.items()}
+    assert got == EXPECTED_BLOCKS
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_every_architecture_builds_runs_and_round_trips(arch: str) -> None:
+    assert arch in EXPECTED_BLOCKS, f"{arch} is registered but not covered by these tests"
+    model = build_model(arch, num_classes=7, width=TINY).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    expansion = 4 if EXPECTED_BLOCKS[arch][0] == "Bottleneck" else 1
+    assert model.fc.in_features == TINY * 8 * expansion
+    assert detect_architecture(model.state_dict()) == (arch, 7, TINY)
+    assert set(WEIGHTS[arch]) >= {"IMAGENET1K_V1"}
+
+
+def test_resnet50_full_width_forward(resnet50: torch.nn.Module) -> None:
+    with torch.no_grad():
+        out = resnet50(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+
+
+def test_parameter_counts_equal_torchvision(resnet50: torch.nn.Module) -> None:
+    assert count_parameters(build_model("resnet18")) == 11689512
+    assert count_parameters(resnet50) == 25557032
+    for arch, params in [("resnet18", 11689512), ("resnet50", 25557032)]:
+        assert WEIGHTS[arch]["IMAGENET1K_V1"].params == params
+
+
+def test_resnet50_state_dict_keys_match_torchvision(resnet50: torch.nn.Module) -> None:
+    sd = resnet50.state_dict()
+    assert len(sd) == 320
+    assert TORCHVISION_RESNET50_KEYS <= set(sd)
+    assert sd["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
+    assert sd["layer2.0.conv2.weight"].shape == (128, 128, 3, 3)
+    assert sd["fc.weight"].shape == (1000, 2048)
+    # v1.5: the stride sits on the 3x3 conv, not on the first 1x1.
+    block = resnet50.layer2[0]
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+
+
+def test_kaiming_init_like_torchvision(resnet50: torch.nn.Module) -> None:
+    model = build_model("resnet18", width=TINY)
+    assert torch.all(model.bn1.weight == 1) and torch.all(model.bn1.bias == 0)
+    w = resnet50.layer4[0].conv2.weight  # fan_out = 512 * 9
+    assert abs(w.std().item() - (2 / (512 * 9)) ** 0.5) < 2e-3
+
+
+def test_unknown_architecture_lists_valid_names() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_model("resnet42")
+    assert all(name in str(err.value) for name in ARCHITECTURES)
+    with pytest.raises(ConfigError):
+        load_model("vgg16", "random")
+
+
+def test_detect_architecture_rejects_non_resnet() -> None:
+    with pytest.raises(WeightsError):
+        detect_architecture({"weight": torch.zeros(3, 3)})
+    sd = _tiny_state_dict("resnet18")
+    for key in [k for k in sd if k.startswith("layer4.1.")]:
+        del sd[key]  # a BasicBlock net with [2, 2, 2, 1] blocks is not a known ResNet
+    with pytest.raises(WeightsError, match="not a known ResNet"):
+        detect_architecture(sd)
+
+
+def test_registry_matches_torchvision_metadata() -> None:
+    assert {a: sorted(v) for a, v in WEIGHTS.items()} == {
+        "resnet18": ["IMAGENET1K_V1"],
+        "resnet34": ["IMAGENET1K_V1"],
+        "resnet50": ["IMAGENET1K_V1", "IMAGENET1K_V2"],
+        "resnet101": ["IMAGENET1K_V1", "IMAGENET1K_V2"],
+        "resnet152": ["IMAGENET1K_V1", "IMAGENET1K_V2"],
+    }
+    v1, v2 = WEIGHTS["resnet50"]["IMAGENET1K_V1"], WEIGHTS["resnet50"]["IMAGENET1K_V2"]
+    assert v1.url == "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+    assert (v1.top1, v1.top5, v1.gflops, v1.file_size_mb) == (76.130, 92.862, 4.089, 97.781)
+    assert (v1.resize_size, v1.crop_size, v2.resize_size, v2.crop_size) == (256, 224, 232, 224)
+    assert v2.url.endswith("resnet50-11ad3fa6.pth") and v2.top1 == 80.858
+    for versions in WEIGHTS.values():
+        for info in versions.values():
+            assert info.url.endswith(f"/{info.arch}-{info.sha256_prefix}.pth")
+            assert len(info.sha256_prefix) == 8
+    with pytest.raises(AttributeError):
+        v1.top1 = 0.0  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------------- from files
+
+
+@pytest.mark.parametrize("layout", ["plain", "state_dict", "model", "module_prefix"])
+def test_load_model_from_file(tmp_path: Path, layout: str) -> None:
+    sd = _tiny_state_dict("resnet34", num_classes=5)
+    obj: object = {
+        "plain": sd,
+        "state_dict": {"state_dict": sd, "epoch": 3},
+        "model": {"model": sd, "optimizer": {"lr": torch.tensor(0.1)}},
+        "module_prefix": {f"module.{k}": v for k, v in sd.items()},
+    }[layout]
+    path = tmp_path / "w.pth"
+    torch.save(obj, path)
+    loaded = load_model("resnet34", str(path))
+    assert isinstance(loaded, LoadedModel)
+    assert (loaded.arch, loaded.num_classes, loaded.width) == ("resnet34", 5, TINY)
+    assert not loaded.model.training and loaded.info is None
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, sd[key])
+    prov = loaded.weights
+    assert prov["kind"] == "file" and prov["name"] == "w.pth"
+    assert len(prov["sha256"]) == 64
+    json.dumps(prov)
+
+
+def test_file_with_other_architecture_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "r18.pth"
+    torch.save(_tiny_state_dict("resnet18"), path)
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet50", str(path))
+    assert "holds resnet18 weights, not resnet50" in str(err.value)
+    assert err.value.hint == "--model resnet18"
+
+
+def test_file_num_classes_mismatch(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save(_tiny_state_dict("resnet18", num_classes=10), path)
+    assert load_model("resnet18", str(path), num_classes=10).num_classes == 10
+    with pytest.raises(WeightsError, match="10-class"):
+        load_model("resnet18", str(path), num_classes=1000)
+
+
+def test_file_with_wrong_shapes_fails_strict_load(tmp_path: Path) -> None:
+    sd = _tiny_state_dict("resnet18")
+    sd["layer2.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+    path = tmp_path / "w.pth"
+    torch.save(sd, path)
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_model("resnet18", str(path))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_model("resnet18", str(tmp_path / "nope.pth"))
+
+
+class _Payload:
+    """Unpickling this calls ``func(*args)``: the classic malicious-checkpoint trick."""
+
+    def __init__(self, func: object, args: tuple[object, ...]) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.func, self.args
+
+
+def _payloads(marker: Path) -> dict[str, _Payload]:
+    return {
+        "os.system": _Payload(os.system, (f"touch {shlex.quote(str(marker))}",)),
+        "open": _Payload(open, (str(marker), "w")),
+    }
+
+
+@pytest.mark.parametrize("payload", ["os.system", "open"])
+@pytest.mark.parametrize("fmt", ["torch.save", "raw-pickle"])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, payload: str, fmt: str) -> None:
+    if payload == "os.system" and os.name != "posix":
+        pytest.skip("touch needs a POSIX shell")
+    # The payload is live: plain pickle.loads would run it.
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(_payloads(control)[payload]))
+    assert control.exists()
+
+    marker = tmp_path / "PWNED"
+    evil = {"conv1.weight": torch.zeros(1), "fc.weight": _payloads(marker)[payload]}
+    path = tmp_path / "evil.pth"
+    if fmt == "torch.save":
+        torch.save(evil, path)
+    else:
+        path.write_bytes(pickle.dumps(evil, protocol=2))
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet18", str(path))
+    assert not marker.exists()
+    assert "refused" in str(err.value) and "execute code" in str(err.value)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_truncated_file(tmp_path: Path, legacy: bool) -> None:
+    path = tmp_path / "cut.pth"
+    torch.save(_tiny_state_dict("resnet18"), path, _use_new_zipfile_serialization=not legacy)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet18", str(path))
+    assert str(path) in str(err.value) and "corrupt" in str(err.value)
+
+
+def test_file_that_is_not_a_resnet(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(WeightsError, match="not a ResNet") as err:
+        load_model("resnet18", str(path))
+    assert str(path) in str(err.value)
+
+
+def test_non_state_dict_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.pth"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(WeightsError, match="does not hold a state_dict"):
+        load_model("resnet18", str(path))
+
+
+def test_torch_load_always_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, object]] = []
+    real_load = torch.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "load", spy)
+    path = tmp_path / "w.pth"
+    torch.save(_tiny_state_dict("resnet18"), path)
+    load_model("resnet18", str(path))
+    assert calls and all(c.get("weights_only") is True for c in calls)
+
+
+# ------------------------------------------------------------------------------- imagenet
+
+
+def test_imagenet_offline_gives_actionable_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args: object, **kwargs: object) -> object:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet50", "imagenet", progress=False)
+    assert "could not be downloaded or verified" in str(err.value)
+    assert "--weights random" in err.value.hint and "--weights FILE" in err.value.hint
+    assert "resnet50-0676ba61.pth" in err.value.hint
+
+
+def test_imagenet_hash_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def bad_hash(*args: object, **kwargs: object) -> object:
+        raise RuntimeError('invalid hash value (expected "0676ba61", got "deadbeef")')
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", bad_hash)
+    with pytest.raises(WeightsError, match="could not be downloaded or verified"):
+        load_model("resnet50", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ("imagenet", "IMAGENET1K_V1"),
+        ("imagenet:V2", "IMAGENET1K_V2"),
+        ("IMAGENET1K_V2", "IMAGENET1K_V2"),
+    ],
+)
+def test_imagenet_load_and_provenance(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resnet50: torch.nn.Module,
+    spec: str,
+    name: str,
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    published = resnet50.state_dict()
+    seen: dict[str, object] = {}
+
+    def fake(url: str, **kwargs: object) -> dict[str, torch.Tensor]:
+        seen.update(kwargs, url=url)
+        return published
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake)
+    loaded = load_model("resnet50", spec, progress=False)
+    info = WEIGHTS["resnet50"][name]
+    assert seen == {
+        "url": info.url,
+        "progress": False,
+        "check_hash": True,
+        "weights_only": True,
+        "map_location": "cpu",
+    }
+    assert loaded.info == info and not loaded.model.training
+    assert torch.equal(loaded.model.fc.weight, published["fc.weight"])
+    prov = loaded.weights
+    assert (prov["kind"], prov["name"], prov["url"]) == ("imagenet", name, info.url)
+    assert (prov["top1"], prov["top5"]) == (info.top1, info.top5)
+    json.dumps(prov)
+
+
+def test_imagenet_corrupt_cache_is_detected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not the published file")
+    sd = build_model("resnet18").state_dict()
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: sd)
+    with pytest.raises(WeightsError, match="sha256 prefix f37072fd") as err:
+        load_model("resnet18", progress=False)
+    assert str(cached) in err.value.hint
+
+
+def test_imagenet_unknown_version_lists_available() -> None:
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet18", "imagenet:V2")
+    assert "IMAGENET1K_V1" in err.value.hint
+    with pytest.raises(WeightsError):
+        load_model("resnet50", "IMAGENET1K_V9")
+
+
+# --------------------------------------------------------------------------------- random
+
+
+def test_random_weights_are_deterministic() -> None:
+    a = load_model("resnet18", "random", seed=3)
+    b = load_model("resnet18", "random:3")
+    c = load_model("resnet18", "random:4")
+    assert a.weights == b.weights and a.weights["seed"] == 3 and a.weights["kind"] == "random"
+    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["conv1.weight"], sc["conv1.weight"])
+    assert a.info is None and not a.model.training and a.num_classes == 1000
+    assert load_model("resnet18", "random", num_classes=3).model.fc.out_features == 3
+    with pytest.raises(WeightsError):
+        load_model("resnet18", "random:x")
+
+
+def test_random_does_not_disturb_global_rng() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load_model("resnet18", "random:9")
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ------------------------------------------------------------------------------- counting
+
+
+def test_count_macs_resnet50_matches_torchvision_ops(resnet50: torch.nn.Module) -> None:
+    resnet50.train()
+    try:
+        macs = count_macs(resnet50, 224)
+        assert resnet50.training  # mode restored
+    finally:
+        resnet50.eval()
+    assert abs(macs - 4.089e9) / 4.089e9 < 0.01
+    assert resnet50.conv1.weight.device.type == "cpu"  # counted on meta, model untouched
+
+
+def test_count_macs_small_and_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = build_model("resnet18", width=TINY)
+    expected = count_macs(tiny, 32)
+    assert expected > 0
+    # Without meta support (e.g. custom ops) it runs the real model and counts the same.
+    monkeypatch.setattr(torch.func, "functional_call", _raise_not_implemented)
+    assert count_macs(tiny, 32) == expected
+
+
+def _raise_not_implemented(*args: object, **kwargs: object) -> object:
+    raise NotImplementedError("no meta kernel")
+
+
+def test_public_names_exist() -> None:
+    for name in models.__all__:
+        assert hasattr(models, name)
