@@ -223,13 +223,16 @@ def _evaluate(variants: list[Variant], inputs: Inputs, images: ImageSet) -> None
         sessions, images.batches(inputs.preprocess, BATCH), total=len(images)
     )
     reference = logits["fp32"]
-    random_weights = inputs.loaded.weights["kind"] == "random"
+    # Accuracy only on a labelled --eval set, never on calibration images, and never for random
+    # weights, whose "accuracy" means nothing.
+    scored = (
+        inputs.evaluation is not None
+        and labels is not None
+        and inputs.loaded.weights["kind"] != "random"
+    )
     for v in variants:
         v.row["fidelity"] = {"reference": "fp32 artifact", **fidelity(reference, logits[v.name])}
-        # Accuracy of random weights means nothing: it is never computed, let alone shown.
-        v.row["accuracy"] = (
-            accuracy(logits[v.name], labels) if labels is not None and not random_weights else None
-        )
+        v.row["accuracy"] = accuracy(logits[v.name], labels) if scored else None
 
 
 def _document(

@@ -53,6 +53,7 @@ def scatter(rows: list[Row], x: str, xlabel: str, path: Path, *, title: str) -> 
     for j, target in enumerate(targets):
         ax.scatter([], [], color="grey", marker=_MARKERS[j % len(_MARKERS)], label=target)
     ax.set_xlabel(xlabel)
+    ax.set_xlim(left=0)
     ax.set_ylabel(ylabel, fontsize=8 if metric == "agreement" else 10)
     if any(r.random_weights for r in points):
         title += "\n(random weights: size and speed hold, accuracy does not)"

@@ -47,6 +47,11 @@ def write_report(
     plots = [p for p in plots if p is not None]
     context = {
         "command": command,
+        "producers": [
+            d["producer"]["command"]
+            for d in documents.values()
+            if d.get("producer", {}).get("command")
+        ],
         "tables": _tables(rows),
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),

@@ -1,0 +1,104 @@
+"""Shared fixtures: real images on disk, a ResNet trained on real digits, fast target profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgeresnet.data import Preprocess, discover
+from edgeresnet.models import build_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IMAGENET_SAMPLES = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-samples"
+DIGITS_SIZE = 32
+
+FAST_PROFILE = """
+name = "{name}"
+backend = "onnxruntime"
+device = "CPU"
+precisions = ["fp32", "int8"]
+[quantization]
+method = "ort-static"
+[benchmark]
+batch_sizes = [1, 4]
+warmup = 2
+min_iterations = 5
+min_seconds = 0.05
+threads = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def imagenet_samples() -> Path:
+    if not (IMAGENET_SAMPLES / "labels.tsv").is_file():
+        pytest.skip(f"{IMAGENET_SAMPLES} is absent")
+    return IMAGENET_SAMPLES
+
+
+@pytest.fixture
+def fast_profile(tmp_path: Path) -> Path:
+    """The ONNX target with benchmarks cut to a fraction of a second."""
+    path = tmp_path / "onnx-fast.toml"
+    path.write_text(FAST_PROFILE.format(name="onnx"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """scikit-learn's bundled handwritten digits as PNG class folders: train/ and test/."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    root = tmp_path_factory.mktemp("digits")
+    data = load_digits()
+    train, test = train_test_split(
+        np.arange(len(data.target)), test_size=0.2, stratify=data.target, random_state=0
+    )
+    for split, indices in (("train", train), ("test", test)):
+        for i in indices:
+            folder = root / split / str(data.target[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = (data.images[i] * (255.0 / 16.0)).astype(np.uint8)
+            image = Image.fromarray(pixels, mode="L").resize((DIGITS_SIZE, DIGITS_SIZE))
+            image.save(folder / f"{i:04d}.png")
+    return {"train": root / "train", "test": root / "test"}
+
+
+@pytest.fixture(scope="session")
+def digits_weights(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-18 (width 16) trained on the digits train split; ~97 % top-1 on the test split."""
+    pre = Preprocess.for_input_size(DIGITS_SIZE)
+    x, y = _arrays(digits["train"], pre)
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=10, width=16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    epochs, batch = 12, 64
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=3e-3, total_steps=epochs * ((len(x) + batch - 1) // batch)
+    )
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch):
+            idx = order[start : start + batch]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    path = tmp_path_factory.mktemp("weights") / "digits-resnet18.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def _arrays(folder: Path, pre: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for x, y in discover(folder).batches(pre, 256):
+        images.append(x)
+        labels.append(y)
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))

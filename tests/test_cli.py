@@ -1,0 +1,121 @@
+"""The command line as a user meets it: clear errors, exit codes, nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeresnet.cli import main
+from edgeresnet.models import build_model
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeresnet", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_help_is_instant():
+    start = time.perf_counter()
+    proc = run("build", "--help")
+    assert proc.returncode == 0 and "--calib-size" in proc.stdout
+    assert time.perf_counter() - start < 5.0
+    assert "torch" not in sys.modules or True  # the subprocess is what is timed
+
+
+def test_targets_lists_profiles():
+    proc = run("targets")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("onnx ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "nosuch"], "Unknown target 'nosuch'"),
+        (["--target", "onnx", "--calib", "missing-folder"], "missing-folder"),
+        (["--target", "onnx", "--calib-size", "0"], "--calib-size must be at least 1"),
+        (["--target", "onnx", "--model", "resnet49"], "resnet49"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(tmp_path, args, message):
+    proc = run("build", *args, "--weights", "random", "--out", str(tmp_path / "out"))
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "onnx").exists()
+
+
+def test_empty_calibration_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run(
+        "build",
+        "--target",
+        "onnx",
+        "--weights",
+        "random",
+        "--calib",
+        str(tmp_path / "empty"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert proc.returncode == 1
+    assert "error:" in proc.stderr and "empty" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_weights_of_another_architecture(tmp_path, capsys):
+    path = tmp_path / "r18.pth"
+    torch.save(build_model("resnet18", num_classes=10, width=8).state_dict(), path)
+    assert (
+        main(["build", "--target", "onnx", "--weights", str(path), "--out", str(tmp_path / "out")])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "holds resnet18 weights, not resnet50" in err and "--model resnet18" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_offline_imagenet_weights_name_the_alternatives(tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    def offline(*_args, **_kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    assert main(["build", "--target", "onnx", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "--weights FILE" in err or "--weights random" in err
+    assert "Traceback" not in err
+
+
+def test_eval_labels_beyond_model_classes(tmp_path, digits, capsys):
+    path = tmp_path / "r18-5.pth"
+    torch.save(build_model("resnet18", num_classes=5, width=8).state_dict(), path)
+    code = main(
+        [
+            "build",
+            "--target",
+            "onnx",
+            "--model",
+            "resnet18",
+            "--weights",
+            str(path),
+            "--eval",
+            str(digits["test"]),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert code == 1
+    assert "has class index 9, but the model has 5 classes" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""Target profiles: bundled ones load; unknown keys, wrong types and unknown names are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeresnet.config import available_targets, load_target
+from edgeresnet.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(available_targets()))
+def test_every_bundled_profile_loads(name):
+    profile = load_target(name)
+    assert profile.name == name
+    assert profile.precisions
+
+
+def test_onnx_profile_is_the_fast_int8_flavour():
+    q = load_target("onnx").quantization
+    assert (q.activation_type, q.weight_type, q.per_channel) == ("uint8", "int8", True)
+
+
+def write(tmp_path, text):
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\nbackend = "onnxruntime"\ndevice = "CPU"\n' + text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('precisions = ["fp32"]\ncolour = "red"\n', "unknown key(s) colour"),
+        ('precisions = ["fp32"]\n[benchmark]\nwarmup = "ten"\n', "warmup must be int"),
+        ('precisions = ["fp32"]\n[benchmark]\nbatch_sizes = [0]\n', "positive batch sizes"),
+        ('precisions = ["int4"]\n', "must be a non-empty subset"),
+        ('precisions = ["fp32"]\n[quantization]\nper_channel = 1\n', "per_channel must be bool"),
+        ('precisions = ["fp32"]\n[export]\nopset = true\n', "opset must be int"),
+        ("", "missing key(s) precisions"),
+        ("precisions = [", "not valid TOML"),
+    ],
+)
+def test_bad_profiles_are_refused_with_the_key_named(tmp_path, text, message):
+    with pytest.raises(ConfigError) as info:
+        load_target(write(tmp_path, text))
+    assert message in str(info.value)
+    assert "p.toml" in str(info.value)
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(ConfigError) as info:
+        load_target("jetsonn")
+    assert "onnx" in info.value.hint

@@ -1,0 +1,41 @@
+"""Accuracy and fidelity metrics on hand-made logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeresnet.evaluate import accuracy, collect_logits, fidelity
+
+
+def test_accuracy_top1_top5():
+    logits = np.array([[9, 1, 2, 3, 4, 5], [5, 9, 2, 3, 4, 1], [0, 1, 2, 3, 4, 5]], np.float32)
+    result = accuracy(logits, np.array([0, 0, 0]))
+    assert result == {"top1": pytest.approx(33.333), "top5": pytest.approx(66.667), "images": 3}
+
+
+def test_fidelity_identical_and_perturbed():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((50, 10)).astype(np.float32)
+    same = fidelity(ref, ref.copy())
+    assert same["top1_agreement"] == 100.0 and same["mean_kl"] == 0 and same["sqnr_db"] is None
+    noisy = fidelity(ref, ref + 0.1 * rng.standard_normal(ref.shape).astype(np.float32))
+    assert 18.0 < noisy["sqnr_db"] < 22.0  # noise 0.1 of unit signal: 20 dB
+    assert noisy["mean_kl"] > 0
+    flipped = fidelity(ref, -ref)
+    assert flipped["top1_agreement"] < 30.0
+
+
+class Doubler:
+    def run(self, batch):
+        return batch.reshape(len(batch), -1) * 2
+
+
+def test_collect_logits_runs_every_session_on_the_same_batches():
+    batches = [
+        (np.ones((2, 3), np.float32), np.array([0, 1])),
+        (np.zeros((1, 3), np.float32), np.array([2])),
+    ]
+    logits, labels = collect_logits({"a": Doubler(), "b": Doubler()}, batches, total=3)
+    assert logits["a"].shape == (3, 3) and np.array_equal(logits["a"], logits["b"])
+    assert labels.tolist() == [0, 1, 2]

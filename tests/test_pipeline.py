@@ -1,0 +1,166 @@
+"""End-to-end builds of the ONNX target: real images, real ONNX Runtime, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeresnet import pipeline
+from edgeresnet.cli import main
+from edgeresnet.errors import QuantizationError
+from edgeresnet.ondevice.common import sha256_file
+
+pytestmark = pytest.mark.slow
+
+
+def build(*args: str) -> int:
+    return main(["build", *args])
+
+
+def results(out: Path, target: str = "onnx") -> dict:
+    return json.loads((out / target / "results.json").read_text())
+
+
+def rows(document: dict) -> dict[str, dict]:
+    return {row["variant"]: row for row in document["rows"]}
+
+
+def test_int8_keeps_digits_accuracy(digits, digits_weights, fast_profile, tmp_path):
+    """INT8 of a ResNet trained on real digits: top-1 within 1 point, agreement >= 98 %."""
+    out = tmp_path / "out"
+    code = build(
+        "--target",
+        str(fast_profile),
+        "--model",
+        "resnet18",
+        "--weights",
+        str(digits_weights),
+        "--input-size",
+        "32",
+        "--calib",
+        str(digits["train"]),
+        "--calib-size",
+        "300",
+        "--eval",
+        str(digits["test"]),
+        "--out",
+        str(out),
+    )
+    assert code == 0
+    doc = results(out)
+    fp32, int8 = rows(doc)["fp32"], rows(doc)["int8"]
+    assert fp32["accuracy"]["images"] == 360
+    assert fp32["accuracy"]["top1"] > 95.0
+    assert abs(fp32["accuracy"]["top1"] - int8["accuracy"]["top1"]) <= 1.0
+    assert int8["fidelity"]["top1_agreement"] >= 98.0
+    assert int8["bench"]["precision_executed"]["label"] == "int8"
+    assert doc["data"]["calibration"]["images"] == 300
+    assert doc["model"]["weights"]["kind"] == "file"
+    assert fp32["build"]["verified_against_pytorch"]["top1_agreement"] == 100.0
+
+
+def test_bundle_is_complete_and_checksummed(digits, digits_weights, fast_profile, tmp_path):
+    out = tmp_path / "out"
+    assert (
+        build(
+            "--target",
+            str(fast_profile),
+            "--model",
+            "resnet18",
+            "--weights",
+            str(digits_weights),
+            "--input-size",
+            "32",
+            "--calib",
+            str(digits["train"]),
+            "--calib-size",
+            "16",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    bundle = out / "onnx"
+    names = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    assert {
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "results.json",
+        "manifest.json",
+        "report.md",
+        "report.html",
+        "accuracy_vs_latency.png",
+        "accuracy_vs_size.png",
+        "ondevice/bench_onnxruntime.py",
+        "ondevice/common.py",
+    } <= names
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        assert sha256_file(bundle / entry["path"]) == entry["sha256"]
+    doc = results(out)
+    # No labels given: fidelity is measured on the calibration images, accuracy is not invented.
+    assert all(r["accuracy"] is None for r in doc["rows"])
+    assert rows(doc)["int8"]["fidelity"]["images"] == 16
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_resnet50_on_real_images(imagenet_samples, fast_profile, tmp_path):
+    """ResNet-50 with random weights: the INT8 file is ~4x smaller and runs int8 kernels."""
+    out = tmp_path / "out"
+    assert (
+        build(
+            "--target",
+            str(fast_profile),
+            "--weights",
+            "random",
+            "--calib",
+            str(imagenet_samples),
+            "--calib-size",
+            "24",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    doc = results(out)
+    fp32, int8 = rows(doc)["fp32"], rows(doc)["int8"]
+    assert doc["model"]["params"] == 25_557_032
+    assert int8["artifact"]["bytes"] <= 27_000_000
+    assert int8["bench"]["precision_executed"]["op_counts"]["QLinearConv"] == 53
+    assert int8["fidelity"]["sqnr_db"] >= 20.0
+    assert fp32["accuracy"] is None and int8["accuracy"] is None  # random weights
+    assert "n/a (random weights)" in (out / "onnx" / "report.md").read_text()
+
+
+def test_failed_build_keeps_previous_output(
+    digits, digits_weights, fast_profile, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    args = [
+        "--target",
+        str(fast_profile),
+        "--model",
+        "resnet18",
+        "--weights",
+        str(digits_weights),
+        "--input-size",
+        "32",
+        "--calib",
+        str(digits["train"]),
+        "--calib-size",
+        "8",
+        "--out",
+        str(out),
+    ]
+    assert build(*args) == 0
+    before = sha256_file(out / "onnx" / "results.json")
+
+    def broken(*_args, **_kwargs):
+        raise QuantizationError("simulated failure")
+
+    monkeypatch.setattr(pipeline, "get_quantizer", lambda method: broken)
+    assert build(*args) == 1
+    assert sha256_file(out / "onnx" / "results.json") == before
+    assert sorted(p.name for p in out.iterdir()) == ["onnx"]
