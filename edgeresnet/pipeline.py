@@ -12,19 +12,20 @@ import resource
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import onnx
 import torch
+from onnxruntime import __version__ as ort_version_string
 
 from edgeresnet import __version__
-from edgeresnet.backends import Backend, get_backend
+from edgeresnet.backends import Artifact, Backend, Session, get_backend
 from edgeresnet.bundle import add_scripts, write_manifest
 from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
-from edgeresnet.errors import DataError, UsageError, VerificationError
+from edgeresnet.errors import BackendUnavailableError, DataError, UsageError, VerificationError
 from edgeresnet.evaluate import accuracy, collect_logits, fidelity
 from edgeresnet.export import export_onnx
 from edgeresnet.models import LoadedModel, count_macs, count_parameters, load_model
@@ -36,7 +37,6 @@ from edgeresnet.ondevice.common import (
     write_json,
 )
 from edgeresnet.progress import stage, warn
-from edgeresnet.quantize import get_quantizer
 from edgeresnet.report import write_report
 
 RESULTS = "results.json"
@@ -60,15 +60,6 @@ class BuildRequest:
     out: Path = Path("build")
     device_name: str | None = None
     command: str = ""
-
-
-@dataclass
-class Variant:
-    name: str
-    precision: str
-    file: Path
-    build: dict[str, Any]
-    row: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,46 +154,46 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path) -> dict[str, Any]
             "Production INT8 wants ~300 images of your deployment's own data: pass --calib DIR."
         )
     check_set = inputs.evaluation or inputs.calib
-    variants = []
-    with stage(
-        f"exporting {loaded.arch} to ONNX ({profile.export.exporter}, opset {profile.export.opset})"
-    ):
-        fp32 = staging / "model.fp32.onnx"
-        record = export_onnx(loaded.model, fp32, input_size=pre.crop_size, options=profile.export)
-        variants.append(Variant("fp32", "fp32", fp32, record.to_dict()))
-        verified = _verify_export(
-            loaded.model, inputs.backend.load(fp32, threads=inputs.threads), check_set, pre
-        )
-        variants[0].build["verified_against_pytorch"] = verified
-    if "int8" in profile.precisions:
-        with stage(
-            f"quantizing to INT8 ({profile.quantization.method}, "
-            f"{len(inputs.calib)} calibration images)"
-        ):
-            int8 = staging / "model.int8.onnx"
-            quantize = get_quantizer(profile.quantization.method)
-            # One image per batch: ORT calibrates without graph optimizations, and at batch 16
-            # that session alone held 4 GB for ResNet-50; at batch 1 it holds 0.9 GB, as fast.
-            batches = (x for x, _ in inputs.calib.batches(pre, 1))
-            variants.append(
-                Variant("int8", "int8", int8, quantize(fp32, int8, batches, profile.quantization))
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-work-") as work:
+        fp32_onnx = Path(work) / "exported.fp32.onnx"
+        export = profile.export
+        with stage(f"exporting {loaded.arch} to ONNX ({export.exporter}, opset {export.opset})"):
+            record = export_onnx(loaded.model, fp32_onnx, input_size=pre.crop_size, options=export)
+            # The verified FP32 ONNX in ONNX Runtime is the reference every variant is held to.
+            reference = get_backend("onnxruntime").load(
+                Artifact("reference", "fp32", fp32_onnx), threads=inputs.threads
             )
-    with stage(
-        f"evaluating {len(variants)} artifacts in {inputs.backend.name} on {len(check_set)} images"
-    ):
-        _evaluate(variants, inputs, check_set)
-    for variant in variants:
-        with stage(f"benchmarking {variant.name} ({inputs.threads} threads)"):
-            variant.row["bench"] = inputs.backend.benchmark(
-                variant.file,
-                threads=inputs.threads,
-                input_size=pre.crop_size,
-                options=profile.benchmark,
-            )
-    return _document(request, inputs, variants, staging)
+            verified = _verify_export(loaded.model, reference, check_set, pre)
+        artifacts = []
+        for precision in profile.precisions:
+            with stage(f"compiling {precision} for {profile.name} ({inputs.backend.name})"):
+                artifact = inputs.backend.compile(
+                    fp32_onnx,
+                    precision,
+                    staging,
+                    profile=profile,
+                    calibration=lambda batch: (x for x, _ in inputs.calib.batches(pre, batch)),
+                )
+                artifact.build.setdefault("export", {**record.to_dict(), "verified": verified})
+                artifacts.append(artifact)
+        with stage(f"evaluating {len(artifacts)} artifacts on {len(check_set)} images"):
+            rows = _evaluate(artifacts, reference, inputs, check_set)
+    for artifact, row in zip(artifacts, rows, strict=True):
+        with stage(f"benchmarking {artifact.variant} ({inputs.threads} threads)"):
+            try:
+                row["bench"] = inputs.backend.benchmark(
+                    artifact, threads=inputs.threads, input_size=pre.crop_size, profile=profile
+                )
+            except BackendUnavailableError as exc:
+                warn(f"{artifact.variant} was built but could not be benchmarked here: {exc}")
+                row["bench"] = None
+                row["notes"].append(f"not benchmarked here: {exc.message}")
+    return _document(request, inputs, artifacts, rows, staging)
 
 
-def _verify_export(model: torch.nn.Module, session, images: ImageSet, pre: Preprocess) -> dict:
+def _verify_export(
+    model: torch.nn.Module, session: Session, images: ImageSet, pre: Preprocess
+) -> dict:
     """FP32 ONNX against PyTorch on up to 8 real images: they must agree to float precision."""
     x, _ = next(images.subset(min(8, len(images)), seed=0).batches(pre, 8))
     with torch.no_grad():
@@ -217,12 +208,22 @@ def _verify_export(model: torch.nn.Module, session, images: ImageSet, pre: Prepr
     return result
 
 
-def _evaluate(variants: list[Variant], inputs: Inputs, images: ImageSet) -> None:
-    sessions = {v.name: inputs.backend.load(v.file, threads=inputs.threads) for v in variants}
+def _evaluate(
+    artifacts: list[Artifact], reference: Session, inputs: Inputs, images: ImageSet
+) -> list[dict[str, Any]]:
+    """Run every artifact in its own runtime next to the FP32 reference, on the same images."""
+    rows: list[dict[str, Any]] = []
+    sessions: dict[str, Session] = {"reference": reference}
+    for artifact in artifacts:
+        rows.append({"notes": []})
+        try:
+            sessions[artifact.variant] = inputs.backend.load(artifact, threads=inputs.threads)
+        except BackendUnavailableError as exc:
+            warn(f"{artifact.variant} was built but cannot run here: {exc.message}")
+            rows[-1]["notes"].append(f"not evaluated here: {exc.message}")
     logits, labels = collect_logits(
         sessions, images.batches(inputs.preprocess, BATCH), total=len(images)
     )
-    reference = logits["fp32"]
     # Accuracy only on a labelled --eval set, never on calibration images, and never for random
     # weights, whose "accuracy" means nothing.
     scored = (
@@ -230,42 +231,57 @@ def _evaluate(variants: list[Variant], inputs: Inputs, images: ImageSet) -> None
         and labels is not None
         and inputs.loaded.weights["kind"] != "random"
     )
-    for v in variants:
-        v.row["fidelity"] = {"reference": "fp32 artifact", **fidelity(reference, logits[v.name])}
-        v.row["accuracy"] = accuracy(logits[v.name], labels) if scored else None
+    for artifact, row in zip(artifacts, rows, strict=True):
+        out = logits.get(artifact.variant)
+        row["fidelity"] = (
+            None
+            if out is None
+            else {
+                "reference": "exported FP32 ONNX in onnxruntime",
+                **fidelity(logits["reference"], out),
+            }
+        )
+        row["accuracy"] = accuracy(out, labels) if scored and out is not None else None
+    return rows
 
 
 def _document(
-    request: BuildRequest, inputs: Inputs, variants: list[Variant], staging: Path
+    request: BuildRequest,
+    inputs: Inputs,
+    artifacts: list[Artifact],
+    measured: list[dict[str, Any]],
+    staging: Path,
 ) -> dict[str, Any]:
     model = _model_record(inputs)
     data = _data_record(request, inputs)
+    profile = inputs.profile
     target = {
-        "name": inputs.profile.name,
-        "backend": inputs.profile.backend,
-        "device": inputs.profile.device,
-        "profile": inputs.profile.to_dict(),
+        "name": profile.name,
+        "backend": profile.backend,
+        "device": profile.device,
+        "profile": profile.to_dict(),
     }
     rows = []
-    for v in variants:
-        artifact = {
-            "file": v.file.name,
-            "bytes": v.file.stat().st_size,
-            "sha256": sha256_file(v.file),
+    for artifact, row in zip(artifacts, measured, strict=True):
+        file = {
+            "file": artifact.file.name,
+            "bytes": _size(artifact.file),
+            "sha256": sha256_file(artifact.file),
         }
         rows.append(
             {
-                "variant": v.name,
-                "precision": v.precision,
-                "artifact": artifact,
-                "build": v.build,
-                **v.row,
+                "variant": artifact.variant,
+                "precision": artifact.precision,
+                "artifact": file,
+                "build": artifact.build,
+                **row,
             }
         )
     scripts = add_scripts(staging, inputs.backend.ondevice_scripts())
+    files = sorted({p for a in artifacts for p in _artifact_files(a.file)})
     write_manifest(
         staging,
-        files=[v.file for v in variants] + scripts,
+        files=files + scripts,
         variants=[
             {
                 "variant": r["variant"],
@@ -283,6 +299,7 @@ def _document(
     environment = {
         "torch": torch.__version__,
         "onnx": onnx.__version__,
+        "onnxruntime": ort_version_string,
         inputs.backend.name: inputs.backend.version(),
         "edgeresnet": __version__,
     }
@@ -300,6 +317,15 @@ def _document(
         target=target,
         rows=rows,
     )
+
+
+def _artifact_files(file: Path) -> list[Path]:
+    """An artifact and its companions (an OpenVINO .xml has its .bin)."""
+    return [p for p in (file, file.with_suffix(".bin")) if p.is_file()]
+
+
+def _size(file: Path) -> int:
+    return sum(p.stat().st_size for p in _artifact_files(file))
 
 
 def _model_record(inputs: Inputs) -> dict[str, Any]:

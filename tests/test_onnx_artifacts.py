@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgeresnet.backends import get_backend
+from edgeresnet.backends import Artifact, get_backend
 from edgeresnet.config import ExportOptions, QuantizationOptions
 from edgeresnet.errors import ConfigError, ExportError
 from edgeresnet.export import export_onnx
@@ -45,7 +45,7 @@ def batches(n: int, batch: int = 4):
 def test_fp32_onnx_matches_pytorch_with_dynamic_batch(tiny):
     model, path = tiny
     x = next(batches(1, batch=3))
-    session = get_backend("onnxruntime").load(path, threads=1)
+    session = get_backend("onnxruntime").load(Artifact("fp32", "fp32", path), threads=1)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(session.run(x), expected, rtol=1e-4, atol=1e-4)

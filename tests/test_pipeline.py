@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeresnet import pipeline
+from edgeresnet.backends import onnxruntime as ort_backend
 from edgeresnet.cli import main
 from edgeresnet.errors import QuantizationError
 from edgeresnet.ondevice.common import sha256_file
@@ -58,7 +58,7 @@ def test_int8_keeps_digits_accuracy(digits, digits_weights, fast_profile, tmp_pa
     assert int8["bench"]["precision_executed"]["label"] == "int8"
     assert doc["data"]["calibration"]["images"] == 300
     assert doc["model"]["weights"]["kind"] == "file"
-    assert fp32["build"]["verified_against_pytorch"]["top1_agreement"] == 100.0
+    assert fp32["build"]["export"]["verified"]["top1_agreement"] == 100.0
 
 
 def test_bundle_is_complete_and_checksummed(digits, digits_weights, fast_profile, tmp_path):
@@ -160,7 +160,7 @@ def test_failed_build_keeps_previous_output(
     def broken(*_args, **_kwargs):
         raise QuantizationError("simulated failure")
 
-    monkeypatch.setattr(pipeline, "get_quantizer", lambda method: broken)
+    monkeypatch.setattr(ort_backend, "get_quantizer", lambda method: broken)
     assert build(*args) == 1
     assert sha256_file(out / "onnx" / "results.json") == before
     assert sorted(p.name for p in out.iterdir()) == ["onnx"]

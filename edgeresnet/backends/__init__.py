@@ -1,20 +1,36 @@
-"""Runtimes that load, run and benchmark artifacts: one module per runtime, one small protocol.
+"""Runtimes that compile, load, run and benchmark artifacts: one module per runtime.
 
-``get_backend(name)`` imports the runtime lazily, so a missing optional runtime only matters
-for the targets that use it.
+Every backend offers the same small protocol (``Backend``). ``get_backend(name)`` imports the
+runtime lazily, so a missing optional runtime only matters for the targets that use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from edgeresnet.config import BenchmarkOptions
+from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 
 BACKENDS = ("onnxruntime",)
+
+# Calibration data as a backend sees it: batch size in, NCHW float32 batches out, each call
+# a fresh pass over the same images.
+CalibrationBatches = Callable[[int], Iterator[np.ndarray]]
+
+
+@dataclass
+class Artifact:
+    """One variant a backend produced: the file, its precision, and how it was made."""
+
+    variant: str
+    precision: str
+    file: Path
+    build: dict[str, Any] = field(default_factory=dict)
 
 
 class Session(Protocol):
@@ -28,11 +44,27 @@ class Backend(Protocol):
 
     def version(self) -> str: ...
 
-    def load(self, artifact: Path, *, threads: int) -> Session: ...
+    def compile(
+        self,
+        fp32_onnx: Path,
+        precision: str,
+        out_dir: Path,
+        *,
+        calibration: CalibrationBatches,
+        profile: TargetProfile,
+    ) -> Artifact:
+        """Make the artifact of ``precision`` from the verified FP32 ONNX, inside ``out_dir``."""
+        ...
+
+    def load(self, artifact: Artifact, *, threads: int) -> Session:
+        """Load for evaluation; raises BackendUnavailableError where it cannot run here."""
+        ...
 
     def benchmark(
-        self, artifact: Path, *, threads: int, input_size: int, options: BenchmarkOptions
-    ) -> dict[str, Any]: ...
+        self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
+    ) -> dict[str, Any]:
+        """Measure in a fresh process; raises BackendUnavailableError where it cannot run here."""
+        ...
 
     def ondevice_scripts(self) -> list[Path]: ...
 
