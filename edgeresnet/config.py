@@ -35,6 +35,12 @@ class QuantizationOptions:
     weight_type: str = "int8"
     per_channel: bool = True
     calibrate_method: str = "minmax"
+    percentile: float = 99.999
+    # NNCF (OpenVINO) options
+    preset: str = "performance"
+    subset_size: int = 300
+    fast_bias_correction: bool = True
+    model_type: str = ""
 
 
 @dataclass(frozen=True)

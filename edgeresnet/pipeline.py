@@ -12,16 +12,18 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from onnxruntime import __version__ as ort_version_string
 
 from edgeresnet import __version__
-from edgeresnet.backends import Artifact, Backend, Session, get_backend
+from edgeresnet.backends import Artifact, Backend, CalibrationBatches, Session, get_backend
 from edgeresnet.bundle import add_scripts, write_manifest
 from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
@@ -36,7 +38,7 @@ from edgeresnet.ondevice.common import (
     sha256_file,
     write_json,
 )
-from edgeresnet.progress import stage, warn
+from edgeresnet.progress import progress_bar, stage, warn
 from edgeresnet.report import write_report
 
 RESULTS = "results.json"
@@ -172,7 +174,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path) -> dict[str, Any]
                     precision,
                     staging,
                     profile=profile,
-                    calibration=lambda batch: (x for x, _ in inputs.calib.batches(pre, batch)),
+                    calibration=_calibration(inputs.calib, pre),
                 )
                 artifact.build.setdefault("export", {**record.to_dict(), "verified": verified})
                 artifacts.append(artifact)
@@ -189,6 +191,16 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path) -> dict[str, Any]
                 row["bench"] = None
                 row["notes"].append(f"not benchmarked here: {exc.message}")
     return _document(request, inputs, artifacts, rows, staging)
+
+
+def _calibration(images: ImageSet, pre: Preprocess) -> CalibrationBatches:
+    def batches(size: int) -> Iterator[np.ndarray]:
+        with progress_bar("calibrating", total=len(images)) as advance:
+            for x, _ in images.batches(pre, size):
+                yield x
+                advance(len(x))
+
+    return batches
 
 
 def _verify_export(
@@ -277,11 +289,10 @@ def _document(
                 **row,
             }
         )
-    scripts = add_scripts(staging, inputs.backend.ondevice_scripts())
-    files = sorted({p for a in artifacts for p in _artifact_files(a.file)})
+    add_scripts(staging, inputs.backend.ondevice_scripts())
     write_manifest(
         staging,
-        files=files + scripts,
+        files=[p for p in staging.rglob("*") if p.is_file()],
         variants=[
             {
                 "variant": r["variant"],

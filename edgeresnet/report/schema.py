@@ -43,6 +43,7 @@ class Row:
     throughput_batch: int | None
     load_s: float | None
     peak_rss_mb: float | None
+    notes: tuple[str, ...] = ()
 
     @property
     def group(self) -> tuple[str, str]:
@@ -113,6 +114,7 @@ def rows_of(document: dict[str, Any], source: str) -> list[Row]:
                 throughput_batch=throughput.get("batch"),
                 load_s=bench.get("load_s"),
                 peak_rss_mb=bench.get("peak_rss_mb"),
+                notes=tuple(entry.get("notes") or ()),
             )
         )
     return rows
