@@ -34,6 +34,12 @@ def _build(args: argparse.Namespace) -> int:
             seed=args.seed,
             out=args.out,
             device_name=args.device_name,
+            prune=tuple(args.prune),
+            prune_importance=args.prune_importance,
+            prune_round_to=args.prune_round_to,
+            bn_recalibrate=args.bn_recalibrate,
+            distill_steps=args.distill_steps,
+            train=args.train,
             command=_command_line(),
         )
     )
@@ -66,6 +72,21 @@ def _report(args: argparse.Namespace) -> int:
 
 def _command_line() -> str:
     return shlex.join(["edgeresnet", *sys.argv[1:]])
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        ratios = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected ratios like 0.3 or 0,0.2,0.5, got {text!r}"
+        ) from None
+    bad = [r for r in ratios if not 0.0 <= r < 1.0]
+    if bad or not ratios:
+        raise argparse.ArgumentTypeError(
+            f"pruning ratios must be in [0, 1) (the share of channels removed), got {text!r}"
+        )
+    return ratios
 
 
 def _positive(text: str) -> int:
@@ -139,6 +160,45 @@ def parser() -> argparse.ArgumentParser:
         help="output folder; the target's bundle goes to OUT/<target> (default build)",
     )
     b.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
+    p = b.add_argument_group("structured pruning")
+    p.add_argument(
+        "--prune",
+        type=_ratios,
+        default=[],
+        metavar="RATIOS",
+        help="share of channels to remove, or a list for a sweep: 0.3 or 0,0.2,0.3,0.5;"
+        " each ratio becomes its own variants next to the dense model",
+    )
+    p.add_argument(
+        "--prune-importance",
+        choices=("l1", "l2", "bn-scale"),
+        default="l2",
+        help="channel importance criterion (default l2 magnitude)",
+    )
+    p.add_argument(
+        "--prune-round-to",
+        type=_positive,
+        default=8,
+        help="keep channel counts multiples of N (default 8)",
+    )
+    p.add_argument(
+        "--no-bn-recalibrate",
+        dest="bn_recalibrate",
+        action="store_false",
+        help="skip re-estimating BatchNorm statistics after pruning",
+    )
+    p.add_argument(
+        "--distill-steps",
+        type=int,
+        default=0,
+        help="knowledge-distillation steps from the unpruned model (default 0: off); "
+        "Ctrl-C stops early and keeps the best weights so far",
+    )
+    p.add_argument(
+        "--train",
+        type=Path,
+        help="unlabelled images for distillation (default: the calibration images)",
+    )
     b.set_defaults(func=_build)
 
     t = commands.add_parser("targets", help="list the target profiles")

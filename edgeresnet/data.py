@@ -263,6 +263,12 @@ class ImageSet:
         keep = sorted(random.Random(seed).sample(range(len(self.samples)), n))
         return replace(self, samples=[self.samples[i] for i in keep])
 
+    def shuffled(self, seed: int) -> ImageSet:
+        """The same samples in a seeded random order (for training passes)."""
+        samples = list(self.samples)
+        random.Random(seed).shuffle(samples)
+        return replace(self, samples=samples)
+
     def batches(
         self, preprocess: Preprocess, batch_size: int = 32
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:

@@ -39,6 +39,8 @@ from edgeresnet.ondevice.common import (
     write_json,
 )
 from edgeresnet.progress import progress_bar, stage, warn
+from edgeresnet.prune import PruneOptions, channel_spec, prune, save_pruned
+from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
 from edgeresnet.report import write_report
 
 RESULTS = "results.json"
@@ -61,7 +63,25 @@ class BuildRequest:
     seed: int = 0
     out: Path = Path("build")
     device_name: str | None = None
+    prune: tuple[float, ...] = ()
+    prune_importance: str = "l2"
+    prune_round_to: int = 8
+    bn_recalibrate: bool = True
+    distill_steps: int = 0
+    train: Path | None = None
     command: str = ""
+
+
+@dataclass
+class ModelVariant:
+    """The dense model or one pruned copy, and what was done to it."""
+
+    tag: str  # "" for the dense model, "p30" for 30 % pruned
+    model: torch.nn.Module
+    prune: dict[str, Any] | None = None
+
+    def variant(self, precision: str) -> str:
+        return f"{self.tag}-{precision}" if self.tag else precision
 
 
 @dataclass
@@ -76,6 +96,8 @@ class Inputs:
     calib_is_default: bool
     evaluation: ImageSet | None
     threads: int
+    prune: list[PruneOptions]
+    train: ImageSet | None
 
 
 def build(request: BuildRequest) -> Path:
@@ -108,6 +130,12 @@ def resolve(request: BuildRequest) -> Inputs:
         raise UsageError(f"--calib-size must be at least 1, got {request.calib_size}.")
     if request.eval_size is not None and request.eval_size < 1:
         raise UsageError(f"--eval-size must be at least 1, got {request.eval_size}.")
+    prune = [
+        PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
+        for r in sorted(set(request.prune) - {0.0})
+    ]
+    if request.distill_steps < 0:
+        raise UsageError(f"--distill-steps must be 0 or more, got {request.distill_steps}.")
     if request.threads < 0:
         raise UsageError(f"--threads must be 0 (one per core) or positive, got {request.threads}.")
     profile = load_target(request.target)
@@ -138,6 +166,8 @@ def resolve(request: BuildRequest) -> Inputs:
         calib_is_default=request.calib is None,
         evaluation=evaluation,
         threads=request.threads or profile.benchmark.threads or physical_cores(),
+        prune=prune,
+        train=discover(request.train) if request.train is not None else None,
     )
 
 
@@ -149,37 +179,48 @@ def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
 
 
 def _run(request: BuildRequest, inputs: Inputs, staging: Path) -> dict[str, Any]:
-    profile, loaded, pre = inputs.profile, inputs.loaded, inputs.preprocess
+    profile, pre = inputs.profile, inputs.preprocess
     if inputs.calib_is_default:
         warn(
             f"calibrating on the embedded default set ({len(inputs.calib)} generic photos). "
             "Production INT8 wants ~300 images of your deployment's own data: pass --calib DIR."
         )
     check_set = inputs.evaluation or inputs.calib
+    models = [ModelVariant("", inputs.loaded.model)] + [
+        _pruned(options, request, inputs, staging) for options in inputs.prune
+    ]
     with tempfile.TemporaryDirectory(prefix="edgeresnet-work-") as work:
-        fp32_onnx = Path(work) / "exported.fp32.onnx"
-        export = profile.export
-        with stage(f"exporting {loaded.arch} to ONNX ({export.exporter}, opset {export.opset})"):
-            record = export_onnx(loaded.model, fp32_onnx, input_size=pre.crop_size, options=export)
-            # The verified FP32 ONNX in ONNX Runtime is the reference every variant is held to.
-            reference = get_backend("onnxruntime").load(
-                Artifact("reference", "fp32", fp32_onnx), threads=inputs.threads
-            )
-            verified = _verify_export(loaded.model, reference, check_set, pre)
-        artifacts = []
-        for precision in profile.precisions:
-            with stage(f"compiling {precision} for {profile.name} ({inputs.backend.name})"):
-                artifact = inputs.backend.compile(
-                    fp32_onnx,
-                    precision,
-                    staging,
-                    profile=profile,
-                    calibration=_calibration(inputs.calib, pre),
-                )
-                artifact.build.setdefault("export", {**record.to_dict(), "verified": verified})
+        artifacts: list[Artifact] = []
+        owners: list[ModelVariant] = []
+        reference: Session | None = None
+        for mv in models:
+            fp32_onnx, session, export = _export(mv, inputs, Path(work), check_set)
+            # The dense model's verified FP32 ONNX in ONNX Runtime is the reference every
+            # variant, pruned ones included, is held to.
+            reference = reference or session
+            folder = staging / mv.tag if mv.tag else staging
+            folder.mkdir(exist_ok=True)
+            for precision in profile.precisions:
+                name = mv.variant(precision)
+                with stage(f"compiling {name} for {profile.name} ({inputs.backend.name})"):
+                    artifact = inputs.backend.compile(
+                        fp32_onnx,
+                        precision,
+                        folder,
+                        profile=profile,
+                        calibration=_calibration(inputs.calib, pre),
+                    )
+                artifact.variant = name
+                artifact.build.setdefault("export", export)
+                if mv.prune:
+                    artifact.build["prune"] = mv.prune
                 artifacts.append(artifact)
+                owners.append(mv)
         with stage(f"evaluating {len(artifacts)} artifacts on {len(check_set)} images"):
             rows = _evaluate(artifacts, reference, inputs, check_set)
+    for mv, row in zip(owners, rows, strict=True):
+        row["params"] = count_parameters(mv.model)
+        row["macs"] = count_macs(mv.model, pre.crop_size)
     for artifact, row in zip(artifacts, rows, strict=True):
         with stage(f"benchmarking {artifact.variant} ({inputs.threads} threads)"):
             try:
@@ -191,6 +232,63 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path) -> dict[str, Any]
                 row["bench"] = None
                 row["notes"].append(f"not benchmarked here: {exc.message}")
     return _document(request, inputs, artifacts, rows, staging)
+
+
+def _export(
+    mv: ModelVariant, inputs: Inputs, work: Path, check_set: ImageSet
+) -> tuple[Path, Session, dict[str, Any]]:
+    """Export one model to FP32 ONNX and check it reproduces its PyTorch model."""
+    export = inputs.profile.export
+    path = work / f"{mv.tag or 'dense'}.fp32.onnx"
+    label = f"{inputs.loaded.arch}{' ' + mv.tag if mv.tag else ''}"
+    with stage(f"exporting {label} to ONNX ({export.exporter}, opset {export.opset})"):
+        record = export_onnx(mv.model, path, input_size=inputs.preprocess.crop_size, options=export)
+        session = get_backend("onnxruntime").load(
+            Artifact("reference", "fp32", path), threads=inputs.threads
+        )
+        verified = _verify_export(mv.model, session, check_set, inputs.preprocess)
+    return path, session, {**record.to_dict(), "verified": verified}
+
+
+def _pruned(
+    options: PruneOptions, request: BuildRequest, inputs: Inputs, staging: Path
+) -> ModelVariant:
+    """Prune the dense model, recover what the request asks for, and save it as spec + weights."""
+    loaded, pre = inputs.loaded, inputs.preprocess
+    with stage(
+        f"pruning {options.ratio:.0%} of channels ({options.importance}, "
+        f"multiples of {options.round_to})"
+    ):
+        model = prune(loaded.model, options, input_size=pre.crop_size)
+    record: dict[str, Any] = {**options.to_dict(), "recovery": []}
+    if request.bn_recalibrate:
+        with stage("re-estimating BatchNorm statistics on the calibration images"):
+            seen = reestimate_batchnorm(model, _images(inputs.calib, pre))
+        record["recovery"].append({"method": "batchnorm-reestimation", "images": seen})
+    if request.distill_steps:
+        train = inputs.train or inputs.calib
+        holdout, _ = next((inputs.evaluation or inputs.calib).subset(32, seed=1).batches(pre, 32))
+        with stage(
+            f"distilling from the unpruned model ({request.distill_steps} steps on "
+            f"{len(train)} unlabelled images)"
+        ):
+            result = distill(
+                model,
+                loaded.model,
+                lambda epoch: _images(train.shuffled(epoch), pre),
+                holdout,
+                DistillOptions(steps=request.distill_steps),
+            )
+        record["recovery"].append(
+            {"method": "distillation", "images": len(train), "source": train.source, **result}
+        )
+    spec = channel_spec(model, arch=loaded.arch, num_classes=loaded.num_classes, width=loaded.width)
+    save_pruned(model, spec, staging / options.tag)
+    return ModelVariant(options.tag, model, record)
+
+
+def _images(images: ImageSet, pre: Preprocess) -> Iterator[np.ndarray]:
+    return (x for x, _ in images.batches(pre, BATCH))
 
 
 def _calibration(images: ImageSet, pre: Preprocess) -> CalibrationBatches:
@@ -276,7 +374,7 @@ def _document(
     rows = []
     for artifact, row in zip(artifacts, measured, strict=True):
         file = {
-            "file": artifact.file.name,
+            "file": artifact.file.relative_to(staging).as_posix(),
             "bytes": _size(artifact.file),
             "sha256": sha256_file(artifact.file),
         }

@@ -1,0 +1,130 @@
+"""Accuracy recovery after pruning: BatchNorm re-estimation, then knowledge distillation.
+
+Both use unlabelled images only; distillation learns from the unpruned FP32 model's logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeresnet.progress import console, progress_bar
+
+# Training images for one epoch, shuffled by the epoch number: class-sorted batches would
+# train every step on one class and wreck BatchNorm's batch statistics.
+Batches = Callable[[int], Iterable[np.ndarray]]
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, batches: Iterable[np.ndarray]) -> int:
+    """Replace BN running statistics with exact averages over ``batches``; returns images seen."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average instead of an exponential one
+    model.train()
+    seen = 0
+    with progress_bar("re-estimating BatchNorm", total=None) as advance:
+        for x in batches:
+            model(torch.from_numpy(x))
+            seen += len(x)
+            advance(len(x))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
+    return seen
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    steps: int
+    lr: float = 1e-3
+    temperature: float = 4.0
+    eval_every: int = 10
+
+
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    batches: Batches,
+    holdout: np.ndarray,
+    options: DistillOptions,
+) -> dict[str, Any]:
+    """Train ``student`` to match ``teacher``'s softened logits for at most ``options.steps``.
+
+    Ctrl-C stops early; the student keeps the weights with the lowest held-out loss so far.
+    """
+    teacher.eval()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=options.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(options.steps, 1))
+    holdout_t = torch.from_numpy(holdout)
+    with torch.no_grad():
+        target = teacher(holdout_t)
+    best_loss = _holdout_loss(student, holdout_t, target, options.temperature)
+    initial, best_state, best_step = best_loss, copy.deepcopy(student.state_dict()), 0
+    step, interrupted, started = 0, False, time.perf_counter()
+    try:
+        with progress_bar("distilling", total=options.steps) as advance:
+            for x in _cycle(batches):
+                if step >= options.steps:
+                    break
+                student.train()
+                loss = _kd_loss(student, teacher, torch.from_numpy(x), options.temperature)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                step += 1
+                advance(1)
+                if step % options.eval_every == 0 or step == options.steps:
+                    current = _holdout_loss(student, holdout_t, target, options.temperature)
+                    if current < best_loss:
+                        best_loss, best_step = current, step
+                        best_state = copy.deepcopy(student.state_dict())
+    except KeyboardInterrupt:
+        interrupted = True
+        console.print(f"  distillation stopped at step {step}; keeping step {best_step}")
+    student.load_state_dict(best_state)
+    student.eval()
+    return {
+        "steps_run": step,
+        "best_step": best_step,
+        "interrupted": interrupted,
+        "holdout_kd_loss_before": round(initial, 5),
+        "holdout_kd_loss_after": round(best_loss, 5),
+        "lr": options.lr,
+        "temperature": options.temperature,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _kd_loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor, t: float) -> torch.Tensor:
+    with torch.no_grad():
+        soft = torch.log_softmax(teacher(x) / t, dim=1)
+    log_p = torch.log_softmax(student(x) / t, dim=1)
+    return nn.functional.kl_div(log_p, soft, log_target=True, reduction="batchmean") * t * t
+
+
+@torch.no_grad()
+def _holdout_loss(student: nn.Module, x: torch.Tensor, target: torch.Tensor, t: float) -> float:
+    student.eval()
+    soft = torch.log_softmax(target / t, dim=1)
+    log_p = torch.log_softmax(student(x) / t, dim=1)
+    value = nn.functional.kl_div(log_p, soft, log_target=True, reduction="batchmean") * t * t
+    return float(value) if math.isfinite(float(value)) else float("inf")
+
+
+def _cycle(batches: Batches) -> Iterator[np.ndarray]:
+    """Endless passes over the training images, each epoch shuffled differently."""
+    for epoch in itertools.count():
+        yield from batches(epoch)
