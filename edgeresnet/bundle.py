@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeresnet import __version__
-from edgeresnet.ondevice.common import MANIFEST, sha256_file, write_json
+from edgeresnet.errors import VerificationError
+from edgeresnet.ondevice.common import MANIFEST, manifest_problems, sha256_file, write_json
 
 
 def file_record(path: Path, root: Path) -> dict[str, Any]:
@@ -53,3 +54,14 @@ def write_manifest(
     path = bundle / MANIFEST
     write_json(path, manifest)
     return path
+
+
+def verify_bundle(bundle: Path) -> dict[str, Any]:
+    """Check every file a bundle's manifest lists; raises VerificationError naming each problem."""
+    manifest, problems = manifest_problems(bundle)
+    if problems or manifest is None:
+        raise VerificationError(
+            f"Bundle {bundle} failed verification: " + " ".join(problems),
+            hint="Copy the bundle again from the build machine, or rebuild it.",
+        )
+    return manifest

@@ -11,9 +11,13 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeresnet import __version__
 from edgeresnet.errors import EdgeResnetError
+
+if TYPE_CHECKING:
+    from edgeresnet.report.select import Constraints
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -40,6 +44,7 @@ def _build(args: argparse.Namespace) -> int:
             bn_recalibrate=args.bn_recalibrate,
             distill_steps=args.distill_steps,
             train=args.train,
+            fresh=args.fresh,
             command=_command_line(),
         )
     )
@@ -60,13 +65,103 @@ def _targets(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from edgeresnet.progress import console
-    from edgeresnet.report import load_results, write_report
+    from edgeresnet.progress import console, warn
+    from edgeresnet.report.merge import merge_and_write
 
-    documents = {str(path): load_results(path) for path in args.results}
-    written = write_report(documents, args.out, command=_command_line())
-    for path in written:
+    merged = merge_and_write(
+        args.results, args.out, command=_command_line(), constraints=_constraints(args)
+    )
+    for problem in merged.problems:
+        warn(f"left out: {problem.message}")
+    for path in merged.written:
         console.print(f"wrote {path}")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from edgeresnet.errors import ReportError
+    from edgeresnet.progress import console, warn
+    from edgeresnet.report import load_many, rows_of
+    from edgeresnet.report.merge import merge_and_write
+    from edgeresnet.report.select import format_text, select
+
+    documents, problems = load_many(args.results)
+    for problem in problems:
+        warn(f"left out: {problem.message}")
+    if not documents:
+        raise ReportError(f"None of the {len(args.results)} results file(s) could be read.")
+    rows = [row for source, doc in documents.items() for row in rows_of(doc, source)]
+    selection = select(rows, _constraints(args))
+    print(format_text(selection))
+    if args.out:
+        merged = merge_and_write(
+            args.results, args.out, command=_command_line(), constraints=_constraints(args)
+        )
+        console.print(f"wrote {merged.written[0].parent}/report.md and report.html")
+    # 3 = read fine but nothing fits, so scripts can tell it from an error (1) or bad usage (2).
+    return 0 if selection.chosen else 3
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edgeresnet.config import BenchmarkOptions
+    from edgeresnet.errors import UsageError
+    from edgeresnet.peers.run import PeerRequest, compare_peers
+    from edgeresnet.progress import console
+
+    if not args.compare_peers:
+        raise UsageError(
+            "`edgeresnet bench` measures the by-hand peers; it needs --compare-peers.",
+            hint="edgeresnet bench --compare-peers --weights random --out build/peers",
+        )
+    out = compare_peers(
+        PeerRequest(
+            model=args.model,
+            weights=args.weights,
+            calib=args.calib,
+            calib_size=args.calib_size,
+            input_size=args.input_size,
+            threads=args.threads,
+            seed=args.seed,
+            out=args.out,
+            device_name=args.device_name,
+            against=tuple(args.against),
+            benchmark=BenchmarkOptions(
+                batch_sizes=args.batch_sizes,
+                warmup=args.warmup,
+                min_iterations=args.min_iterations,
+                min_seconds=args.min_seconds,
+            ),
+            command=_command_line(),
+        )
+    )
+    console.print(f"[green]measured[/green] {out / 'results.json'}  (report: {out / 'report.md'})")
+    return 0
+
+
+def _constraints(args: argparse.Namespace) -> Constraints:
+    from edgeresnet.report.select import Constraints
+
+    return Constraints(
+        max_latency_ms=args.max_latency_ms,
+        min_top1=args.min_top1,
+        max_size_mb=args.max_size_mb,
+        min_fps=args.min_fps,
+    )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from edgeresnet.bundle import verify_bundle
+
+    manifest = verify_bundle(args.bundle)
+    files = manifest["files"]
+    total = sum(entry["bytes"] for entry in files)
+    print(
+        f"{args.bundle}: {len(files)} files, {total / 1e6:.1f} MB, all match manifest.json "
+        f"(edgeresnet {manifest.get('edgeresnet_version', '?')}, target "
+        f"{manifest.get('target', {}).get('name', '?')})"
+    )
+    for entry in files:
+        print(f"  ok  {entry['sha256'][:16]}  {entry['bytes']:>12}  {entry['path']}")
     return 0
 
 
@@ -94,6 +189,42 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, got {text!r}")
+    return sizes
+
+
+def _add_constraints(parser: argparse.ArgumentParser) -> None:
+    """Deployment limits shared by `report` and `select`; a row missing a number never passes."""
+    g = parser.add_argument_group(
+        "constraints (a selection section lists the variants meeting all of them, "
+        "fastest first, and why each other one is excluded)"
+    )
+    g.add_argument("--max-latency-ms", type=_non_negative, help="batch-1 p50 latency limit")
+    g.add_argument(
+        "--min-top1", type=_non_negative, help="least top-1 %% (rows without top-1 fail)"
+    )
+    g.add_argument("--max-size-mb", type=_non_negative, help="artifact size limit (10^6 bytes)")
+    g.add_argument(
+        "--min-fps", type=_non_negative, help="least throughput, img/s at the benchmarked batch"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
         help="output folder; the target's bundle goes to OUT/<target> (default build)",
     )
     b.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
+    b.add_argument(
+        "--fresh", action="store_true", help="redo every stage instead of resuming from OUT/.cache"
+    )
     p = b.add_argument_group("structured pruning")
     p.add_argument(
         "--prune",
@@ -204,10 +338,75 @@ def parser() -> argparse.ArgumentParser:
     t = commands.add_parser("targets", help="list the target profiles")
     t.set_defaults(func=_targets)
 
-    r = commands.add_parser("report", help="merge results.json files into one report")
+    v = commands.add_parser("verify", help="check a bundle's files against its manifest")
+    v.add_argument("bundle", type=Path, help="bundle folder (holding manifest.json)")
+    v.set_defaults(func=_verify)
+
+    r = commands.add_parser(
+        "report",
+        help="merge results.json files into one report",
+        description="Merge results files from any number of devices and runs into one report. "
+        "A file that cannot be read is named and left out; exit 1 only if none can be read.",
+    )
     r.add_argument("results", nargs="+", type=Path, help="results.json files")
     r.add_argument("--out", type=Path, required=True, help="folder for report.md/html and plots")
+    _add_constraints(r)
     r.set_defaults(func=_report)
+
+    s = commands.add_parser(
+        "select",
+        help="variants that meet latency/accuracy/size/throughput limits, ranked",
+        description="Print the variants meeting every constraint, fastest p50 first (then "
+        "smaller, then more accurate), and why each other one is excluded. Exit 0 when at "
+        "least one variant fits, 3 when none does.",
+    )
+    s.add_argument("results", nargs="+", type=Path, help="results.json files")
+    s.add_argument("--out", type=Path, help="also write the report with a selection section here")
+    _add_constraints(s)
+    s.set_defaults(func=_select)
+
+    m = commands.add_parser(
+        "bench",
+        help="measure the by-hand peers (PyTorch, ORT, OpenVINO, default INT8) side by side",
+    )
+    m.add_argument(
+        "--compare-peers",
+        action="store_true",
+        help="build and time PyTorch eager FP32, ONNX Runtime FP32, OpenVINO f32, and INT8 from "
+        "nncf.quantize and quantize_static with their defaults",
+    )
+    m.add_argument("--model", default="resnet50", help="architecture (default resnet50)")
+    m.add_argument(
+        "--weights", default="random", help="as for build (default random: speed and size only)"
+    )
+    m.add_argument(
+        "--calib", type=Path, help="calibration images, the same as the build's (default embedded)"
+    )
+    m.add_argument(
+        "--calib-size", type=int, default=300, help="images drawn with --seed (default 300)"
+    )
+    m.add_argument("--input-size", type=_positive, help="input resolution (default 224)")
+    m.add_argument("--threads", type=int, default=0, help="threads (default one per core)")
+    m.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
+    m.add_argument(
+        "--against",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="BUNDLE",
+        help="edgeresnet bundles (e.g. build/onnx build/openvino) to re-time in the same run",
+    )
+    m.add_argument(
+        "--out", type=Path, default=Path("build/peers"), help="output (default build/peers)"
+    )
+    m.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
+    m.add_argument(
+        "--batch-sizes", type=_batch_sizes, default=[1, 8], help="default 1,8 (as the targets)"
+    )
+    m.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    m.add_argument("--min-iterations", type=_positive, default=50, help="default 50")
+    m.add_argument("--min-seconds", type=_non_negative, default=3.0, help="default 3.0")
+    m.set_defaults(func=_bench)
     return root
 
 

@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+_FIX = "Compare with the bundled profiles in targets/ (e.g. targets/onnx.toml)."
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def load_target(name_or_path: str) -> TargetProfile:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"Target profile {path} is not valid TOML: {exc}.") from None
+        raise ConfigError(f"Target profile {path} is not valid TOML: {exc}.", hint=_FIX) from None
     profile = _build(TargetProfile, {**raw, "source": str(path)}, where=str(path))
     _check(profile, path)
     return profile
@@ -106,18 +107,24 @@ def _check(profile: TargetProfile, path: Path) -> None:
     bad = [p for p in profile.precisions if p not in PRECISIONS]
     if bad or not profile.precisions:
         raise ConfigError(
-            f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}."
+            f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}.",
+            hint=_FIX,
         )
     if not profile.benchmark.batch_sizes or min(profile.benchmark.batch_sizes) < 1:
-        raise ConfigError(f"{path}: benchmark.batch_sizes must list positive batch sizes.")
+        raise ConfigError(
+            f"{path}: benchmark.batch_sizes must list positive batch sizes.",
+            hint="For example batch_sizes = [1, 8].",
+        )
     if profile.benchmark.threads < 0:
-        raise ConfigError(f"{path}: benchmark.threads must be 0 (one per core) or positive.")
+        raise ConfigError(
+            f"{path}: benchmark.threads must be 0 (one per core) or positive.", hint=_FIX
+        )
 
 
 def _build(cls: type, data: Any, *, where: str) -> Any:
     """Build a dataclass from TOML data, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table for {cls.__name__}, got {data!r}.")
+        raise ConfigError(f"{where}: expected a table for {cls.__name__}, got {data!r}.", hint=_FIX)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -134,7 +141,7 @@ def _build(cls: type, data: Any, *, where: str) -> Any:
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}.")
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}.", hint=_FIX)
     values = {}
     for key, value in data.items():
         hint = hints[key]
@@ -151,11 +158,13 @@ def _check_type(value: Any, hint: Any, *, where: str) -> None:
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
         if not any(_matches(value, option) for option in options):
-            raise ConfigError(f"{where} has the wrong type: {value!r}.")
+            raise ConfigError(f"{where} has the wrong type: {value!r}.", hint=_FIX)
         return
     if not _matches(value, hint):
         expected = getattr(hint, "__name__", str(hint))
-        raise ConfigError(f"{where} must be {expected}, got {type(value).__name__} {value!r}.")
+        raise ConfigError(
+            f"{where} must be {expected}, got {type(value).__name__} {value!r}.", hint=_FIX
+        )
 
 
 def _matches(value: Any, hint: Any) -> bool:

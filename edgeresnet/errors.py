@@ -58,3 +58,7 @@ class VerificationError(EdgeResnetError):
 
 class ReportError(EdgeResnetError):
     """A results file cannot be read or rendered."""
+
+
+class OutputError(EdgeResnetError):
+    """Outputs cannot be written (disk full, permissions)."""

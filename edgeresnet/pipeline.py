@@ -1,52 +1,39 @@
-"""``edgeresnet build``: load -> export -> quantize -> verify -> benchmark -> results and report.
+"""``edgeresnet build``: resolve inputs, run the stages, publish the bundle atomically.
 
 Everything is written into a staging folder next to the output and moved into place only when
-the whole build succeeded, so a failed or interrupted build never leaves half an output behind.
+the whole build succeeded, so a failed or interrupted build never leaves half an output behind;
+finished stages are kept in ``OUT/.cache`` so the next run resumes where the last one stopped.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import platform
 import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnx
-import torch
-from onnxruntime import __version__ as ort_version_string
-
-from edgeresnet import __version__
-from edgeresnet.backends import Artifact, Backend, CalibrationBatches, Session, get_backend
+from edgeresnet import results
+from edgeresnet.backends import Artifact, Backend, get_backend
 from edgeresnet.bundle import add_scripts, write_manifest
+from edgeresnet.cache import StageCache, stage_key
 from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
-from edgeresnet.errors import BackendUnavailableError, DataError, UsageError, VerificationError
-from edgeresnet.evaluate import accuracy, collect_logits, fidelity
-from edgeresnet.export import export_onnx
+from edgeresnet.errors import BackendUnavailableError, DataError, OutputError, UsageError
+from edgeresnet.lock import output_lock
 from edgeresnet.models import LoadedModel, count_macs, count_parameters, load_model
-from edgeresnet.ondevice.common import (
-    machine_info,
-    physical_cores,
-    results_document,
-    sha256_file,
-    write_json,
-)
-from edgeresnet.progress import progress_bar, stage, warn
-from edgeresnet.prune import PruneOptions, channel_spec, prune, save_pruned
-from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
+from edgeresnet.ondevice.common import physical_cores, write_json
+from edgeresnet.progress import console, stage, warn
+from edgeresnet.prune import PruneOptions
 from edgeresnet.report import write_report
+from edgeresnet.stages import ModelVariant, Stages
 
 RESULTS = "results.json"
-BATCH = 16
-# FP32 ONNX must reproduce PyTorch: agreement on every image and logits within float noise.
-MIN_EXPORT_SQNR_DB = 60.0
+CACHE = ".cache"
 
 
 @dataclass(frozen=True)
@@ -69,19 +56,8 @@ class BuildRequest:
     bn_recalibrate: bool = True
     distill_steps: int = 0
     train: Path | None = None
+    fresh: bool = False
     command: str = ""
-
-
-@dataclass
-class ModelVariant:
-    """The dense model or one pruned copy, and what was done to it."""
-
-    tag: str  # "" for the dense model, "p30" for 30 % pruned
-    model: torch.nn.Module
-    prune: dict[str, Any] | None = None
-
-    def variant(self, precision: str) -> str:
-        return f"{self.tag}-{precision}" if self.tag else precision
 
 
 @dataclass
@@ -105,43 +81,60 @@ def build(request: BuildRequest) -> Path:
     started = time.perf_counter()
     inputs = resolve(request)
     final = request.out / inputs.profile.name
-    request.out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{inputs.profile.name}.staging-", dir=request.out))
     try:
-        document = _run(request, inputs, staging)
-        document["producer"]["build_seconds"] = round(time.perf_counter() - started, 1)
-        document["producer"]["build_peak_rss_mb"] = _peak_rss_mb()
-        write_json(staging / RESULTS, document)
-        with stage("writing report"):
-            write_report(
-                {f"{inputs.profile.name}/{RESULTS}": document},
-                staging,
-                command=f"edgeresnet report {final / RESULTS} --out {final}",
-            )
-        _publish(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with output_lock(request.out):
+            _remove_stale(request.out)
+            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=request.out))
+            try:
+                with tempfile.TemporaryDirectory(prefix="edgeresnet-work-") as work:
+                    document = _run(request, inputs, staging, Path(work))
+                document["producer"]["build_seconds"] = round(time.perf_counter() - started, 1)
+                document["producer"]["build_peak_rss_mb"] = _peak_rss_mb()
+                write_json(staging / RESULTS, document)
+                with stage("writing report"):
+                    write_report(
+                        {f"{final.name}/{RESULTS}": document},
+                        staging,
+                        command=f"edgeresnet report {final / RESULTS} --out {final}",
+                    )
+                _publish(staging, final)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise _output_error(exc, request.out) from None
     return final
 
 
 def resolve(request: BuildRequest) -> Inputs:
     """Check every input (profile, weights, data, options) before the build writes anything."""
     if request.calib_size < 1:
-        raise UsageError(f"--calib-size must be at least 1, got {request.calib_size}.")
+        raise UsageError(
+            f"--calib-size must be at least 1, got {request.calib_size}.",
+            hint="Pass the number of calibration images to draw, e.g. 300.",
+        )
     if request.eval_size is not None and request.eval_size < 1:
-        raise UsageError(f"--eval-size must be at least 1, got {request.eval_size}.")
+        raise UsageError(
+            f"--eval-size must be at least 1, got {request.eval_size}.",
+            hint="Leave it out to evaluate on every image.",
+        )
+    if request.distill_steps < 0:
+        raise UsageError(
+            f"--distill-steps must be 0 or more, got {request.distill_steps}.",
+            hint="0 turns distillation off; a few hundred steps is typical.",
+        )
+    if request.threads < 0:
+        raise UsageError(
+            f"--threads must be 0 or positive, got {request.threads}.",
+            hint="0 uses the profile's setting, else one thread per physical core.",
+        )
     prune = [
         PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
         for r in sorted(set(request.prune) - {0.0})
     ]
-    if request.distill_steps < 0:
-        raise UsageError(f"--distill-steps must be 0 or more, got {request.distill_steps}.")
-    if request.threads < 0:
-        raise UsageError(f"--threads must be 0 (one per core) or positive, got {request.threads}.")
     profile = load_target(request.target)
     backend = get_backend(profile.backend, device=profile.device, runtime=profile.runtime)
-    calib_dir = request.calib or default_calibration_dir()
-    calib = discover(calib_dir).subset(request.calib_size, seed=request.seed)
+    calib = discover(request.calib or default_calibration_dir())
+    calib = calib.subset(request.calib_size, seed=request.seed)
     evaluation = None
     if request.eval is not None:
         evaluation = discover(request.eval)
@@ -178,181 +171,87 @@ def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
     return Preprocess.for_input_size(input_size or 224)
 
 
-def _run(request: BuildRequest, inputs: Inputs, staging: Path) -> dict[str, Any]:
-    profile, pre = inputs.profile, inputs.preprocess
+def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> dict[str, Any]:
+    profile, pre, loaded = inputs.profile, inputs.preprocess, inputs.loaded
     if inputs.calib_is_default:
         warn(
             f"calibrating on the embedded default set ({len(inputs.calib)} generic photos). "
             "Production INT8 wants ~300 images of your deployment's own data: pass --calib DIR."
         )
-    check_set = inputs.evaluation or inputs.calib
-    models = [ModelVariant("", inputs.loaded.model)] + [
-        _pruned(options, request, inputs, staging) for options in inputs.prune
-    ]
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-work-") as work:
-        artifacts: list[Artifact] = []
-        owners: list[ModelVariant] = []
-        reference: Session | None = None
-        for mv in models:
-            fp32_onnx, session, export = _export(mv, inputs, Path(work), check_set)
-            # The dense model's verified FP32 ONNX in ONNX Runtime is the reference every
-            # variant, pruned ones included, is held to.
-            reference = reference or session
-            folder = staging / mv.tag if mv.tag else staging
-            folder.mkdir(exist_ok=True)
-            for precision in profile.precisions:
-                name = mv.variant(precision)
-                with stage(f"compiling {name} for {profile.name} ({inputs.backend.name})"):
-                    artifact = inputs.backend.compile(
-                        fp32_onnx,
-                        precision,
-                        folder,
-                        profile=profile,
-                        calibration=_calibration(inputs.calib, pre),
-                    )
-                artifact.variant = name
-                artifact.build.setdefault("export", export)
-                if mv.prune:
-                    artifact.build["prune"] = mv.prune
-                artifacts.append(artifact)
-                owners.append(mv)
-        with stage(f"evaluating {len(artifacts)} artifacts on {len(check_set)} images"):
-            rows = _evaluate(artifacts, reference, inputs, check_set)
-    for mv, row in zip(owners, rows, strict=True):
-        row["params"] = count_parameters(mv.model)
-        row["macs"] = count_macs(mv.model, pre.crop_size)
-    for artifact, row in zip(artifacts, rows, strict=True):
-        with stage(f"benchmarking {artifact.variant} ({inputs.threads} threads)"):
-            try:
-                row["bench"] = inputs.backend.benchmark(
-                    artifact, threads=inputs.threads, input_size=pre.crop_size, profile=profile
-                )
-            except BackendUnavailableError as exc:
-                warn(f"{artifact.variant} was built but could not be benchmarked here: {exc}")
-                row["bench"] = None
-                row["notes"].append(f"not benchmarked here: {exc.message}")
-    return _document(request, inputs, artifacts, rows, staging)
-
-
-def _export(
-    mv: ModelVariant, inputs: Inputs, work: Path, check_set: ImageSet
-) -> tuple[Path, Session, dict[str, Any]]:
-    """Export one model to FP32 ONNX and check it reproduces its PyTorch model."""
-    export = inputs.profile.export
-    path = work / f"{mv.tag or 'dense'}.fp32.onnx"
-    label = f"{inputs.loaded.arch}{' ' + mv.tag if mv.tag else ''}"
-    with stage(f"exporting {label} to ONNX ({export.exporter}, opset {export.opset})"):
-        record = export_onnx(mv.model, path, input_size=inputs.preprocess.crop_size, options=export)
-        session = get_backend("onnxruntime").load(
-            Artifact("reference", "fp32", path), threads=inputs.threads
-        )
-        verified = _verify_export(mv.model, session, check_set, inputs.preprocess)
-    return path, session, {**record.to_dict(), "verified": verified}
-
-
-def _pruned(
-    options: PruneOptions, request: BuildRequest, inputs: Inputs, staging: Path
-) -> ModelVariant:
-    """Prune the dense model, recover what the request asks for, and save it as spec + weights."""
-    loaded, pre = inputs.loaded, inputs.preprocess
-    with stage(
-        f"pruning {options.ratio:.0%} of channels ({options.importance}, "
-        f"multiples of {options.round_to})"
-    ):
-        model = prune(loaded.model, options, input_size=pre.crop_size)
-    record: dict[str, Any] = {**options.to_dict(), "recovery": []}
-    if request.bn_recalibrate:
-        with stage("re-estimating BatchNorm statistics on the calibration images"):
-            seen = reestimate_batchnorm(model, _images(inputs.calib, pre))
-        record["recovery"].append({"method": "batchnorm-reestimation", "images": seen})
-    if request.distill_steps:
-        train = inputs.train or inputs.calib
-        holdout, _ = next((inputs.evaluation or inputs.calib).subset(32, seed=1).batches(pre, 32))
-        with stage(
-            f"distilling from the unpruned model ({request.distill_steps} steps on "
-            f"{len(train)} unlabelled images)"
-        ):
-            result = distill(
-                model,
-                loaded.model,
-                lambda epoch: _images(train.shuffled(epoch), pre),
-                holdout,
-                DistillOptions(steps=request.distill_steps),
-            )
-        record["recovery"].append(
-            {"method": "distillation", "images": len(train), "source": train.source, **result}
-        )
-    spec = channel_spec(model, arch=loaded.arch, num_classes=loaded.num_classes, width=loaded.width)
-    save_pruned(model, spec, staging / options.tag)
-    return ModelVariant(options.tag, model, record)
-
-
-def _images(images: ImageSet, pre: Preprocess) -> Iterator[np.ndarray]:
-    return (x for x, _ in images.batches(pre, BATCH))
-
-
-def _calibration(images: ImageSet, pre: Preprocess) -> CalibrationBatches:
-    def batches(size: int) -> Iterator[np.ndarray]:
-        with progress_bar("calibrating", total=len(images)) as advance:
-            for x, _ in images.batches(pre, size):
-                yield x
-                advance(len(x))
-
-    return batches
-
-
-def _verify_export(
-    model: torch.nn.Module, session: Session, images: ImageSet, pre: Preprocess
-) -> dict:
-    """FP32 ONNX against PyTorch on up to 8 real images: they must agree to float precision."""
-    x, _ = next(images.subset(min(8, len(images)), seed=0).batches(pre, 8))
-    with torch.no_grad():
-        expected = model(torch.from_numpy(x)).numpy()
-    result = fidelity(expected, session.run(x))
-    sqnr = result["sqnr_db"]
-    if result["top1_agreement"] < 100.0 or (sqnr is not None and sqnr < MIN_EXPORT_SQNR_DB):
-        raise VerificationError(
-            f"The exported FP32 ONNX does not reproduce PyTorch: {result}.",
-            hint="Try the other exporter in the target profile ([export] exporter).",
-        )
-    return result
-
-
-def _evaluate(
-    artifacts: list[Artifact], reference: Session, inputs: Inputs, images: ImageSet
-) -> list[dict[str, Any]]:
-    """Run every artifact in its own runtime next to the FP32 reference, on the same images."""
-    rows: list[dict[str, Any]] = []
-    sessions: dict[str, Session] = {"reference": reference}
-    for artifact in artifacts:
-        rows.append({"notes": []})
-        try:
-            sessions[artifact.variant] = inputs.backend.load(artifact, threads=inputs.threads)
-        except BackendUnavailableError as exc:
-            warn(f"{artifact.variant} was built but cannot run here: {exc.message}")
-            rows[-1]["notes"].append(f"not evaluated here: {exc.message}")
-    logits, labels = collect_logits(
-        sessions, images.batches(inputs.preprocess, BATCH), total=len(images)
+    calib_sha = inputs.calib.sha256()
+    stages = Stages(
+        arch=loaded.arch,
+        profile=profile,
+        backend=inputs.backend,
+        preprocess=pre,
+        calib=inputs.calib,
+        calib_sha=calib_sha,
+        threads=inputs.threads,
+        cache=StageCache(request.out / CACHE, reuse=not request.fresh),
+        work=work,
     )
+    check_set = inputs.evaluation or inputs.calib
+    dense = ModelVariant(
+        "",
+        loaded.model,
+        stage_key(
+            "model",
+            arch=loaded.arch,
+            classes=loaded.num_classes,
+            width=loaded.width,
+            weights=loaded.weights,
+        ),
+    )
+    models = [dense] + [
+        stages.pruned(
+            dense,
+            options,
+            staging / options.tag,
+            bn_recalibrate=request.bn_recalibrate,
+            distill_steps=request.distill_steps,
+            train=inputs.train,
+            holdout_set=check_set,
+        )
+        for options in inputs.prune
+    ]
+    artifacts: list[Artifact] = []
+    owners: list[ModelVariant] = []
+    reference = None
+    for mv in models:
+        exported = stages.exported(mv, check_set)
+        # The dense model's verified FP32 ONNX in ONNX Runtime is the reference every variant,
+        # pruned ones included, is held to.
+        reference = reference or stages.reference(exported)
+        folder = staging / mv.tag if mv.tag else staging
+        for precision in profile.precisions:
+            artifact = stages.compiled(exported, precision, folder, mv.variant(precision))
+            if mv.prune:
+                artifact.build["prune"] = mv.prune
+            artifacts.append(artifact)
+            owners.append(mv)
+    with stage(f"evaluating {len(artifacts)} artifacts on {len(check_set)} images"):
+        logits, labels, notes = stages.logits(artifacts, reference, check_set)
     # Accuracy only on a labelled --eval set, never on calibration images, and never for random
     # weights, whose "accuracy" means nothing.
-    scored = (
-        inputs.evaluation is not None
-        and labels is not None
-        and inputs.loaded.weights["kind"] != "random"
+    scored = inputs.evaluation is not None and loaded.weights["kind"] != "random"
+    rows = results.measured_rows(
+        artifacts, logits, labels, notes, scored=scored and labels is not None
     )
-    for artifact, row in zip(artifacts, rows, strict=True):
-        out = logits.get(artifact.variant)
-        row["fidelity"] = (
-            None
-            if out is None
-            else {
-                "reference": "exported FP32 ONNX in onnxruntime",
-                **fidelity(logits["reference"], out),
-            }
+    for artifact, mv, row in zip(artifacts, owners, rows, strict=True):
+        row["params"] = count_parameters(mv.model)
+        row["macs"] = count_macs(mv.model, pre.crop_size)
+        try:
+            row["bench"] = stages.benchmark(artifact)
+        except BackendUnavailableError as exc:
+            warn(f"{artifact.variant} was built but could not be benchmarked here: {exc}")
+            row["bench"] = None
+            row["notes"].append(f"not benchmarked here: {exc.message}")
+    if stages.reused:
+        console.print(
+            f"  resumed from the cache in {request.out / CACHE}: "
+            f"{', '.join(stages.reused)} (pass --fresh to redo every stage)"
         )
-        row["accuracy"] = accuracy(out, labels) if scored and out is not None else None
-    return rows
+    return _document(request, inputs, artifacts, rows, staging, calib_sha)
 
 
 def _document(
@@ -361,32 +260,27 @@ def _document(
     artifacts: list[Artifact],
     measured: list[dict[str, Any]],
     staging: Path,
+    calib_sha: str,
 ) -> dict[str, Any]:
-    model = _model_record(inputs)
-    data = _data_record(request, inputs)
-    profile = inputs.profile
-    target = {
-        "name": profile.name,
-        "backend": profile.backend,
-        "device": profile.device,
-        "profile": profile.to_dict(),
-    }
-    rows = []
-    for artifact, row in zip(artifacts, measured, strict=True):
-        file = {
-            "file": artifact.file.relative_to(staging).as_posix(),
-            "bytes": _size(artifact.file),
-            "sha256": sha256_file(artifact.file),
+    model = results.model_record(inputs.loaded, inputs.preprocess)
+    data = results.data_record(
+        inputs.calib,
+        calib_sha,
+        default=inputs.calib_is_default,
+        seed=request.seed,
+        evaluation=inputs.evaluation,
+    )
+    target = results.target_record(inputs.profile)
+    rows = [
+        {
+            "variant": a.variant,
+            "precision": a.precision,
+            "artifact": results.artifact_record(a, staging),
+            "build": a.build,
+            **row,
         }
-        rows.append(
-            {
-                "variant": artifact.variant,
-                "precision": artifact.precision,
-                "artifact": file,
-                "build": artifact.build,
-                **row,
-            }
-        )
+        for a, row in zip(artifacts, measured, strict=True)
+    ]
     add_scripts(staging, inputs.backend.ondevice_scripts())
     write_manifest(
         staging,
@@ -405,77 +299,15 @@ def _document(
         target={k: v for k, v in target.items() if k != "profile"},
         options={"threads": inputs.threads, "seed": request.seed},
     )
-    environment = {
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort_version_string,
-        inputs.backend.name: inputs.backend.version(),
-        "edgeresnet": __version__,
-    }
-    return results_document(
-        producer={
-            "tool": "edgeresnet build",
-            "version": __version__,
-            "command": request.command,
-            "python": platform.python_version(),
-        },
-        device=machine_info(request.device_name),
-        environment=environment,
+    return results.document(
+        command=request.command,
+        device_name=request.device_name,
+        backend=inputs.backend,
         model=model,
         data=data,
         target=target,
         rows=rows,
     )
-
-
-def _artifact_files(file: Path) -> list[Path]:
-    """An artifact and its companions (an OpenVINO .xml has its .bin)."""
-    return [p for p in (file, file.with_suffix(".bin")) if p.is_file()]
-
-
-def _size(file: Path) -> int:
-    return sum(p.stat().st_size for p in _artifact_files(file))
-
-
-def _model_record(inputs: Inputs) -> dict[str, Any]:
-    loaded, size = inputs.loaded, inputs.preprocess.crop_size
-    return {
-        "arch": loaded.arch,
-        "num_classes": loaded.num_classes,
-        "width": loaded.width,
-        "input_size": size,
-        "params": count_parameters(loaded.model),
-        "macs": count_macs(loaded.model, size),
-        "weights": loaded.weights,
-        "preprocess": inputs.preprocess.to_dict(),
-    }
-
-
-def _data_record(request: BuildRequest, inputs: Inputs) -> dict[str, Any]:
-    calib = inputs.calib
-    record: dict[str, Any] = {
-        "calibration": {
-            "source": "embedded default (calibration/default)"
-            if inputs.calib_is_default
-            else calib.source,
-            "images": len(calib),
-            "seed": request.seed,
-            "sha256": calib.sha256(),
-        }
-    }
-    ev = inputs.evaluation
-    record["evaluation"] = (
-        None
-        if ev is None
-        else {
-            "source": ev.source,
-            "images": len(ev),
-            "labelled": ev.labelled,
-            "sha256": ev.sha256(),
-        }
-    )
-    record["fidelity_images"] = "evaluation set" if ev is not None else "calibration set"
-    return record
 
 
 def _publish(staging: Path, final: Path) -> None:
@@ -489,6 +321,26 @@ def _publish(staging: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _remove_stale(out: Path) -> None:
+    """Staging and replaced folders of builds that were killed (we hold the lock: none runs)."""
+    for path in out.glob(".*"):
+        if path.is_dir() and (".staging-" in path.name or ".old-" in path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _output_error(exc: OSError, out: Path) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(
+            f"No space left on the device while writing under {out}: the build stopped and "
+            "the previous output was left as it was.",
+            hint=f"Free disk space (the stage cache is {out / CACHE}) or pass --out on another "
+            "disk.",
+        )
+    return OutputError(
+        f"Cannot write under {out}: {exc.strerror or exc} ({exc.filename or out}).",
+        hint="Check the folder's permissions and free space, or pass another --out.",
+    )
+
+
 def _peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(own / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

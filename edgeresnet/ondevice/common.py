@@ -121,21 +121,34 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_manifest(bundle: Path) -> dict[str, Any]:
-    """Load a bundle's manifest and refuse the bundle if any listed file differs from it."""
+def manifest_problems(bundle: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The bundle's manifest and every way its files differ from it (empty when whole)."""
     manifest_path = bundle / MANIFEST
     if not manifest_path.is_file():
-        raise SystemExit(f"error: {manifest_path} is missing: this is not an edgeresnet bundle.")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    for entry in manifest.get("files", []):
+        return None, [f"{manifest_path} is missing: this is not an edgeresnet bundle."]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        entries = manifest["files"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        return None, [f"{manifest_path} is not a readable manifest: {exc}."]
+    problems = []
+    for entry in entries:
         path = bundle / entry["path"]
         if not path.is_file():
-            raise SystemExit(f"error: {path} is listed in the manifest but missing.")
-        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
-            raise SystemExit(
-                f"error: {path} does not match its sha256 in {manifest_path}: the bundle is "
-                "damaged or was changed. Copy it again from the build machine."
-            )
+            problems.append(f"{path} is listed in the manifest but missing.")
+        elif path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            problems.append(f"{path} does not match its sha256 in {manifest_path}.")
+    return manifest, problems
+
+
+def check_manifest(bundle: Path) -> dict[str, Any]:
+    """Load a bundle's manifest and refuse the bundle if any listed file differs from it."""
+    manifest, problems = manifest_problems(bundle)
+    if problems or manifest is None:
+        raise SystemExit(
+            "error: " + " ".join(problems) + " The bundle is damaged or was changed: copy it "
+            "again from the build machine."
+        )
     return manifest
 
 

@@ -1,0 +1,77 @@
+"""Content-addressed cache of finished build stages, so an interrupted build resumes.
+
+A stage's key is the sha256 of everything that decides its output (model and weights, data
+hashes, options, tool versions). An entry is written under a temporary name and renamed when
+complete, so a build killed mid-write leaves no entry, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def stage_key(stage: str, **parts: Any) -> str:
+    """A stable key: sha256 of the stage name and its inputs as canonical JSON."""
+    blob = json.dumps({"stage": stage, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class StageCache:
+    """Finished stages under ``root``; with ``reuse=False`` every stage runs and is re-stored."""
+
+    def __init__(self, root: Path, *, reuse: bool = True) -> None:
+        self.root = root
+        self.reuse = reuse
+
+    def folder(self, key: str) -> Path | None:
+        """The cached folder for ``key``, or None."""
+        path = self.root / key
+        return path if self.reuse and path.is_dir() else None
+
+    def store_folder(self, key: str, source: Path) -> Path:
+        """Copy ``source`` into the cache as ``key``; returns the cached folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        final = self.root / key
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return final
+
+    def json(self, key: str) -> Any | None:
+        path = self._file(key, ".json")
+        return None if path is None else json.loads(path.read_text(encoding="utf-8"))
+
+    def store_json(self, key: str, value: Any) -> None:
+        self._write(key, ".json", json.dumps(value, sort_keys=True).encode("utf-8"))
+
+    def array(self, key: str) -> np.ndarray | None:
+        path = self._file(key, ".npy")
+        return None if path is None else np.load(path, allow_pickle=False)
+
+    def store_array(self, key: str, value: np.ndarray) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=self.root)
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, value, allow_pickle=False)
+        os.replace(tmp, self.root / f"{key}.npy")
+
+    def _file(self, key: str, suffix: str) -> Path | None:
+        path = self.root / f"{key}{suffix}"
+        return path if self.reuse and path.is_file() else None
+
+    def _write(self, key: str, suffix: str, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=self.root)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, self.root / f"{key}{suffix}")

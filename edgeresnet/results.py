@@ -1,0 +1,135 @@
+"""The results document of a build: model, data and target records, and one row per artifact."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnxruntime import __version__ as onnxruntime_version
+
+from edgeresnet import __version__
+from edgeresnet.backends import Artifact, Backend
+from edgeresnet.config import TargetProfile
+from edgeresnet.data import ImageSet, Preprocess
+from edgeresnet.evaluate import accuracy, fidelity
+from edgeresnet.models import LoadedModel, count_macs, count_parameters
+from edgeresnet.ondevice.common import machine_info, results_document, sha256_file
+
+
+def measured_rows(
+    artifacts: list[Artifact],
+    logits: dict[str, np.ndarray | None],
+    labels: np.ndarray | None,
+    notes: dict[str, str],
+    *,
+    scored: bool,
+) -> list[dict[str, Any]]:
+    """Fidelity against the FP32 reference, and accuracy where ``scored``, per artifact."""
+    rows = []
+    for artifact in artifacts:
+        out = logits.get(artifact.variant)
+        row: dict[str, Any] = {
+            "notes": [notes[artifact.variant]] if artifact.variant in notes else []
+        }
+        row["fidelity"] = (
+            None
+            if out is None
+            else {
+                "reference": "exported FP32 ONNX in onnxruntime",
+                **fidelity(logits["reference"], out),
+            }
+        )
+        row["accuracy"] = accuracy(out, labels) if scored and out is not None else None
+        rows.append(row)
+    return rows
+
+
+def artifact_record(artifact: Artifact, root: Path) -> dict[str, Any]:
+    files = [p for p in (artifact.file, artifact.file.with_suffix(".bin")) if p.is_file()]
+    return {
+        "file": artifact.file.relative_to(root).as_posix(),
+        "bytes": sum(p.stat().st_size for p in files),
+        "sha256": sha256_file(artifact.file),
+    }
+
+
+def model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
+    size = pre.crop_size
+    return {
+        "arch": loaded.arch,
+        "num_classes": loaded.num_classes,
+        "width": loaded.width,
+        "input_size": size,
+        "params": count_parameters(loaded.model),
+        "macs": count_macs(loaded.model, size),
+        "weights": loaded.weights,
+        "preprocess": pre.to_dict(),
+    }
+
+
+def data_record(
+    calib: ImageSet, calib_sha: str, *, default: bool, seed: int, evaluation: ImageSet | None
+) -> dict[str, Any]:
+    return {
+        "calibration": {
+            "source": "embedded default (calibration/default)" if default else calib.source,
+            "images": len(calib),
+            "seed": seed,
+            "sha256": calib_sha,
+        },
+        "evaluation": None
+        if evaluation is None
+        else {
+            "source": evaluation.source,
+            "images": len(evaluation),
+            "labelled": evaluation.labelled,
+            "sha256": evaluation.sha256(),
+        },
+        "fidelity_images": "evaluation set" if evaluation is not None else "calibration set",
+    }
+
+
+def target_record(profile: TargetProfile) -> dict[str, Any]:
+    return {
+        "name": profile.name,
+        "backend": profile.backend,
+        "device": profile.device,
+        "profile": profile.to_dict(),
+    }
+
+
+def document(
+    *,
+    command: str,
+    device_name: str | None,
+    backend: Backend,
+    model: dict[str, Any],
+    data: dict[str, Any],
+    target: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    environment = {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime_version,
+        backend.name: backend.version(),
+        "edgeresnet": __version__,
+    }
+    return results_document(
+        producer={
+            "tool": "edgeresnet build",
+            "version": __version__,
+            "command": command,
+            "python": platform.python_version(),
+        },
+        device=machine_info(device_name),
+        environment=environment,
+        model=model,
+        data=data,
+        target=target,
+        rows=rows,
+    )

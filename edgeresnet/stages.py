@@ -1,0 +1,330 @@
+"""The build's stages, each resumable from the content-addressed cache.
+
+prune -> export (verified against PyTorch) -> compile per precision -> evaluate -> benchmark.
+A stage whose key is cached is not run again; its key covers everything that decides its
+output, so a changed model, data set, option or tool version runs it afresh.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeresnet import __version__
+from edgeresnet.backends import Artifact, Backend, CalibrationBatches, Session, get_backend
+from edgeresnet.cache import StageCache, stage_key
+from edgeresnet.config import TargetProfile
+from edgeresnet.data import ImageSet, Preprocess
+from edgeresnet.errors import BackendUnavailableError, VerificationError
+from edgeresnet.evaluate import collect_logits, fidelity
+from edgeresnet.export import export_onnx
+from edgeresnet.ondevice.common import machine_info, sha256_file
+from edgeresnet.progress import progress_bar, stage, warn
+from edgeresnet.prune import PruneOptions, channel_spec, load_pruned, prune, save_pruned
+from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
+
+BATCH = 16
+# FP32 ONNX must reproduce PyTorch: agreement on every image and logits within float noise.
+MIN_EXPORT_SQNR_DB = 60.0
+
+
+@dataclass
+class ModelVariant:
+    """The dense model or one pruned copy, and what was done to it."""
+
+    tag: str  # "" for the dense model, "p30" for 30 % pruned
+    model: torch.nn.Module
+    key: str  # identity of this model's weights, for downstream cache keys
+    prune: dict[str, Any] | None = None
+
+    def variant(self, precision: str) -> str:
+        return f"{self.tag}-{precision}" if self.tag else precision
+
+
+@dataclass
+class Exported:
+    path: Path
+    record: dict[str, Any]
+    key: str
+
+
+@dataclass
+class Stages:
+    """Shared context of one build's stages."""
+
+    arch: str
+    profile: TargetProfile
+    backend: Backend
+    preprocess: Preprocess
+    calib: ImageSet
+    calib_sha: str
+    threads: int
+    cache: StageCache
+    work: Path
+    reused: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ prune
+    def pruned(
+        self,
+        dense: ModelVariant,
+        options: PruneOptions,
+        folder: Path,
+        *,
+        bn_recalibrate: bool,
+        distill_steps: int,
+        train: ImageSet | None,
+        holdout_set: ImageSet,
+    ) -> ModelVariant:
+        """Prune the dense model and recover as asked; saved as channel spec + weights."""
+        train = train or self.calib
+        key = stage_key(
+            "prune",
+            model=dense.key,
+            options=options.to_dict(),
+            bn=bn_recalibrate,
+            calib=self.calib_sha,
+            distill=distill_steps,
+            train=train.sha256() if distill_steps else None,
+            size=self.preprocess.crop_size,
+            version=__version__,
+        )
+        cached = self.cache.folder(key)
+        if cached is not None:
+            self.reused.append(f"pruned model {options.tag}")
+            model, _ = load_pruned(cached / "model.channels.json")
+            _copy_tree(cached, folder)
+            return ModelVariant(options.tag, model, key, self.cache.json(key))
+        pre = self.preprocess
+        with stage(
+            f"pruning {options.ratio:.0%} of channels ({options.importance}, "
+            f"multiples of {options.round_to})"
+        ):
+            model = prune(dense.model, options, input_size=pre.crop_size)
+        record: dict[str, Any] = {**options.to_dict(), "recovery": []}
+        if bn_recalibrate:
+            with stage("re-estimating BatchNorm statistics on the calibration images"):
+                seen = reestimate_batchnorm(model, images(self.calib, pre))
+            record["recovery"].append({"method": "batchnorm-reestimation", "images": seen})
+        if distill_steps:
+            holdout, _ = next(holdout_set.subset(32, seed=1).batches(pre, 32))
+            with stage(
+                f"distilling from the unpruned model ({distill_steps} steps on "
+                f"{len(train)} unlabelled images)"
+            ):
+                result = distill(
+                    model,
+                    dense.model,
+                    lambda epoch: images(train.shuffled(epoch), pre),
+                    holdout,
+                    DistillOptions(steps=distill_steps),
+                )
+            record["recovery"].append(
+                {"method": "distillation", "images": len(train), "source": train.source, **result}
+            )
+            if result["interrupted"]:
+                key = stage_key("interrupted", key=key)  # a cut-short run is never reused
+        spec = channel_spec(model, **_identity(dense.model))
+        save_pruned(model, spec, folder)
+        self.cache.store_folder(key, folder)
+        self.cache.store_json(key, record)
+        return ModelVariant(options.tag, model, key, record)
+
+    # ----------------------------------------------------------------- export
+    def exported(self, mv: ModelVariant, check_set: ImageSet) -> Exported:
+        """FP32 ONNX of ``mv``, verified to reproduce its PyTorch model on real images."""
+        export = self.profile.export
+        key = stage_key(
+            "export",
+            model=mv.key,
+            exporter=export.exporter,
+            opset=export.opset,
+            size=self.preprocess.crop_size,
+            torch=torch.__version__,
+            version=__version__,
+        )
+        cached = self.cache.folder(key)
+        if cached is None:
+            label = f"{self.arch}{' ' + mv.tag if mv.tag else ''}"
+            with stage(f"exporting {label} to ONNX ({export.exporter}, opset {export.opset})"):
+                with tempfile.TemporaryDirectory(dir=self.work) as tmp:
+                    path = Path(tmp) / "model.fp32.onnx"
+                    record = export_onnx(
+                        mv.model, path, input_size=self.preprocess.crop_size, options=export
+                    ).to_dict()
+                    record["verified"] = self._verify_export(mv.model, path, check_set)
+                    cached = self.cache.store_folder(key, Path(tmp))
+                    self.cache.store_json(key, record)
+        else:
+            self.reused.append(f"ONNX export {mv.tag or 'dense'}")
+            record = self.cache.json(key)
+        return Exported(cached / "model.fp32.onnx", record, key)
+
+    def reference(self, exported: Exported) -> Session:
+        return get_backend("onnxruntime").load(
+            Artifact("reference", "fp32", exported.path), threads=self.threads
+        )
+
+    def _verify_export(self, model: torch.nn.Module, path: Path, images_: ImageSet) -> dict:
+        x, _ = next(images_.subset(min(8, len(images_)), seed=0).batches(self.preprocess, 8))
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        session = get_backend("onnxruntime").load(Artifact("check", "fp32", path), threads=1)
+        result = fidelity(expected, session.run(x))
+        sqnr = result["sqnr_db"]
+        if result["top1_agreement"] < 100.0 or (sqnr is not None and sqnr < MIN_EXPORT_SQNR_DB):
+            raise VerificationError(
+                f"The exported FP32 ONNX does not reproduce PyTorch: {result}.",
+                hint="Try the other exporter in the target profile ([export] exporter).",
+            )
+        return result
+
+    # ---------------------------------------------------------------- compile
+    def compiled(
+        self, exported: Exported, precision: str, folder: Path, variant: str, **options: Any
+    ) -> Artifact:
+        """The backend's artifact of ``precision``, copied from the cache into ``folder``."""
+        key = stage_key(
+            "compile",
+            export=exported.key,
+            backend=self.backend.name,
+            backend_version=self.backend.version(),
+            device=self.profile.device,
+            precision=precision,
+            quantization=self.profile.to_dict()["quantization"],
+            runtime=self.profile.runtime,
+            calib=self.calib_sha,
+            options=options,
+            version=__version__,
+        )
+        cached = self.cache.folder(key)
+        if cached is None:
+            with stage(f"compiling {variant} for {self.profile.name} ({self.backend.name})"):
+                with tempfile.TemporaryDirectory(dir=self.work) as tmp:
+                    artifact = self.backend.compile(
+                        exported.path,
+                        precision,
+                        Path(tmp),
+                        profile=self.profile,
+                        calibration=calibration(self.calib, self.preprocess),
+                        **options,
+                    )
+                    record = {
+                        "file": artifact.file.name,
+                        "precision": artifact.precision,
+                        "build": artifact.build,
+                    }
+                    cached = self.cache.store_folder(key, Path(tmp))
+                    self.cache.store_json(key, record)
+                    _copy_tree(Path(tmp), folder)
+        else:
+            self.reused.append(f"{variant} artifact")
+            record = self.cache.json(key)
+            _copy_tree(cached, folder)
+        return Artifact(
+            variant,
+            record["precision"],
+            folder / record["file"],
+            {**record["build"], "export": exported.record},
+        )
+
+    # --------------------------------------------------------------- evaluate
+    def logits(
+        self, artifacts: list[Artifact], reference: Session, images_: ImageSet
+    ) -> tuple[dict[str, np.ndarray | None], np.ndarray | None, dict[str, str]]:
+        """Logits of every artifact (None where it cannot run here) and of the reference."""
+        images_sha = images_.sha256()
+        keys = {
+            a.variant: stage_key(
+                "logits",
+                artifact=sha256_file(a.file),
+                backend=self.backend.name,
+                device=self.profile.device,
+                images=images_sha,
+                pre=self.preprocess.to_dict(),
+            )
+            for a in artifacts
+        }
+        out: dict[str, np.ndarray | None] = {v: self.cache.array(k) for v, k in keys.items()}
+        notes: dict[str, str] = {}
+        sessions: dict[str, Session] = {"reference": reference}
+        for artifact in artifacts:
+            if out[artifact.variant] is not None:
+                self.reused.append(f"{artifact.variant} evaluation")
+                continue
+            try:
+                sessions[artifact.variant] = self.backend.load(artifact, threads=self.threads)
+            except BackendUnavailableError as exc:
+                warn(f"{artifact.variant} was built but cannot run here: {exc.message}")
+                notes[artifact.variant] = f"not evaluated here: {exc.message}"
+        computed, labels = collect_logits(
+            sessions, images_.batches(self.preprocess, BATCH), total=len(images_)
+        )
+        for variant, value in computed.items():
+            if variant != "reference":
+                self.cache.store_array(keys[variant], value)
+                out[variant] = value
+        out["reference"] = computed["reference"]
+        return out, labels, notes
+
+    # -------------------------------------------------------------- benchmark
+    def benchmark(self, artifact: Artifact) -> dict[str, Any]:
+        """Benchmark in a fresh process; raises BackendUnavailableError where it cannot run."""
+        key = stage_key(
+            "bench",
+            artifact=sha256_file(artifact.file),
+            backend=self.backend.name,
+            backend_version=self.backend.version(),
+            device=self.profile.device,
+            precision=artifact.precision,
+            threads=self.threads,
+            options=self.profile.to_dict()["benchmark"],
+            machine=machine_info(),
+        )
+        cached = self.cache.json(key)
+        if cached is not None:
+            self.reused.append(f"{artifact.variant} benchmark")
+            return cached
+        with stage(f"benchmarking {artifact.variant} ({self.threads} threads)"):
+            result = self.backend.benchmark(
+                artifact,
+                threads=self.threads,
+                input_size=self.preprocess.crop_size,
+                profile=self.profile,
+            )
+        self.cache.store_json(key, result)
+        return result
+
+
+def images(image_set: ImageSet, pre: Preprocess) -> Iterator[np.ndarray]:
+    return (x for x, _ in image_set.batches(pre, BATCH))
+
+
+def calibration(image_set: ImageSet, pre: Preprocess) -> CalibrationBatches:
+    def batches(size: int) -> Iterator[np.ndarray]:
+        with progress_bar("calibrating", total=len(image_set)) as advance:
+            for x, _ in image_set.batches(pre, size):
+                yield x
+                advance(len(x))
+
+    return batches
+
+
+def _identity(dense: torch.nn.Module) -> dict[str, Any]:
+    from edgeresnet.models import detect_architecture
+
+    arch, classes, width = detect_architecture(dense.state_dict())
+    return {"arch": arch, "num_classes": classes, "width": width}
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, target / path.name)

@@ -1,0 +1,437 @@
+"""Bad input never crashes or corrupts; builds resume, lock, are deterministic and verifiable."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from edgeresnet import pipeline
+from edgeresnet.cli import main
+from edgeresnet.config import load_target
+from edgeresnet.errors import ConfigError, ReportError
+from edgeresnet.lock import output_lock
+from edgeresnet.models import build_model
+from edgeresnet.ondevice.common import sha256_file
+from edgeresnet.report.schema import load_results, rows_of
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def photos(folder: Path, n: int = 4, size: int = 40) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny_weights(path: Path, classes: int = 10) -> Path:
+    torch.manual_seed(0)
+    torch.save(build_model("resnet18", num_classes=classes, width=8).state_dict(), path)
+    return path
+
+
+def run_build(tmp_path: Path, *args: str) -> int:
+    return main(["build", "--model", "resnet18", "--out", str(tmp_path / "out"), *args])
+
+
+# ----------------------------------------------------------------------------- the catalogue
+def case_missing_folder(tmp):
+    return ["--weights", "random", "--target", "onnx", "--calib", str(tmp / "nope")], "nope"
+
+
+def case_empty_folder(tmp):
+    (tmp / "empty").mkdir()
+    return ["--weights", "random", "--target", "onnx", "--calib", str(tmp / "empty")], "empty"
+
+
+def case_truncated_image(tmp):
+    folder = photos(tmp / "calib")
+    data = (folder / "img0.png").read_bytes()
+    (folder / "img0.png").write_bytes(data[: len(data) // 2])
+    return [
+        "--weights",
+        "random",
+        "--target",
+        "onnx",
+        "--calib",
+        str(folder),
+        "--input-size",
+        "32",
+    ], "img0.png"
+
+
+def case_not_an_image(tmp):
+    folder = photos(tmp / "calib")
+    (folder / "notes.jpg").write_text("this is text")
+    return [
+        "--weights",
+        "random",
+        "--target",
+        "onnx",
+        "--calib",
+        str(folder),
+        "--input-size",
+        "32",
+    ], "notes.jpg"
+
+
+def case_huge_image(tmp):
+    folder = photos(tmp / "calib")
+    Image.new("RGB", (13000, 13000)).save(folder / "huge.png")  # 169 Mpx > PIL's 2x limit
+    return [
+        "--weights",
+        "random",
+        "--target",
+        "onnx",
+        "--calib",
+        str(folder),
+        "--input-size",
+        "32",
+    ], "huge.png"
+
+
+def _labels(tmp, lines):
+    folder = photos(tmp / "eval")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return [
+        "--weights",
+        str(tiny_weights(tmp / "w.pth")),
+        "--target",
+        "onnx",
+        "--eval",
+        str(folder),
+        "--input-size",
+        "32",
+    ]
+
+
+def case_labels_bad_line(tmp):
+    return _labels(tmp, ["img0.png 1", "img1.png one"]), "labels.txt:2"
+
+
+def case_labels_unknown_class(tmp):
+    return _labels(tmp, ["img0.png 1", "img1.png 42"]), "class index 42, but the model has 10"
+
+
+def case_labels_duplicate(tmp):
+    return _labels(tmp, ["img0.png 1", "img0.png 2"]), "labels.txt:2"
+
+
+def case_labels_outside_root(tmp):
+    return _labels(tmp, ["img0.png 1", "../secret.png 2"]), "labels.txt:2"
+
+
+def case_weights_truncated(tmp):
+    data = tiny_weights(tmp / "w.pth").read_bytes()
+    (tmp / "w.pth").write_bytes(data[: len(data) // 3])
+    return ["--weights", str(tmp / "w.pth"), "--target", "onnx"], "w.pth"
+
+
+def case_weights_other_architecture(tmp):
+    torch.save(build_model("resnet34", num_classes=10, width=8).state_dict(), tmp / "r34.pth")
+    return ["--weights", str(tmp / "r34.pth"), "--target", "onnx"], "holds resnet34 weights"
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = Path("/tmp/edgeresnet-pickle-executed")
+
+
+def case_weights_malicious_pickle(tmp):
+    MARKER.unlink(missing_ok=True)
+    with open(tmp / "evil.pth", "wb") as f:
+        pickle.dump({"conv1.weight": Payload()}, f)
+    return ["--weights", str(tmp / "evil.pth"), "--target", "onnx"], "could execute code"
+
+
+def case_profile_unknown_key(tmp):
+    path = tmp / "p.toml"
+    path.write_text('name="p"\nbackend="onnxruntime"\ndevice="CPU"\nprecisions=["fp32"]\nspeed=9\n')
+    return ["--weights", "random", "--target", str(path)], "unknown key(s) speed"
+
+
+def case_profile_wrong_type(tmp):
+    path = tmp / "p.toml"
+    path.write_text('name="p"\nbackend="onnxruntime"\ndevice="CPU"\nprecisions="fp32"\n')
+    return ["--weights", "random", "--target", str(path)], "precisions must be list"
+
+
+def case_unknown_target(tmp):
+    return ["--weights", "random", "--target", "jetsn"], "Unknown target 'jetsn'"
+
+
+def case_calib_size_zero(tmp):
+    return ["--weights", "random", "--target", "onnx", "--calib-size", "0"], "at least 1"
+
+
+CATALOGUE = [f for name, f in sorted(globals().items()) if name.startswith("case_")]
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=lambda f: f.__name__[5:])
+def test_bad_input_gives_one_clear_message_and_writes_nothing(case, tmp_path, capsys):
+    args, expected = case(tmp_path)
+    code = run_build(tmp_path, *args)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert expected in err, err
+    assert err.count("error:") == 1 and "hint:" in err and "Traceback" not in err
+    out = tmp_path / "out"
+    assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert not out.exists() or not list(out.glob("*staging*"))
+    assert not MARKER.exists(), "the pickle's code ran"
+
+
+def test_ratio_one_is_refused(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["build", "--target", "onnx", "--prune", "1.0"])
+    assert info.value.code == 2 and "must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_odd_but_valid_images_are_converted(digits_weights, fast_profile, tmp_path):
+    folder = photos(tmp_path / "calib", n=2)
+    Image.new("CMYK", (40, 40), (10, 20, 30, 0)).save(folder / "cmyk.jpg")
+    Image.new("L", (40, 40), 128).save(folder / "grey.png")
+    Image.fromarray(np.full((40, 40), 40000, np.uint16)).save(folder / "deep.png")
+    Image.new("P", (40, 40), 3).save(folder / "palette.png")
+    Image.new("RGBA", (40, 40), (1, 2, 3, 100)).save(folder / "alpha.png")
+    assert (
+        main(
+            [
+                "build",
+                "--target",
+                str(fast_profile),
+                "--model",
+                "resnet18",
+                "--weights",
+                str(digits_weights),
+                "--input-size",
+                "32",
+                "--calib",
+                str(folder),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    doc = json.loads((tmp_path / "out" / "onnx" / "results.json").read_text())
+    assert doc["data"]["calibration"]["images"] == 7
+
+
+# -------------------------------------------------------------------- atomicity and resume
+def digits_args(fast_profile, digits, digits_weights, out):
+    return [
+        "--target",
+        str(fast_profile),
+        "--model",
+        "resnet18",
+        "--weights",
+        str(digits_weights),
+        "--input-size",
+        "32",
+        "--calib",
+        str(digits["train"]),
+        "--calib-size",
+        "32",
+        "--out",
+        str(out),
+    ]
+
+
+@pytest.mark.slow
+def test_disk_full_keeps_previous_output(
+    fast_profile, digits, digits_weights, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    args = digits_args(fast_profile, digits, digits_weights, out)
+    assert main(["build", *args]) == 0
+    before = sha256_file(out / "onnx" / "results.json")
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_json", full)
+    assert main(["build", *args]) == 1
+    assert "No space left on the device" in capsys.readouterr().err
+    assert sha256_file(out / "onnx" / "results.json") == before
+    assert not list(out.glob("*staging*"))
+
+
+def test_second_build_into_the_same_folder_is_refused(tmp_path, capsys):
+    with output_lock(tmp_path / "out"):
+        code = main(
+            [
+                "build",
+                "--target",
+                "onnx",
+                "--weights",
+                "random",
+                "--model",
+                "resnet18",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert code == 2
+    assert "Another edgeresnet build is writing to" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_9_keeps_outputs_and_the_next_run_resumes(
+    fast_profile, digits, digits_weights, tmp_path
+):
+    out = tmp_path / "out"
+    args = digits_args(fast_profile, digits, digits_weights, out)
+    assert main(["build", *args]) == 0
+    before = sha256_file(out / "onnx" / "results.json")
+    # A new calibration size changes every stage after export: the killed run has work to do.
+    args[args.index("--calib-size") + 1] = "48"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeresnet", "build", *args], stderr=subprocess.PIPE, text=True
+    )
+    seen = []
+    deadline = time.monotonic() + 240
+    for line in proc.stderr:
+        seen.append(line)
+        if "benchmarking" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any("benchmarking" in line for line in seen), "".join(seen)
+    assert sha256_file(out / "onnx" / "results.json") == before
+    resumed = subprocess.run(
+        [sys.executable, "-m", "edgeresnet", "build", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from the cache" in resumed.stderr
+    assert "int8 artifact" in resumed.stderr and "compiling" not in resumed.stderr
+    assert not list(out.glob("*staging*"))
+    doc = json.loads((out / "onnx" / "results.json").read_text())
+    assert doc["data"]["calibration"]["images"] == 48
+
+
+@pytest.mark.slow
+def test_same_inputs_give_byte_identical_artifacts(fast_profile, digits, digits_weights, tmp_path):
+    docs = []
+    for name in ("a", "b"):
+        args = digits_args(fast_profile, digits, digits_weights, tmp_path / name)
+        assert main(["build", *args, "--eval", str(digits["test"]), "--fresh"]) == 0
+        docs.append(json.loads((tmp_path / name / "onnx" / "results.json").read_text()))
+    for a, b in zip(docs[0]["rows"], docs[1]["rows"], strict=True):
+        assert a["artifact"]["sha256"] == b["artifact"]["sha256"], a["variant"]
+        assert a["accuracy"] == b["accuracy"] and a["fidelity"] == b["fidelity"]
+
+
+# ------------------------------------------------------------------------- verify command
+def test_verify_passes_a_whole_bundle_and_names_a_changed_file(tmp_path, capsys):
+    from edgeresnet.bundle import write_manifest
+
+    (tmp_path / "model.onnx").write_bytes(b"weights" * 100)
+    write_manifest(
+        tmp_path,
+        files=[tmp_path / "model.onnx"],
+        variants=[],
+        model={},
+        data={},
+        target={},
+        options={},
+    )
+    assert main(["verify", str(tmp_path)]) == 0
+    assert "all match manifest.json" in capsys.readouterr().out
+    (tmp_path / "model.onnx").write_bytes(b"weights" * 99 + b"tamper!")
+    assert main(["verify", str(tmp_path)]) == 1
+    assert "model.onnx does not match its sha256" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- parsers under fuzzing
+_scalars = st.one_of(
+    st.integers(-5, 5),
+    st.booleans(),
+    st.text(max_size=6),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+)
+_values = st.one_of(_scalars, st.lists(_scalars, max_size=3))
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    top=st.dictionaries(
+        st.sampled_from(["name", "backend", "device", "precisions", "x"]), _values, max_size=5
+    ),
+    bench=st.dictionaries(
+        st.sampled_from(["warmup", "threads", "batch_sizes", "y"]), _values, max_size=3
+    ),
+)
+def test_any_profile_loads_or_raises_config_error(tmp_path, top, bench):
+    text = "".join(f"{k} = {_toml(v)}\n" for k, v in top.items())
+    text += "[benchmark]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in bench.items())
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text)
+    try:
+        load_target(str(path))
+    except ConfigError:
+        pass
+
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=_json, rows=_json)
+def test_any_results_file_is_read_or_refused_with_a_report_error(tmp_path, body, rows):
+    doc = {
+        "schema": "edgeresnet.results",
+        "schema_version": 1,
+        "device": body,
+        "model": body,
+        "target": body,
+        "rows": rows,
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    try:
+        rows_of(load_results(path), "r.json")
+    except ReportError:
+        pass
