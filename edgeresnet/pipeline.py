@@ -281,7 +281,7 @@ def _document(
         }
         for a, row in zip(artifacts, measured, strict=True)
     ]
-    add_scripts(staging, inputs.backend.ondevice_scripts())
+    add_scripts(staging, inputs.backend.ondevice_scripts(inputs.profile))
     write_manifest(
         staging,
         files=[p for p in staging.rglob("*") if p.is_file()],

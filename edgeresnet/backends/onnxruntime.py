@@ -118,5 +118,5 @@ class OnnxRuntimeBackend:
         ]
         return run_ondevice(script.__name__, args)
 
-    def ondevice_scripts(self) -> list[Path]:
+    def ondevice_scripts(self, profile: TargetProfile) -> list[Path]:
         return [Path(script.__file__), Path(script.__file__).with_name("common.py")]

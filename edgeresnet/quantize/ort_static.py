@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +33,62 @@ _CALIBRATORS = {
 
 
 class _Batches(CalibrationDataReader):
+    """Calibration batches for ORT, readable in ranges so histograms are built chunk by chunk."""
+
     def __init__(self, batches: Iterable[np.ndarray]) -> None:
-        self._iter: Iterator[np.ndarray] = iter(batches)
-        self.count = 0
+        self._batches = list(batches)
+        self._next, self._end = 0, len(self._batches)
+        self.count = sum(len(b) for b in self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, end_index
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._iter, None)
-        if batch is None:
+        if self._next >= self._end:
             return None
-        self.count += len(batch)
-        return {INPUT_NAME: batch}
+        self._next += 1
+        return {INPUT_NAME: self._batches[self._next - 1]}
+
+
+def _extra(options: QuantizationOptions, batches: int) -> dict[str, Any]:
+    if options.calibrate_method == "minmax":
+        return {}
+    # ORT's histogram calibrators keep every activation of every image until they build the
+    # histograms (tens of GB for ResNet-50 at 300 images); in chunks they hold one chunk.
+    extra: dict[str, Any] = {"CalibStridedMinMax": _chunk(batches)}
+    if options.calibrate_method == "percentile":
+        if not 90.0 <= options.percentile <= 100.0:
+            raise ConfigError(
+                f"percentile must be between 90 and 100, got {options.percentile}.",
+                hint="Typical values are 99.99 or 99.999.",
+            )
+        extra["CalibPercentile"] = options.percentile
+    return extra
+
+
+def _chunk(batches: int, most: int = 8) -> int:
+    """The largest chunk size up to ``most`` that divides ``batches`` (ORT requires that)."""
+    return next(size for size in range(min(most, max(batches, 1)), 0, -1) if batches % size == 0)
 
 
 def quantize(
-    fp32_path: Path, out_path: Path, batches: Iterable[np.ndarray], options: QuantizationOptions
+    fp32_path: Path,
+    out_path: Path,
+    batches: Iterable[np.ndarray],
+    options: QuantizationOptions,
+    *,
+    exclude: Sequence[str] = (),
+    ranges: Path | None = None,
 ) -> dict[str, Any]:
-    """Write an INT8 QDQ model calibrated on ``batches`` (NCHW float32 arrays)."""
+    """Write an INT8 QDQ model calibrated on ``batches`` (NCHW float32 arrays).
+
+    ``exclude`` names ONNX nodes kept in float (the accuracy-aware fallback); ``ranges`` is a
+    calibration cache file: read when it exists (``batches`` is then not consumed), else written,
+    so repeated quantizations of one model calibrate once.
+    """
     try:
         activation = _TYPES[options.activation_type]
         weight = _TYPES[options.weight_type]
@@ -63,21 +105,25 @@ def quantize(
         # ORT's own pre-pass: folds the Identity nodes the exporter leaves on shared
         # initializers, which otherwise keep 47 of ResNet-50's 53 convs out of QLinearConv.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out_path),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            activation_type=activation,
-            weight_type=weight,
-            per_channel=options.per_channel,
-            calibrate_method=calibrator,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print progress
+            quantize_static(
+                str(prepared),
+                str(out_path),
+                None if ranges is not None and ranges.is_file() else reader,
+                quant_format=QuantFormat.QDQ,
+                activation_type=activation,
+                weight_type=weight,
+                per_channel=options.per_channel,
+                calibrate_method=calibrator,
+                nodes_to_exclude=list(exclude),
+                extra_options=_extra(options, len(reader)),
+                calibration_cache_path=ranges,
+            )
     except Exception as exc:  # ORT raises ValueError, RuntimeError and its own types
         raise QuantizationError(f"ONNX Runtime quantization failed: {exc}") from exc
     finally:
         prepared.unlink(missing_ok=True)
-    if reader.count == 0:
+    if reader.count == 0 and not (ranges is not None and ranges.is_file()):
         raise QuantizationError("No calibration images reached the quantizer.")
     return {
         "method": "onnxruntime.quantization.quantize_static",
@@ -87,6 +133,8 @@ def quantize(
         "weight_type": options.weight_type,
         "per_channel": options.per_channel,
         "calibrate_method": options.calibrate_method,
-        "calibration_images": reader.count,
+        **({"percentile": options.percentile} if options.calibrate_method == "percentile" else {}),
+        "calibration_images": reader.count or "reused ranges",
+        "float_nodes": list(exclude),
         "onnxruntime_version": onnxruntime.__version__,
     }

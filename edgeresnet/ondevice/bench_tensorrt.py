@@ -1,0 +1,221 @@
+"""Benchmark TensorRT engines on the device that built them; write results.json.
+
+Imports only tensorrt, numpy and the standard library (and common.py, trt_runtime.py beside it):
+
+    python3 ondevice/bench_tensorrt.py --bundle .      # every engine -> results.<device>.json
+    python3 ondevice/bench_tensorrt.py --engine int8.engine --input-size 224 --json out.json
+
+Latency is host wall-clock per batch including the host<->device copies (what an application
+pays, trtexec's "Latency"); GPU compute time alone comes from CUDA events. Each run records the
+TensorRT and JetPack versions, the power mode and whether clocks were locked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = Path(__file__).resolve().parent.name
+
+from . import common, trt_runtime  # noqa: E402
+
+TIMING = (
+    "latency: host wall clock per batch, host->device copy + execute + device->host copy; "
+    "gpu_compute: CUDA events around execute only"
+)
+
+
+def measure(
+    trt: Any,
+    engine: Path,
+    *,
+    batch_sizes: list[int],
+    input_size: int,
+    warmup: int = 20,
+    min_iterations: int = 100,
+    min_seconds: float = 3.0,
+    dla_core: int = -1,
+) -> dict[str, Any]:
+    """Load time, latency and GPU time per batch size, throughput, memory, executed precision."""
+    rss_before = common.rss_mb()
+    cuda = trt_runtime.Cuda()
+    started = time.perf_counter()
+    runner = trt_runtime.EngineRunner(trt, engine, cuda, dla_core=dla_core)
+    load_s = time.perf_counter() - started
+    rng = np.random.default_rng(0)
+    start, end = cuda.event(), cuda.event()
+    per_batch = []
+    for batch in batch_sizes:
+        x = rng.standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
+        times = common.time_loop(
+            lambda x=x: runner.run(x),
+            warmup=warmup,
+            min_iterations=min_iterations,
+            min_seconds=min_seconds,
+        )
+        gpu = [runner.gpu_ms(start, end) / 1000.0 for _ in range(min_iterations)]
+        stats = common.latency_stats(times)
+        stats.update(batch=batch, images_per_s=round(batch * 1000.0 / stats["p50_ms"], 2))
+        stats["gpu_compute"] = common.latency_stats(gpu)
+        per_batch.append(stats)
+    runner.close()
+    layers = engine.with_suffix(".layers.json")
+    return {
+        "runtime": "tensorrt",
+        "runtime_version": trt.__version__,
+        "gpu": cuda.device_name,
+        "cuda_driver_api": cuda.cuda_version,
+        "dla_core": dla_core if dla_core >= 0 else None,
+        "threads": None,
+        "timing": TIMING,
+        "load_s": round(load_s, 4),
+        "rss_before_load_mb": rss_before,
+        "peak_rss_mb": common.peak_rss_mb(),
+        "latency": per_batch[0],
+        "throughput": max(per_batch, key=lambda b: b["batch"]),
+        "per_batch": per_batch,
+        "precision_executed": trt_runtime.layer_precisions(json.loads(layers.read_text()))
+        if layers.is_file()
+        else {"label": "unknown", "why": f"{layers.name} is missing"},
+        **conditions(),
+    }
+
+
+def conditions() -> dict[str, Any]:
+    """Power mode and clocks, with a warning where they make numbers hard to compare."""
+    jetson, warnings = trt_runtime.jetson_facts(), []
+    if jetson is not None and jetson["clocks_locked"] is not True:
+        warnings.append(
+            "clocks were not locked (run `sudo jetson_clocks`) or could not be read: "
+            "latency varies with DVFS"
+        )
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return {"jetson": jetson, "nvidia_smi": trt_runtime.gpu_facts(), "warnings": warnings}
+
+
+def engine_records(bundle: Path) -> list[dict[str, Any]]:
+    built = bundle / "engines" / "build.json"
+    if not built.is_file():
+        raise SystemExit(f"error: {built} is missing: run ondevice/build_engine.py --bundle first.")
+    return json.loads(built.read_text(encoding="utf-8"))["engines"]
+
+
+def document(
+    manifest: dict[str, Any], rows: list[dict[str, Any]], environment: dict[str, Any], name: str
+) -> dict[str, Any]:
+    """A results document in the shared schema, for `edgeresnet report`."""
+    device = common.machine_info(name)
+    device["gpu"] = next((r["bench"]["gpu"] for r in rows if r.get("bench")), None)
+    return common.results_document(
+        producer={
+            "tool": "edgeresnet ondevice/bench_tensorrt.py",
+            "version": manifest.get("edgeresnet_version"),
+        },
+        device=device,
+        environment=environment,
+        model=manifest["model"],
+        data=manifest.get("data", {}),
+        target=manifest["target"],
+        rows=rows,
+    )
+
+
+def row(record: dict[str, Any], bundle: Path, variants: dict[str, dict[str, Any]]) -> dict:
+    engine = bundle / "engines" / record["engine"]
+    source = variants.get(record["variant"], {})
+    return {
+        "variant": record["variant"],
+        "precision": source.get("precision", record["options"]["precision"]),
+        "artifact": {
+            "file": f"engines/{engine.name}",
+            "bytes": engine.stat().st_size,
+            "sha256": common.sha256_file(engine),
+            "onnx": source.get("artifact"),
+        },
+        "build": {"tensorrt_engine": record},
+        "accuracy": None,
+        "fidelity": None,
+        "notes": [],
+    }
+
+
+def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    manifest = common.check_manifest(bundle)
+    settings = trt_runtime.load_settings(bundle)
+    trt = trt_runtime.import_tensorrt()
+    trt_runtime.check_version(
+        trt.__version__, settings["tensorrt_versions"], ignore=args.ignore_version
+    )
+    variants = {v["variant"]: v for v in manifest["variants"]}
+    rows = []
+    for record in engine_records(bundle):
+        print(f"benchmarking {record['engine']} ...", flush=True)
+        entry = row(record, bundle, variants)
+        entry["bench"] = measure(
+            trt,
+            bundle / "engines" / record["engine"],
+            batch_sizes=args.batch_sizes or settings.get("batch_sizes", [1, 8]),
+            input_size=manifest["model"]["input_size"],
+            warmup=args.warmup,
+            min_iterations=args.min_iterations,
+            min_seconds=args.min_seconds,
+            dla_core=record["options"]["dla_core"],
+        )
+        rows.append(entry)
+    facts = rows[0]["bench"]["jetson"] if rows else None
+    environment = {"tensorrt": trt.__version__, "jetpack": (facts or {}).get("jetpack")}
+    return document(manifest, rows, environment, args.device_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
+    source.add_argument("--engine", type=Path, help="one engine file")
+    parser.add_argument("--json", type=Path, help="output (default BUNDLE/results.<device>.json)")
+    parser.add_argument("--batch-sizes", type=lambda s: [int(b) for b in s.split(",")])
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--dla-core", type=int, default=-1)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--min-iterations", type=int, default=100)
+    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--ignore-version", action="store_true")
+    parser.add_argument("--device-name", help="name of this device in reports")
+    args = parser.parse_args(argv)
+    if args.bundle:
+        result = bench_bundle(args.bundle, args)
+        out = args.json or args.bundle / f"results.{result['device']['name']}.json"
+    else:
+        if not args.engine.is_file():
+            parser.error(f"{args.engine} does not exist")
+        trt = trt_runtime.import_tensorrt()
+        result = measure(
+            trt,
+            args.engine,
+            batch_sizes=args.batch_sizes or [1, 8],
+            input_size=args.input_size,
+            warmup=args.warmup,
+            min_iterations=args.min_iterations,
+            min_seconds=args.min_seconds,
+            dla_core=args.dla_core,
+        )
+        out = args.json
+    if out is None:
+        json.dump(result, sys.stdout, indent=2)
+    else:
+        common.write_json(out, result)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

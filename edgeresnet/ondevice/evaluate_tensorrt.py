@@ -1,0 +1,194 @@
+"""Top-1/top-5 of a bundle's TensorRT engines on a folder of labelled images, on the device.
+
+Imports only tensorrt, numpy and the standard library (plus common.py and trt_runtime.py), and
+PIL to decode and resize the images (`pip3 install pillow` or `apt install python3-pil`):
+
+    python3 ondevice/evaluate_tensorrt.py --bundle . --images DIR [--limit 1000]
+    python3 ondevice/evaluate_tensorrt.py --bundle . --images DIR --results results.orin.json
+
+Labels: class folders (index = rank of the folder name), or a labels.tsv/.txt/.csv holding
+`relative/path label` lines or a header with `file` and `class_index` columns. Preprocessing is
+the manifest's (resize shorter side, bilinear; centre crop; mean/std), as in the build. With
+--results, accuracy and agreement with the FP32 engine are merged into that results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = Path(__file__).resolve().parent.name
+
+from . import common, trt_runtime  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def labelled_images(folder: Path) -> list[tuple[Path, int]]:
+    """(image, class index) pairs from a labels file or class folders, sorted by path."""
+    for name in ("labels.tsv", "labels.txt", "labels.csv"):
+        if (folder / name).is_file():
+            return _from_labels_file(folder / name)
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    pairs = [
+        (image, index)
+        for index, cls in enumerate(classes)
+        for image in sorted(cls.rglob("*"))
+        if image.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not pairs:
+        raise SystemExit(f"error: {folder} has no labels file and no class folders with images.")
+    return pairs
+
+
+def _from_labels_file(path: Path) -> list[tuple[Path, int]]:
+    text = path.read_text(encoding="utf-8-sig").splitlines()
+    lines = [line for line in text if line.strip() and not line.lstrip().startswith("#")]
+    delimiter = "\t" if "\t" in lines[0] else ","
+    header = [c.strip().lower() for c in lines[0].split(delimiter)]
+    if "file" in header:
+        column = "class_index" if "class_index" in header else "label"
+        rows = csv.DictReader(lines, fieldnames=header, delimiter=delimiter)
+        next(rows)
+        return [(path.parent / r["file"].strip(), int(r[column])) for r in rows]
+    pairs = []
+    for line in lines:
+        name, _, label = line.replace(",", " ").rpartition(" ")
+        pairs.append((path.parent / name.strip(), int(label)))
+    return pairs
+
+
+def preprocess(image_path: Path, spec: dict[str, Any]) -> np.ndarray:
+    """torchvision's eval transform with PIL: resize shorter side, centre crop, normalize."""
+    try:
+        from PIL import Image  # the script's one optional dependency, needed only here
+    except ImportError:
+        raise SystemExit("error: evaluate_tensorrt.py needs PIL: pip3 install pillow") from None
+    with Image.open(image_path) as img:
+        img = img.convert("RGB")
+        width, height = img.size
+        size = spec["resize_size"]
+        new = (
+            (size, int(size * height / width))
+            if width <= height
+            else (int(size * width / height), size)
+        )
+        if new != (width, height):
+            img = img.resize(new, Image.Resampling.BILINEAR)
+        pixels = np.asarray(img, dtype=np.uint8)
+    crop = spec["crop_size"]
+    top = int(round((pixels.shape[0] - crop) / 2.0))
+    left = int(round((pixels.shape[1] - crop) / 2.0))
+    x = pixels[top : top + crop, left : left + crop].astype(np.float32) / np.float32(255.0)
+    x = (x - np.asarray(spec["mean"], np.float32)) / np.asarray(spec["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def scores(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None) -> dict:
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    result: dict[str, Any] = {
+        "accuracy": {
+            "top1": round(100.0 * float((top5[:, 0] == labels).mean()), 3),
+            "top5": round(100.0 * float((top5 == labels[:, None]).any(axis=1).mean()), 3),
+            "images": int(labels.size),
+        },
+        "fidelity": None,
+    }
+    if reference is not None:
+        noise = float(np.sum((reference - logits) ** 2, dtype=np.float64))
+        signal = float(np.sum(reference**2, dtype=np.float64))
+        agree = (reference.argmax(axis=1) == logits.argmax(axis=1)).mean()
+        result["fidelity"] = {
+            "reference": "fp32 TensorRT engine on this device",
+            "top1_agreement": round(100.0 * float(agree), 3),
+            "sqnr_db": round(10.0 * np.log10(signal / noise), 2) if noise > 0 else None,
+            "images": int(labels.size),
+        }
+    return result
+
+
+def evaluate(bundle: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Scores of every engine build_engine.py made, on the same images."""
+    manifest = common.check_manifest(bundle)
+    pairs = labelled_images(args.images)[: args.limit or None]
+    spec = manifest["model"]["preprocess"]
+    trt = trt_runtime.import_tensorrt()
+    built = bundle / "engines" / "build.json"
+    if not built.is_file():
+        raise SystemExit(f"error: {built} is missing: run ondevice/build_engine.py --bundle first.")
+    records = json.loads(built.read_text(encoding="utf-8"))["engines"]
+    cuda = trt_runtime.Cuda()
+    labels = np.array([label for _, label in pairs])
+    logits: dict[str, np.ndarray] = {}
+    for record in records:
+        runner = trt_runtime.EngineRunner(
+            trt, bundle / "engines" / record["engine"], cuda, dla_core=record["options"]["dla_core"]
+        )
+        batch = min(record["options"]["batch_sizes"][-1], 8)
+        outs = []
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start : start + batch]
+            outs.append(runner.run(np.stack([preprocess(p, spec) for p, _ in chunk])))
+        runner.close()
+        logits[record["variant"]] = np.concatenate(outs)
+        print(f"evaluated {record['engine']} on {len(pairs)} images", flush=True)
+    reference = logits.get("fp32")
+    return {name: scores(out, labels, reference) for name, out in logits.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--images", type=Path, required=True, help="labelled image folder")
+    parser.add_argument("--limit", type=int, default=0, help="first N images only")
+    parser.add_argument("--results", type=Path, help="merge into this results.json")
+    parser.add_argument("--json", type=Path, help="output when --results is not given")
+    parser.add_argument("--device-name", help="name of this device in reports")
+    args = parser.parse_args(argv)
+    if not args.images.is_dir():
+        parser.error(f"{args.images} is not a folder")
+    found = evaluate(args.bundle, args)
+    if args.results:
+        document = json.loads(args.results.read_text(encoding="utf-8"))
+        for entry in document["rows"]:
+            entry.update(found.get(entry["variant"], {}))
+        out = args.results
+    else:
+        manifest = json.loads((args.bundle / common.MANIFEST).read_text(encoding="utf-8"))
+        images = next(iter(found.values()))["accuracy"]["images"] if found else 0
+        rows = [
+            {
+                "variant": name,
+                "precision": name.rsplit("-", 1)[-1],
+                "artifact": None,
+                "bench": None,
+                **scored,
+            }
+            for name, scored in found.items()
+        ]
+        document = common.results_document(
+            producer={"tool": "edgeresnet ondevice/evaluate_tensorrt.py"},
+            device=common.machine_info(args.device_name),
+            environment={"tensorrt": trt_runtime.import_tensorrt().__version__},
+            model=manifest["model"],
+            data={"evaluation": {"source": str(args.images), "images": images}},
+            target=manifest["target"],
+            rows=rows,
+        )
+        name = document["device"]["name"]
+        out = args.json or args.bundle / f"results.{name}.eval.json"
+    common.write_json(out, document)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""TensorRT engines on the GPU from plain Python, shared by the bundle's TensorRT scripts.
+
+Imports only tensorrt (lazily, so a missing TensorRT is a clear message rather than a
+traceback), numpy and the standard library. GPU memory, streams and events come from the CUDA
+driver library through ctypes: it ships with every NVIDIA driver and JetPack, so the scripts
+need neither cuda-python nor pycuda.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NOT_INSTALLED = "TensorRT is not installed here"
+_CLAUSE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+)*)\s*$")
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or exit with a message saying where the scripts must run."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: {NOT_INSTALLED} (import tensorrt failed: {exc}). Run this script on the "
+            "device, where JetPack or the TensorRT Python wheel provides it "
+            "(python3 -c 'import tensorrt' must work)."
+        ) from None
+    return tensorrt
+
+
+def version_matches(version: str, spec: str) -> bool:
+    """True when ``version`` ('10.3.0.30') satisfies ``spec`` ('>=10.0,<11')."""
+    have = _numbers(version)
+    for clause in filter(None, (c.strip() for c in spec.split(","))):
+        match = _CLAUSE.match(clause)
+        if match is None:
+            raise SystemExit(f"error: cannot read the TensorRT version range {spec!r}.")
+        want = _numbers(match[2])
+        size = max(len(have), len(want))
+        a, b = have + [0] * (size - len(have)), want + [0] * (size - len(want))
+        ok = {">=": a >= b, "<=": a <= b, "==": a == b, ">": a > b, "<": a < b}[match[1]]
+        if not ok:
+            return False
+    return True
+
+
+def check_version(version: str, spec: str, *, ignore: bool = False) -> None:
+    if spec and not version_matches(version, spec):
+        message = (
+            f"TensorRT {version} is outside the range this bundle's profile was written for "
+            f"({spec}): engines and INT8 behaviour differ between TensorRT versions."
+        )
+        if not ignore:
+            raise SystemExit(
+                f"error: {message} Use the matching target profile, or pass "
+                "--ignore-version to build anyway."
+            )
+        print(f"warning: {message}", flush=True)
+
+
+def version_code(version: str) -> int:
+    """TensorRT's integer version as its headers define it: '8.6.1' -> 8601, '10.3' -> 100300."""
+    major, minor, patch = (_numbers(version) + [0, 0, 0])[:3]
+    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+
+
+def _numbers(version: str) -> list[int]:
+    return [int(p) for p in re.findall(r"\d+", version)[:4]]
+
+
+class Cuda:
+    """The few CUDA driver calls the scripts need: memory, copies, a stream, events."""
+
+    def __init__(self, device: int = 0) -> None:
+        try:
+            self._lib = ctypes.CDLL("libcuda.so.1")
+        except OSError as exc:
+            raise SystemExit(f"error: no NVIDIA driver here (libcuda.so.1: {exc}).") from None
+        lib = self._lib
+        lib.cuGetErrorString.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+        lib.cuMemcpyHtoD_v2.argtypes = [ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
+        lib.cuMemcpyDtoH_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t]
+        lib.cuMemFree_v2.argtypes = [ctypes.c_uint64]
+        for name in ("cuStreamSynchronize", "cuEventSynchronize", "cuCtxSetCurrent"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.cuEventRecord.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.cuEventElapsedTime.argtypes = [
+            ctypes.POINTER(ctypes.c_float),
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        self._call("cuInit", 0)
+        handle = ctypes.c_int()
+        self._call("cuDeviceGet", ctypes.byref(handle), device)
+        # The runtime API TensorRT uses works in the device's primary context: share it.
+        self._context = ctypes.c_void_p()
+        self._call("cuDevicePrimaryCtxRetain", ctypes.byref(self._context), handle)
+        self._call("cuCtxSetCurrent", self._context)
+        name = ctypes.create_string_buffer(256)
+        self._call("cuDeviceGetName", name, 256, handle)
+        self.device_name = name.value.decode(errors="replace")
+        version = ctypes.c_int()
+        self._call("cuDriverGetVersion", ctypes.byref(version))
+        # The CUDA version the driver supports (cuDriverGetVersion), not the driver release.
+        self.cuda_version = f"{version.value // 1000}.{version.value % 1000 // 10}"
+
+    def _call(self, name: str, *args: Any) -> None:
+        code = getattr(self._lib, name)(*args)
+        if code != 0:
+            text = ctypes.c_char_p()
+            self._lib.cuGetErrorString(code, ctypes.byref(text))
+            raise SystemExit(f"error: CUDA {name} failed: {(text.value or b'?').decode()}")
+
+    def malloc(self, nbytes: int) -> int:
+        pointer = ctypes.c_uint64()
+        self._call("cuMemAlloc_v2", ctypes.byref(pointer), ctypes.c_size_t(max(nbytes, 1)))
+        return pointer.value
+
+    def free(self, pointer: int) -> None:
+        self._call("cuMemFree_v2", pointer)
+
+    def to_device(self, pointer: int, array: np.ndarray) -> None:
+        self._call("cuMemcpyHtoD_v2", pointer, array.ctypes.data, array.nbytes)
+
+    def to_host(self, array: np.ndarray, pointer: int) -> None:
+        self._call("cuMemcpyDtoH_v2", array.ctypes.data, pointer, array.nbytes)
+
+    def stream(self) -> ctypes.c_void_p:
+        handle = ctypes.c_void_p()
+        self._call("cuStreamCreate", ctypes.byref(handle), 0)
+        return handle
+
+    def synchronize(self, stream: ctypes.c_void_p) -> None:
+        self._call("cuStreamSynchronize", stream)
+
+    def event(self) -> ctypes.c_void_p:
+        handle = ctypes.c_void_p()
+        self._call("cuEventCreate", ctypes.byref(handle), 0)
+        return handle
+
+    def record(self, event: ctypes.c_void_p, stream: ctypes.c_void_p) -> None:
+        self._call("cuEventRecord", event, stream)
+
+    def elapsed_ms(self, start: ctypes.c_void_p, end: ctypes.c_void_p) -> float:
+        self._call("cuEventSynchronize", end)
+        ms = ctypes.c_float()
+        self._call("cuEventElapsedTime", ctypes.byref(ms), start, end)
+        return ms.value
+
+
+class EngineRunner:
+    """One deserialized engine with device buffers sized for the current batch."""
+
+    def __init__(self, trt: Any, engine_path: Path, cuda: Cuda, *, dla_core: int = -1) -> None:
+        self.trt, self.cuda = trt, cuda
+        # The logger and runtime must outlive the engine they made: keep them.
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        if dla_core >= 0:
+            self.runtime.DLA_core = dla_core
+        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise SystemExit(
+                f"error: {engine_path} could not be loaded: engines only load with the "
+                "TensorRT version and GPU that built them. Rebuild it with build_engine.py."
+            )
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = trt.TensorIOMode.INPUT
+        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) != mode]
+        self.stream = cuda.stream()
+        self._shape: tuple[int, ...] | None = None
+        self._buffers: dict[str, tuple[int, np.ndarray]] = {}
+
+    def _prepare(self, shape: tuple[int, ...]) -> None:
+        for pointer, _ in self._buffers.values():
+            self.cuda.free(pointer)
+        self._buffers = {}
+        self.context.set_input_shape(self.input, shape)
+        for name in (self.input, *self.outputs):
+            dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            host = np.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype)
+            pointer = self.cuda.malloc(host.nbytes)
+            self.context.set_tensor_address(name, pointer)
+            self._buffers[name] = (pointer, host)
+        self._shape = shape
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Copy in, execute, copy out: what an application pays per batch."""
+        if batch.shape != self._shape:
+            self._prepare(batch.shape)
+        pointer, host = self._buffers[self.input]
+        self.cuda.to_device(pointer, np.ascontiguousarray(batch, dtype=host.dtype))
+        self.execute()
+        out_pointer, out = self._buffers[self.outputs[0]]
+        self.cuda.to_host(out, out_pointer)
+        return out.astype(np.float32, copy=True)
+
+    def execute(self) -> None:
+        if not self.context.execute_async_v3(self.stream.value):
+            raise SystemExit("error: TensorRT execute_async_v3 failed (see the log above).")
+        self.cuda.synchronize(self.stream)
+
+    def gpu_ms(self, start: ctypes.c_void_p, end: ctypes.c_void_p) -> float:
+        """GPU time of one execution alone, measured with CUDA events."""
+        self.cuda.record(start, self.stream)
+        self.context.execute_async_v3(self.stream.value)
+        self.cuda.record(end, self.stream)
+        return self.cuda.elapsed_ms(start, end)
+
+    def close(self) -> None:
+        for pointer, _ in self._buffers.values():
+            self.cuda.free(pointer)
+        self._buffers = {}
+
+
+def layer_precisions(layer_info: dict[str, Any]) -> dict[str, Any]:
+    """What precision the engine's convolutions run in, read from the engine inspector's JSON."""
+    convs = [
+        layer
+        for layer in layer_info.get("Layers", [])
+        if isinstance(layer, dict) and "convolution" in str(layer.get("LayerType", "")).lower()
+    ]
+    counts: dict[str, int] = {}
+    for layer in convs:
+        fmt = str((layer.get("Inputs") or [{}])[0].get("Format/Datatype", "")).lower()
+        kind = next((k for k, words in _KINDS if any(w in fmt for w in words)), "unknown")
+        counts[kind] = counts.get(kind, 0) + 1
+    label = "+".join(sorted(counts)) if counts else "unknown"
+    return {"label": label, "convolutions": len(convs), "conv_input_types": counts}
+
+
+_KINDS = (("int8", ("int8",)), ("fp16", ("half", "fp16")), ("fp32", ("float", "fp32")))
+
+
+def jetson_facts() -> dict[str, Any] | None:
+    """JetPack / L4T release, power mode and clock lock on a Jetson; None elsewhere."""
+    release = _read("/etc/nv_tegra_release")
+    if not release:
+        return None
+    match = re.search(r"R(\d+) \(release\), REVISION: ([\d.]+)", release)
+    l4t = f"{match[1]}.{match[2]}" if match else None
+    jetpack = _run(["dpkg-query", "--show", "--showformat=${Version}", "nvidia-jetpack"])
+    power = _run(["nvpmodel", "-q"])
+    clocks = _run(["jetson_clocks", "--show"])
+    return {
+        "l4t": l4t,
+        "jetpack": jetpack or _JETPACK.get((l4t or "").split(".")[0]),
+        "power_mode": power.splitlines()[0].split(":", 1)[-1].strip() if power else None,
+        "clocks_locked": _clocks_locked(clocks) if clocks else None,
+    }
+
+
+_JETPACK = {"36": "6.x (from L4T R36)", "35": "5.1.x (from L4T R35)", "32": "4.x (from L4T R32)"}
+
+
+def _clocks_locked(text: str) -> bool | None:
+    """jetson_clocks pins MinFreq to MaxFreq; read that from ``jetson_clocks --show``."""
+    pairs = re.findall(r"MinFreq=(\d+) MaxFreq=(\d+)", text)
+    return all(lo == hi for lo, hi in pairs) if pairs else None
+
+
+def gpu_facts() -> dict[str, Any] | None:
+    """Name, driver and clocks of a discrete GPU from nvidia-smi; None where it is absent."""
+    fields = "name,driver_version,clocks.sm,clocks.max.sm,power.limit,persistence_mode"
+    text = _run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"])
+    if not text:
+        return None
+    values = [v.strip() for v in text.splitlines()[0].split(",")]
+    return dict(zip(fields.split(","), values, strict=False))
+
+
+def load_settings(bundle: Path) -> dict[str, Any]:
+    """The profile's TensorRT settings the backend wrote next to the scripts."""
+    path = bundle / "ondevice" / "tensorrt.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is missing: this bundle was not built for TensorRT.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _run(command: list[str]) -> str | None:
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None

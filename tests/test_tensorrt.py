@@ -1,0 +1,389 @@
+"""TensorRT / Jetson target: rules validator, calibration cache, bundle scripts, end to end.
+
+TensorRT itself cannot be installed here, so the tests check what can be checked without it:
+the INT8 ONNX against TensorRT's rules and in ONNX Runtime, the cache format, and the bundle's
+scripts up to the point where they need TensorRT.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeresnet.backends import tensorrt_bundle, tensorrt_cache
+from edgeresnet.backends.tensorrt_rules import RULES, check_rules
+from edgeresnet.cli import main
+from edgeresnet.data import Preprocess, load_image
+from edgeresnet.errors import VerificationError
+from edgeresnet.ondevice import bench_tensorrt, evaluate_tensorrt, trt_runtime
+from edgeresnet.report.schema import rows_of
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+C = 4  # channels of the hand-made graphs
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _tensor(name: str, array: np.ndarray) -> TensorProto:
+    return numpy_helper.from_array(array, name)
+
+
+def residual_graph(
+    *,
+    act_zero: np.ndarray | None = None,
+    weight_scale: np.ndarray | None = None,
+    int32_bias: bool = False,
+    raw_residual: bool = False,
+    opset: int = 17,
+    contrib: bool = False,
+) -> onnx.ModelProto:
+    """x -> Q/DQ -> Conv(int8 weights, float bias) -> Q/DQ -> Add(., DQ(x)): a residual block.
+
+    Defaults follow every TensorRT rule; each keyword breaks one.
+    """
+    zero = np.array(0, np.int8) if act_zero is None else act_zero
+    w_scale = np.full(C, 0.01, np.float32) if weight_scale is None else weight_scale
+    inits = [
+        _tensor("s", np.array(0.02, np.float32)),
+        _tensor("z", zero),
+        _tensor("w_q", np.ones((C, C, 3, 3), np.int8)),
+        _tensor("w_s", w_scale),
+        _tensor("w_z", np.zeros(w_scale.shape, np.int8)),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["x_q"], name="q_x"),
+        helper.make_node("DequantizeLinear", ["x_q", "s", "z"], ["x_dq"], name="dq_x"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], name="dq_w", axis=0),
+    ]
+    if int32_bias:
+        inits += [
+            _tensor("b_q", np.zeros(C, np.int32)),
+            _tensor("b_s", np.full(C, 2e-4, np.float32)),
+            _tensor("b_z", np.zeros(C, np.int32)),
+        ]
+        nodes.append(helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b"], axis=0))
+    else:
+        inits.append(_tensor("b", np.zeros(C, np.float32)))
+    nodes += [
+        helper.make_node("Conv", ["x_dq", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["c_q"], name="q_c"),
+        helper.make_node("DequantizeLinear", ["c_q", "s", "z"], ["c_dq"], name="dq_c"),
+        helper.make_node(
+            "Add", ["c" if raw_residual else "c_dq", "x_dq"], ["sum"], name="residual_add"
+        ),
+        helper.make_node("Relu", ["sum"], ["y"], name="relu"),
+    ]
+    imports = [helper.make_opsetid("", opset)]
+    if contrib:
+        nodes.append(helper.make_node("FastGelu", ["y"], ["y2"], domain="com.microsoft"))
+        imports.append(helper.make_opsetid("com.microsoft", 1))
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, C, 8, 8])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=imports)
+
+
+def test_a_graph_following_every_rule_passes():
+    report = check_rules(residual_graph())
+    assert set(report["rules"]) == set(RULES)
+    assert report["residual_adds"] == 1 and report["quantized_conv"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rule", "broken"),
+    [
+        ("signed-int8", {"act_zero": np.array(0, np.uint8)}),
+        ("zero-point-zero", {"act_zero": np.array(3, np.int8)}),
+        ("weight-per-channel", {"weight_scale": np.array([0.01], np.float32)}),
+        ("float-bias", {"int32_bias": True}),
+        ("standard-ops", {"contrib": True}),
+        ("opset", {"opset": 12}),
+        ("residual-add", {"raw_residual": True}),
+    ],
+)
+def test_each_broken_rule_fails_with_its_name(rule, broken):
+    with pytest.raises(VerificationError, match=f"rule '{rule}'") as info:
+        check_rules(residual_graph(**broken))
+    assert info.value.hint and "TensorRT requires" in info.value.hint
+
+
+def test_unquantized_conv_input_is_refused():
+    model = residual_graph()
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.input[0] = "x"
+    with pytest.raises(VerificationError, match="rule 'quantized-inputs'.*conv"):
+        check_rules(model)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_cache_parses_tensorrts_own_format():
+    # As TensorRT 8.6.1's calibrator writes it: big-endian hex of the float32 scale.
+    text = "TRT-8601-EntropyCalibration2\nimages: 3c010a14\n168: 3dc6cf6e\n"
+    cache = tensorrt_cache.parse(text)
+    assert (cache.version, cache.algorithm) == (8601, "EntropyCalibration2")
+    # The input of that model was scaled to [0, 1]: amax 1.0, scale about 1/127.
+    assert cache.scales["images"] == pytest.approx(1 / 127, rel=1e-3)
+    assert cache.scales["168"] == pytest.approx(struct.unpack(">f", bytes.fromhex("3dc6cf6e"))[0])
+
+
+def test_cache_round_trips_and_refuses_garbage():
+    scales = {"input": 0.0207874, "/layer1/layer1.0/Add_output_0": 0.1}
+    text = tensorrt_cache.render(scales, version=100300)
+    assert text.splitlines()[0] == "TRT-100300-EntropyCalibration2"
+    assert tensorrt_cache.parse(text).scales == pytest.approx(scales)
+    with pytest.raises(VerificationError, match="Not a TensorRT calibration cache"):
+        tensorrt_cache.parse("input: 3c010a14\n")
+    with pytest.raises(VerificationError, match="line 2"):
+        tensorrt_cache.parse("TRT-8601-EntropyCalibration2\ninput: zz\n")
+
+
+@pytest.mark.parametrize(
+    ("version", "code"), [("8.5.2.2", 8502), ("8.6.1", 8601), ("10.3.0.30", 100300)]
+)
+def test_version_codes_follow_tensorrt_headers(version, code):
+    assert trt_runtime.version_code(version) == code
+
+
+@pytest.mark.parametrize(
+    ("version", "spec", "ok"),
+    [
+        ("10.3.0.30", ">=10.0,<11", True),
+        ("11.0.0", ">=10.0,<11", False),
+        ("8.6.2.3", ">=8.5,<8.7", True),
+        ("8.4.1", ">=8.5,<8.7", False),
+    ],
+)
+def test_tensorrt_version_ranges(version, spec, ok):
+    assert trt_runtime.version_matches(version, spec) is ok
+
+
+# --------------------------------------------------------------------------- on-device helpers
+
+
+def test_standalone_preprocessing_matches_the_build(imagenet_samples):
+    pre = Preprocess()
+    spec = pre.to_dict()
+    for path, _ in evaluate_tensorrt.labelled_images(imagenet_samples)[:3]:
+        expected = pre(load_image(path))
+        np.testing.assert_allclose(evaluate_tensorrt.preprocess(path, spec), expected, atol=1e-6)
+
+
+def test_layer_precisions_read_the_engine_inspector():
+    layers = {
+        "Layers": [
+            {"LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Int8 NC/32HW32"}]},
+            {"LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": "Half"}]},
+            {"LayerType": "Reformat", "Inputs": [{"Format/Datatype": "Row major linear FP32"}]},
+        ]
+    }
+    found = trt_runtime.layer_precisions(layers)
+    assert found["label"] == "fp16+int8" and found["convolutions"] == 2
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def digits_bundle(digits, digits_weights, tmp_path_factory) -> Path:
+    """`edgeresnet build --target jetson` on the ResNet trained on real digits."""
+    out = tmp_path_factory.mktemp("jetson")
+    code = main(
+        [
+            "build",
+            "--target",
+            "jetson",
+            "--model",
+            "resnet18",
+            "--weights",
+            str(digits_weights),
+            "--input-size",
+            "32",
+            "--calib",
+            str(digits["train"]),
+            "--calib-size",
+            "300",
+            "--eval",
+            str(digits["test"]),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out / "jetson"
+
+
+@pytest.mark.slow
+def test_int8_keeps_digits_accuracy_and_follows_tensorrt_rules(digits_bundle):
+    doc = json.loads((digits_bundle / "results.json").read_text())
+    rows = {r["variant"]: r for r in doc["rows"]}
+    fp32, int8 = rows["fp32"], rows["int8"]
+    assert fp32["accuracy"]["top1"] > 95.0
+    assert abs(fp32["accuracy"]["top1"] - int8["accuracy"]["top1"]) <= 1.0
+    assert int8["fidelity"]["top1_agreement"] >= 98.0
+    validator = int8["build"]["validator"]
+    assert set(validator["rules"].values()) == {"passed"}
+    assert validator["fidelity"]["images"] > 0
+    assert "TensorRT absent" in int8["build"]["evaluated_in"]
+    # No TensorRT here: built, evaluated in ONNX Runtime, latency only from a device.
+    assert all(r["bench"] is None for r in doc["rows"])
+    assert any("not benchmarked here" in n for n in int8["notes"])
+    assert (
+        rows["fp16"]["fidelity"] is None and rows["fp16"]["artifact"]["file"] == "model.fp32.onnx"
+    )
+
+
+@pytest.mark.slow
+def test_bundle_holds_models_cache_scripts_and_checksums(digits_bundle):
+    names = {
+        p.relative_to(digits_bundle).as_posix() for p in digits_bundle.rglob("*") if p.is_file()
+    }
+    expected = {
+        "model.fp32.onnx",
+        "model.int8.onnx",
+        "calibration.cache",
+        "manifest.json",
+        "ondevice/build_engine.py",
+        "ondevice/bench_tensorrt.py",
+        "ondevice/evaluate_tensorrt.py",
+        "ondevice/trt_runtime.py",
+        "ondevice/common.py",
+        "ondevice/trtexec.sh",
+        "ondevice/README.md",
+        "ondevice/tensorrt.json",
+    }
+    assert expected <= names
+    manifest = json.loads((digits_bundle / "manifest.json").read_text())
+    assert expected - {"manifest.json"} <= {f["path"] for f in manifest["files"]}
+    # The cache covers every activation tensor of the FP32 ONNX, by its own names.
+    cache = tensorrt_cache.parse((digits_bundle / "calibration.cache").read_text())
+    fp32 = onnx.load(str(digits_bundle / "model.fp32.onnx"))
+    assert list(cache.scales) == tensorrt_cache.activation_tensors(fp32)
+    assert all(s > 0 for s in cache.scales.values())
+    assert cache.algorithm == "EntropyCalibration2" and cache.version == 100000
+
+
+def run_script(bundle: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    # As a user on the device would: the copied file, from another folder.
+    return subprocess.run(
+        [sys.executable, str(bundle / "ondevice" / script), "--bundle", str(bundle), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=bundle.parent,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed: the scripts would run")
+@pytest.mark.parametrize("script", ["build_engine.py", "bench_tensorrt.py", "evaluate_tensorrt.py"])
+def test_scripts_stop_clearly_without_tensorrt(digits_bundle, digits, script):
+    extra = ["--images", str(digits["test"])] if script == "evaluate_tensorrt.py" else []
+    proc = run_script(digits_bundle, script, *extra)
+    assert proc.returncode != 0
+    assert trt_runtime.NOT_INSTALLED in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_scripts_check_the_manifest_before_tensorrt(digits_bundle, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(digits_bundle, damaged)
+    with open(damaged / "model.int8.onnx", "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00\x01\x02")
+    for script in ("build_engine.py", "bench_tensorrt.py"):
+        proc = run_script(damaged, script)
+        assert proc.returncode != 0
+        assert "does not match its sha256" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_trtexec_script_builds_the_same_engines(digits_bundle):
+    script = digits_bundle / "ondevice" / "trtexec.sh"
+    env = {**os.environ, "TRTEXEC": "echo"}
+    explicit = subprocess.run(
+        ["sh", str(script), "model.int8.onnx", "int8"],
+        capture_output=True, text=True, env=env, cwd=digits_bundle, check=True,
+    ).stdout  # fmt: skip
+    assert "--onnx=model.int8.onnx --int8" in explicit
+    assert "--minShapes=input:1x3x32x32" in explicit and "--maxShapes=input:8x3x32x32" in explicit
+    implicit = subprocess.run(
+        ["sh", str(script), "./model.int8.onnx", "int8"],
+        capture_output=True, text=True, env={**env, "INT8_MODE": "implicit"},
+        cwd=digits_bundle, check=True,
+    ).stdout  # fmt: skip
+    assert "--onnx=./model.fp32.onnx --int8 --calib=./calibration.cache" in implicit
+
+
+@pytest.mark.slow
+def test_device_results_merge_into_reports(digits_bundle):
+    """A device run's rows, in the shared schema, read back like a build's."""
+    manifest = json.loads((digits_bundle / "manifest.json").read_text())
+    settings = json.loads((digits_bundle / "ondevice" / tensorrt_bundle.SETTINGS).read_text())
+    assert settings["tensorrt_versions"] == ">=10.0,<11" and settings["batch_sizes"] == [1, 8]
+    engine = digits_bundle / "engines" / "int8.engine"
+    engine.parent.mkdir(exist_ok=True)
+    engine.write_bytes(b"engine bytes")  # stands in for a file only TensorRT can make
+    record = {"variant": "int8", "engine": engine.name, "options": {"precision": "int8"}}
+    row = bench_tensorrt.row(record, digits_bundle, {v["variant"]: v for v in manifest["variants"]})
+    # Figures shaped like measure()'s output; this test checks the document, not a device.
+    row["bench"] = {
+        "runtime": "tensorrt",
+        "runtime_version": "10.3.0",
+        "gpu": "Orin",
+        "latency": {"batch": 1, "p50_ms": 1.0, "p90_ms": 1.1, "p99_ms": 1.2},
+        "throughput": {"batch": 8, "images_per_s": 4000.0},
+        "precision_executed": {"label": "int8"},
+    }
+    doc = bench_tensorrt.document(manifest, [row], {"tensorrt": "10.3.0"}, "orin-test")
+    (parsed,) = rows_of(json.loads(json.dumps(doc)), "device.json")
+    assert (parsed.device, parsed.target, parsed.variant) == ("orin-test", "jetson", "int8")
+    assert parsed.runtime == "tensorrt 10.3.0" and parsed.executed == "int8"
+    shutil.rmtree(engine.parent)
+
+
+@pytest.mark.slow
+def test_resnet50_int8_onnx_is_tensorrt_ready(imagenet_samples, tmp_path):
+    """ResNet-50, random weights, real photos: small INT8 file that keeps the FP32 logits."""
+    out = tmp_path / "out"
+    code = main(
+        [
+            "build",
+            "--target",
+            "jetson",
+            "--weights",
+            "random",
+            "--calib",
+            str(imagenet_samples),
+            "--calib-size",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    doc = json.loads((out / "jetson" / "results.json").read_text())
+    int8 = next(r for r in doc["rows"] if r["variant"] == "int8")
+    assert int8["artifact"]["bytes"] <= 27_000_000
+    assert set(int8["build"]["validator"]["rules"].values()) == {"passed"}
+    assert int8["build"]["validator"]["quantized_conv"] == 53
+    assert int8["build"]["validator"]["residual_adds"] == 16
+    assert int8["fidelity"]["sqnr_db"] >= 25.0 and int8["fidelity"]["images"] == 32
