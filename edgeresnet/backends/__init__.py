@@ -16,7 +16,7 @@ import numpy as np
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 # Calibration data as a backend sees it: batch size in, NCHW float32 batches out, each call
 # a fresh pass over the same images.
@@ -66,7 +66,9 @@ class Backend(Protocol):
         """Measure in a fresh process; raises BackendUnavailableError where it cannot run here."""
         ...
 
-    def ondevice_scripts(self) -> list[Path]: ...
+    def ondevice_scripts(self, profile: TargetProfile) -> list[Path]:
+        """Standalone files the bundle ships for running on the device."""
+        ...
 
 
 def get_backend(
@@ -82,4 +84,17 @@ def get_backend(
                 f"ONNX Runtime is not installed ({exc}).", hint="pip install onnxruntime"
             ) from None
         return OnnxRuntimeBackend(device=device, **runtime)
+    if name == "openvino":
+        try:
+            from edgeresnet.backends.openvino import OpenVinoBackend
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"OpenVINO is not installed ({exc}).", hint='pip install "edgeresnet[openvino]"'
+            ) from None
+        return OpenVinoBackend(device=device, **runtime)
+    if name == "tensorrt":
+        # Needs no TensorRT here: it makes ONNX artifacts and an on-device engine bundle.
+        from edgeresnet.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(device=device, **runtime)
     raise ConfigError(f"Unknown backend '{name}'.", hint=f"Choose one of: {', '.join(BACKENDS)}.")
