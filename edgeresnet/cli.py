@@ -45,6 +45,10 @@ def _build(args: argparse.Namespace) -> int:
             distill_steps=args.distill_steps,
             train=args.train,
             fresh=args.fresh,
+            calib_method=args.calib_method,
+            percentile=args.percentile,
+            max_drop=args.max_drop,
+            sensitivity_images=args.sensitivity_images,
             command=_command_line(),
         )
     )
@@ -293,6 +297,30 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
     b.add_argument(
         "--fresh", action="store_true", help="redo every stage instead of resuming from OUT/.cache"
+    )
+    q = b.add_argument_group("INT8 calibration and accuracy budget")
+    q.add_argument(
+        "--calib-method",
+        choices=("minmax", "percentile", "entropy"),
+        help="activation range estimation (default: the profile's, minmax)",
+    )
+    q.add_argument(
+        "--percentile", type=float, help="percentile for --calib-method percentile (default 99.999)"
+    )
+    q.add_argument(
+        "--max-drop",
+        type=float,
+        metavar="POINTS",
+        help="accuracy budget: add an 'int8-mixed' variant keeping the most sensitive "
+        "layers in float until top-1 (or, without labels, agreement with FP32) drops "
+        "by at most POINTS on the evaluation images",
+    )
+    q.add_argument(
+        "--sensitivity-images",
+        type=_positive,
+        default=500,
+        help="evaluation images (never calibration images) for the sensitivity ranking and "
+        "the budget search (default 500)",
     )
     p = b.add_argument_group("structured pruning")
     p.add_argument(

@@ -13,7 +13,7 @@ import resource
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,10 @@ class BuildRequest:
     distill_steps: int = 0
     train: Path | None = None
     fresh: bool = False
+    calib_method: str | None = None
+    percentile: float | None = None
+    max_drop: float | None = None
+    sensitivity_images: int = 500
     command: str = ""
 
 
@@ -131,7 +135,17 @@ def resolve(request: BuildRequest) -> Inputs:
         PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
         for r in sorted(set(request.prune) - {0.0})
     ]
-    profile = load_target(request.target)
+    if request.max_drop is not None and request.max_drop < 0:
+        raise UsageError(
+            f"--max-drop must be 0 or more points, got {request.max_drop}.",
+            hint="For example --max-drop 0.5 (top-1 points against FP32).",
+        )
+    if request.sensitivity_images < 1:
+        raise UsageError(
+            f"--sensitivity-images must be at least 1, got {request.sensitivity_images}.",
+            hint="200 is the default.",
+        )
+    profile = _with_calibration(load_target(request.target), request)
     backend = get_backend(profile.backend, device=profile.device, runtime=profile.runtime)
     calib = discover(request.calib or default_calibration_dir())
     calib = calib.subset(request.calib_size, seed=request.seed)
@@ -162,6 +176,18 @@ def resolve(request: BuildRequest) -> Inputs:
         prune=prune,
         train=discover(request.train) if request.train is not None else None,
     )
+
+
+def _with_calibration(profile: TargetProfile, request: BuildRequest) -> TargetProfile:
+    """The profile with --calib-method / --percentile applied."""
+    changes: dict[str, Any] = {}
+    if request.calib_method is not None:
+        changes["calibrate_method"] = request.calib_method
+    if request.percentile is not None:
+        changes["percentile"] = request.percentile
+    if not changes:
+        return profile
+    return replace(profile, quantization=replace(profile.quantization, **changes))
 
 
 def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
@@ -223,8 +249,20 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
         # pruned ones included, is held to.
         reference = reference or stages.reference(exported)
         folder = staging / mv.tag if mv.tag else staging
-        for precision in profile.precisions:
-            artifact = stages.compiled(exported, precision, folder, mv.variant(precision))
+        made = [stages.compiled(exported, p, folder, mv.variant(p)) for p in profile.precisions]
+        if request.max_drop is not None and "int8" in profile.precisions:
+            heldout = check_set.subset(request.sensitivity_images, seed=request.seed + 1)
+            made.append(
+                stages.mixed_int8(
+                    exported,
+                    folder / "mixed",
+                    mv.variant("int8-mixed"),
+                    max_drop=request.max_drop,
+                    reference=stages.reference(exported),
+                    heldout=heldout,
+                )
+            )
+        for artifact in made:
             if mv.prune:
                 artifact.build["prune"] = mv.prune
             artifacts.append(artifact)
@@ -237,6 +275,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
     rows = results.measured_rows(
         artifacts, logits, labels, notes, scored=scored and labels is not None
     )
+    _check_budgets(artifacts, owners, rows)
     for artifact, mv, row in zip(artifacts, owners, rows, strict=True):
         row["params"] = count_parameters(mv.model)
         row["macs"] = count_macs(mv.model, pre.crop_size)
@@ -252,6 +291,35 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
             f"{', '.join(stages.reused)} (pass --fresh to redo every stage)"
         )
     return _document(request, inputs, artifacts, rows, staging, calib_sha)
+
+
+def _check_budgets(
+    artifacts: list[Artifact], owners: list[ModelVariant], rows: list[dict[str, Any]]
+) -> None:
+    """Hold each accuracy-aware artifact to its budget on the whole evaluation set too."""
+    by_variant = {a.variant: row for a, row in zip(artifacts, rows, strict=True)}
+    for artifact, mv, row in zip(artifacts, owners, rows, strict=True):
+        record = artifact.build.get("accuracy_aware")
+        base = by_variant.get(mv.variant("fp32"))
+        if record is None or base is None or row["fidelity"] is None:
+            continue
+        if row["accuracy"] and base["accuracy"]:
+            drop = base["accuracy"]["top1"] - row["accuracy"]["top1"]
+        else:
+            drop = 100.0 - row["fidelity"]["top1_agreement"]
+        record["full_set_drop"] = round(drop, 3)
+        record["met_on_full_set"] = drop <= record["budget_points"]
+        kept = len(record["float_layers"])
+        verdict = "met" if record["met_on_full_set"] else "NOT met"
+        row["notes"].append(
+            f"accuracy budget {record['budget_points']} {record['metric']} {verdict} on all "
+            f"evaluation images (drop {drop:.2f}; {kept} layers kept in float)"
+        )
+        if not record["met_on_full_set"]:
+            warn(
+                f"{artifact.variant}: the accuracy budget holds on the held-out images but not "
+                f"on all of them (drop {drop:.2f} > {record['budget_points']})"
+            )
 
 
 def _document(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeresnet import __version__
+from edgeresnet import __version__, sensitivity
 from edgeresnet.backends import Artifact, Backend, CalibrationBatches, Session, get_backend
 from edgeresnet.cache import StageCache, stage_key
 from edgeresnet.config import TargetProfile
@@ -234,6 +234,101 @@ class Stages:
             {**record["build"], "export": exported.record},
         )
 
+    # ---------------------------------------------------------- accuracy-aware
+    def mixed_int8(
+        self,
+        exported: Exported,
+        folder: Path,
+        variant: str,
+        *,
+        max_drop: float,
+        reference: Session,
+        heldout: ImageSet,
+    ) -> Artifact:
+        """INT8 with the most sensitive layers kept in float until ``max_drop`` holds.
+
+        The layer ranking is cached without the backend in its key: one ranking, measured
+        in the first target's runtime, serves every target built from the same model and data.
+        """
+        x, labels = _arrays(heldout, self.preprocess)
+        measure = sensitivity.Measure(_run(reference, x), labels)
+        quantization = self.profile.to_dict()["quantization"]
+        base = dict(
+            export=exported.key,
+            calib=self.calib_sha,
+            heldout=heldout.sha256(),
+            calibrate_method=quantization["calibrate_method"],
+        )
+        rank_key = stage_key("ranking", **base, version=__version__)
+        with tempfile.TemporaryDirectory(dir=self.work) as tmp:
+            quantize = self._excluding(exported, Path(tmp))
+
+            def run(artifact: Artifact) -> np.ndarray:
+                return _run(self.backend.load(artifact, threads=self.threads), x)
+
+            ranking = self.cache.json(rank_key)
+            if ranking is None:
+                candidates = sensitivity.candidate_layers(str(exported.path))
+                with stage(
+                    f"ranking the INT8 sensitivity of {len(candidates)} layers in "
+                    f"{self.backend.name} on {len(heldout)} held-out images"
+                ):
+                    ranking = {
+                        "measured_in": f"{self.backend.name} {self.backend.version()}",
+                        "layers": sensitivity.rank_layers(candidates, quantize, run, measure),
+                    }
+                self.cache.store_json(rank_key, ranking)
+            else:
+                self.reused.append(f"sensitivity ranking ({ranking['measured_in']})")
+            order = [entry["layer"] for entry in ranking["layers"]]
+            with stage(
+                f"keeping sensitive layers in float until the drop is <= {max_drop} "
+                f"{measure.metric}"
+            ):
+                outcome, artifact = sensitivity.fit_budget(order, max_drop, quantize, run, measure)
+            if not outcome.met:
+                warn(
+                    f"the {max_drop}-point budget cannot be met: with every layer in float the "
+                    f"held-out drop is {outcome.drop} {measure.metric}; keeping the best "
+                    "artifact found"
+                )
+            _copy_tree(artifact.file.parent, folder)
+        record = {
+            "budget_points": max_drop,
+            "metric": measure.metric,
+            "met": outcome.met,
+            "heldout_images": len(heldout),
+            "heldout_drop": outcome.drop,
+            "float_layers": outcome.excluded,
+            "search": outcome.history,
+            "ranking_measured_in": ranking["measured_in"],
+            "ranking_top": ranking["layers"][:10],
+        }
+        return Artifact(
+            variant,
+            "int8",
+            folder / artifact.file.name,
+            {**artifact.build, "export": exported.record, "accuracy_aware": record},
+        )
+
+    def _excluding(self, exported: Exported, work: Path):
+        """``quantize(excluded)`` for the search: each call compiles into its own folder."""
+        count = iter(range(10**6))
+
+        def quantize(excluded: tuple[str, ...]) -> Artifact:
+            out = work / f"q{next(count)}"
+            out.mkdir()
+            return self.backend.compile(
+                exported.path,
+                "int8",
+                out,
+                profile=self.profile,
+                calibration=calibration(self.calib, self.preprocess),
+                exclude=excluded,
+            )
+
+        return quantize
+
     # --------------------------------------------------------------- evaluate
     def logits(
         self, artifacts: list[Artifact], reference: Session, images_: ImageSet
@@ -300,6 +395,18 @@ class Stages:
             )
         self.cache.store_json(key, result)
         return result
+
+
+def _arrays(image_set: ImageSet, pre: Preprocess) -> tuple[np.ndarray, np.ndarray | None]:
+    xs, ys = [], []
+    for x, y in image_set.batches(pre, BATCH):
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs), (None if ys[0] is None else np.concatenate(ys))
+
+
+def _run(session: Session, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([session.run(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
 
 
 def images(image_set: ImageSet, pre: Preprocess) -> Iterator[np.ndarray]:

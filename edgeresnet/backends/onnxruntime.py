@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,7 @@ class OnnxRuntimeBackend:
         self.device = device
         self.providers = _DEVICE_PROVIDERS[device]
         self.optimization = graph_optimization
+        self._work = tempfile.TemporaryDirectory(prefix="edgeresnet-ort-")
 
     def version(self) -> str:
         return ort.__version__
@@ -57,6 +62,7 @@ class OnnxRuntimeBackend:
         *,
         calibration: CalibrationBatches,
         profile: TargetProfile,
+        exclude: tuple[str, ...] = (),
     ) -> Artifact:
         target = out_dir / f"model.{precision}.onnx"
         if precision == "fp32":
@@ -66,12 +72,25 @@ class OnnxRuntimeBackend:
             quantize = get_quantizer(profile.quantization.method)
             # One image per batch: ORT calibrates without graph optimizations, and at batch 16
             # that session alone held 4 GB for ResNet-50; at batch 1 it holds 0.9 GB, as fast.
-            record = quantize(fp32_onnx, target, calibration(1), profile.quantization)
+            record = quantize(
+                fp32_onnx,
+                target,
+                calibration(1),
+                profile.quantization,
+                exclude=exclude,
+                ranges=self._ranges(fp32_onnx, profile),
+            )
             return Artifact("int8", "int8", target, record)
         raise ConfigError(
             f"The onnxruntime backend builds fp32 and int8, not {precision}.",
             hint=f"Edit precisions in {profile.source}.",
         )
+
+    def _ranges(self, fp32_onnx: Path, profile: TargetProfile) -> Path:
+        """Where calibrated ranges of this model are kept, so re-quantizing calibrates once."""
+        options = json.dumps(dataclasses.asdict(profile.quantization), sort_keys=True)
+        digest = hashlib.sha256(f"{fp32_onnx.resolve()}|{options}".encode()).hexdigest()[:16]
+        return Path(self._work.name) / f"{digest}.ranges.json"
 
     def _check_device(self) -> None:
         missing = set(self.providers) - set(ort.get_available_providers())

@@ -98,7 +98,8 @@ def quantize(
             f"Unsupported quantization setting {exc} for ort-static.",
             hint=f"Types: {', '.join(_TYPES)}; calibrate_method: {', '.join(_CALIBRATORS)}.",
         ) from None
-    reader = _Batches(batches)
+    reused = ranges is not None and ranges.is_file()
+    reader = _Batches(() if reused else batches)
     logging.getLogger("root").setLevel(logging.ERROR)  # ORT logs every skipped node at WARNING
     prepared = out_path.with_name(f".{out_path.name}.pre.onnx")
     try:
@@ -109,7 +110,7 @@ def quantize(
             quantize_static(
                 str(prepared),
                 str(out_path),
-                None if ranges is not None and ranges.is_file() else reader,
+                None if reused else reader,
                 quant_format=QuantFormat.QDQ,
                 activation_type=activation,
                 weight_type=weight,
@@ -123,7 +124,7 @@ def quantize(
         raise QuantizationError(f"ONNX Runtime quantization failed: {exc}") from exc
     finally:
         prepared.unlink(missing_ok=True)
-    if reader.count == 0 and not (ranges is not None and ranges.is_file()):
+    if reader.count == 0 and not reused:
         raise QuantizationError("No calibration images reached the quantizer.")
     return {
         "method": "onnxruntime.quantization.quantize_static",

@@ -1,0 +1,143 @@
+"""Accuracy-aware INT8: calibration methods, sensitivity ranking, budget search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeresnet.cli import main
+from edgeresnet.sensitivity import Measure, fit_budget, rank_layers
+
+
+def fake_search(weights: dict[str, float]):
+    """A model whose logits lose ``weights[layer]`` of their signal per quantized layer."""
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((200, 10)).astype(np.float32)
+    labels = reference.argmax(1)
+    noise = rng.standard_normal(reference.shape).astype(np.float32)
+
+    def quantize(excluded):
+        return sum(w for name, w in weights.items() if name not in excluded)
+
+    def run(error):
+        return reference + error * noise
+
+    return quantize, run, Measure(reference, labels)
+
+
+def test_ranking_orders_layers_by_harm_deterministically():
+    quantize, run, measure = fake_search({"a": 0.01, "b": 2.0, "c": 0.5, "d": 0.5})
+    first = rank_layers(["a", "b", "c", "d"], quantize, run, measure)
+    again = rank_layers(["d", "c", "b", "a"], quantize, run, measure)
+    assert [s["layer"] for s in first] == ["b", "c", "d", "a"]
+    assert first == again
+
+
+def test_budget_search_finds_the_fewest_float_layers():
+    weights = {f"l{i}": (3.0 if i < 5 else 0.0) for i in range(40)}
+    quantize, run, measure = fake_search(weights)
+    order = sorted(weights, key=lambda n: -weights[n])
+    outcome, _ = fit_budget(order, 0.5, quantize, run, measure)
+    assert outcome.met and outcome.excluded == order[:5]
+    counts = [h["float_layers"] for h in outcome.history]
+    assert counts[:6] == [0, 1, 2, 3, 4, 8] and counts[-1] == 5
+
+
+def test_unreachable_budget_keeps_the_best_and_says_so():
+    quantize, run, measure = fake_search({"a": 1.0})
+    outcome, error = fit_budget(["a"], -1.0, quantize, run, measure)  # no drop is below -1
+    assert not outcome.met and outcome.excluded == ["a"] and error == 0
+
+
+def dark_calibration(folder: Path) -> Path:
+    """Two nearly black images: a deliberately poor calibration set for min-max."""
+    folder.mkdir()
+    for i in range(2):
+        pixels = np.random.default_rng(i).random((32, 32)) * 40
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"dark{i}.png")
+    return folder
+
+
+@pytest.mark.slow
+def test_budget_restores_digits_accuracy_after_poor_calibration(
+    digits, digits_weights, fast_profile, tmp_path
+):
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "build",
+                "--target",
+                str(fast_profile),
+                "--model",
+                "resnet18",
+                "--weights",
+                str(digits_weights),
+                "--input-size",
+                "32",
+                "--calib",
+                str(dark_calibration(tmp_path / "dark")),
+                "--calib-method",
+                "minmax",
+                "--eval",
+                str(digits["test"]),
+                "--max-drop",
+                "0.5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = {
+        r["variant"]: r for r in json.loads((out / "onnx" / "results.json").read_text())["rows"]
+    }
+    fp32, int8, mixed = (rows[v]["accuracy"]["top1"] for v in ("fp32", "int8", "int8-mixed"))
+    assert fp32 - int8 > 10.0, "the poor calibration should hurt plain INT8"
+    assert fp32 - mixed <= 0.5
+    record = rows["int8-mixed"]["build"]["accuracy_aware"]
+    assert record["met"] and record["met_on_full_set"]
+    assert 0 < len(record["float_layers"]) < 31
+    assert record["ranking_measured_in"].startswith("onnxruntime")
+    assert any("met on all evaluation images" in n for n in rows["int8-mixed"]["notes"])
+    assert rows["int8-mixed"]["bench"]["latency"]["p50_ms"] > 0
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_calibration_methods_are_selectable_and_recorded(
+    method, digits, digits_weights, fast_profile, tmp_path
+):
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "build",
+                "--target",
+                str(fast_profile),
+                "--model",
+                "resnet18",
+                "--weights",
+                str(digits_weights),
+                "--input-size",
+                "32",
+                "--calib",
+                str(digits["train"]),
+                "--calib-size",
+                "24",
+                "--calib-method",
+                method,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = {
+        r["variant"]: r for r in json.loads((out / "onnx" / "results.json").read_text())["rows"]
+    }
+    assert rows["int8"]["build"]["calibrate_method"] == method
+    assert rows["int8"]["fidelity"]["top1_agreement"] >= 90.0
