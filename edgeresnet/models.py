@@ -169,7 +169,7 @@ ARCHITECTURES: dict[str, tuple[Block, list[int]]] = {
 }
 
 
-def _canonical_arch(arch: str) -> str:
+def canonical_arch(arch: str) -> str:
     name = arch.strip().lower().replace("-", "").replace("_", "")
     if name not in ARCHITECTURES:
         raise ConfigError(
@@ -181,7 +181,7 @@ def _canonical_arch(arch: str) -> str:
 
 def build_model(arch: str, *, num_classes: int = 1000, width: int = 64) -> ResNet:
     """Build a randomly initialised ResNet by name (raises ConfigError for unknown names)."""
-    block, layers = ARCHITECTURES[_canonical_arch(arch)]
+    block, layers = ARCHITECTURES[canonical_arch(arch)]
     return ResNet(block, layers, num_classes=num_classes, width=width)
 
 
@@ -459,7 +459,7 @@ def load_model(
     progress: bool = True,
 ) -> LoadedModel:
     """Build ``arch`` with weights: imagenet[:V1|V2], IMAGENET1K_V*, random[:SEED] or a path."""
-    arch = _canonical_arch(arch)
+    arch = canonical_arch(arch)
     spec = str(weights).strip()
     low = spec.lower()
     if low == "imagenet" or low.startswith(("imagenet:", "imagenet1k_")):

@@ -23,12 +23,24 @@ from edgeresnet.bundle import add_scripts, write_manifest
 from edgeresnet.cache import StageCache, stage_key
 from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
-from edgeresnet.errors import BackendUnavailableError, DataError, OutputError, UsageError
+from edgeresnet.errors import (
+    BackendUnavailableError,
+    DataError,
+    OutputError,
+    UsageError,
+    WeightsError,
+)
 from edgeresnet.lock import output_lock
-from edgeresnet.models import LoadedModel, count_macs, count_parameters, load_model
-from edgeresnet.ondevice.common import physical_cores, write_json
+from edgeresnet.models import (
+    LoadedModel,
+    canonical_arch,
+    count_macs,
+    count_parameters,
+    load_model,
+)
+from edgeresnet.ondevice.common import physical_cores, sha256_file, write_json
 from edgeresnet.progress import console, stage, warn
-from edgeresnet.prune import PruneOptions
+from edgeresnet.prune import PruneOptions, load_pruned
 from edgeresnet.report import write_report
 from edgeresnet.stages import ModelVariant, Stages
 
@@ -154,7 +166,7 @@ def resolve(request: BuildRequest) -> Inputs:
         evaluation = discover(request.eval)
         if request.eval_size:
             evaluation = evaluation.subset(request.eval_size, seed=request.seed)
-    loaded = load_model(request.model, request.weights, seed=request.seed)
+    loaded = _load(request)
     if evaluation is not None and evaluation.labelled:
         top = max(s.label for s in evaluation.samples)
         if top >= loaded.num_classes:
@@ -176,6 +188,27 @@ def resolve(request: BuildRequest) -> Inputs:
         prune=prune,
         train=discover(request.train) if request.train is not None else None,
     )
+
+
+def _load(request: BuildRequest) -> LoadedModel:
+    """The model: ``--weights`` may also be a pruned model's ``model.channels.json``."""
+    if not request.weights.endswith(".channels.json"):
+        return load_model(request.model, request.weights, seed=request.seed)
+    spec_path = Path(request.weights)
+    model, spec = load_pruned(spec_path)
+    if spec["arch"] != canonical_arch(request.model):
+        raise WeightsError(
+            f"The pruned model {spec_path} is a {spec['arch']}, not {request.model}.",
+            hint=f"--model {spec['arch']}",
+        )
+    weights = {
+        "kind": "file",
+        "name": spec_path.name,
+        "path": str(spec_path.resolve()),
+        "sha256": sha256_file(spec_path.with_name("model.safetensors")),
+        "pruned": True,
+    }
+    return LoadedModel(model, spec["arch"], spec["num_classes"], spec["width"], weights)
 
 
 def _with_calibration(profile: TargetProfile, request: BuildRequest) -> TargetProfile:
@@ -260,6 +293,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
                     max_drop=request.max_drop,
                     reference=stages.reference(exported),
                     heldout=heldout,
+                    use_labels=loaded.weights["kind"] != "random",
                 )
             )
         for artifact in made:

@@ -244,6 +244,7 @@ class Stages:
         max_drop: float,
         reference: Session,
         heldout: ImageSet,
+        use_labels: bool,
     ) -> Artifact:
         """INT8 with the most sensitive layers kept in float until ``max_drop`` holds.
 
@@ -251,7 +252,8 @@ class Stages:
         in the first target's runtime, serves every target built from the same model and data.
         """
         x, labels = _arrays(heldout, self.preprocess)
-        measure = sensitivity.Measure(_run(reference, x), labels)
+        # Without labels, or with random weights, the budget is on agreement with FP32.
+        measure = sensitivity.Measure(_run(reference, x), labels if use_labels else None)
         quantization = self.profile.to_dict()["quantization"]
         base = dict(
             export=exported.key,

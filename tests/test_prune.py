@@ -175,3 +175,42 @@ def test_build_with_pruning_adds_pruned_variants(digits, digits_weights, fast_pr
     assert rows["p30-int8"]["build"]["prune"]["recovery"][0]["method"] == "batchnorm-reestimation"
     assert (out / "onnx" / "p30" / "model.channels.json").is_file()
     assert "p30-int8" in (out / "onnx" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_saved_pruned_model_builds_again(digits, digits_weights, fast_profile, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = [
+        "--target",
+        str(fast_profile),
+        "--model",
+        "resnet18",
+        "--input-size",
+        "32",
+        "--calib",
+        str(digits["train"]),
+        "--calib-size",
+        "16",
+    ]
+    assert (
+        main(
+            [
+                "build",
+                *common,
+                "--weights",
+                str(digits_weights),
+                "--prune",
+                "0.5",
+                "--out",
+                str(first),
+            ]
+        )
+        == 0
+    )
+    spec = first / "onnx" / "p50" / "model.channels.json"
+    assert main(["build", *common, "--weights", str(spec), "--out", str(second)]) == 0
+    a = json.loads((first / "onnx" / "results.json").read_text())
+    b = json.loads((second / "onnx" / "results.json").read_text())
+    pruned = next(r for r in a["rows"] if r["variant"] == "p50-fp32")
+    assert b["model"]["params"] == pruned["params"]
+    assert b["model"]["weights"]["pruned"] is True
