@@ -265,8 +265,13 @@ class Stages:
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             quantize = self._excluding(exported, Path(tmp))
 
+            runtime = [f"{self.backend.name} {self.backend.version()}"]
+
             def run(artifact: Artifact) -> np.ndarray:
-                return _run(self.backend.load(artifact, threads=self.threads), x)
+                session = self.backend.load(artifact, threads=self.threads)
+                # A backend that evaluates elsewhere (TensorRT absent: ONNX Runtime) says so.
+                runtime[0] = artifact.build.get("evaluated_in", runtime[0])
+                return _run(session, x)
 
             ranking = self.cache.json(rank_key)
             if ranking is None:
@@ -275,10 +280,8 @@ class Stages:
                     f"ranking the INT8 sensitivity of {len(candidates)} layers in "
                     f"{self.backend.name} on {len(heldout)} held-out images"
                 ):
-                    ranking = {
-                        "measured_in": f"{self.backend.name} {self.backend.version()}",
-                        "layers": sensitivity.rank_layers(candidates, quantize, run, measure),
-                    }
+                    layers = sensitivity.rank_layers(candidates, quantize, run, measure)
+                    ranking = {"measured_in": runtime[0], "layers": layers}
                 self.cache.store_json(rank_key, ranking)
             else:
                 self.reused.append(f"sensitivity ranking ({ranking['measured_in']})")

@@ -11,7 +11,10 @@ the ONNX files in ONNX Runtime on the CPU and says so.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import hashlib
 import importlib.util
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +38,7 @@ from edgeresnet.bench import run_ondevice
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_tensorrt, build_engine, common, evaluate_tensorrt, trt_runtime
+from edgeresnet.ondevice.common import sha256_file
 from edgeresnet.quantize import get_quantizer
 
 FP32_NAME = "model.fp32.onnx"
@@ -114,7 +118,9 @@ class TensorRTBackend:
         *,
         calibration: CalibrationBatches,
         profile: TargetProfile,
+        exclude: tuple[str, ...] = (),
     ) -> Artifact:
+        """``exclude`` names ONNX nodes left without Q/DQ, so TensorRT keeps them in float."""
         fp32 = out_dir / FP32_NAME
         if not fp32.exists():
             shutil.copyfile(fp32_onnx, fp32)
@@ -129,7 +135,7 @@ class TensorRTBackend:
                 },
             )
         elif precision == "int8":
-            artifact = self._int8(fp32, out_dir, calibration, profile)
+            artifact = self._int8(fp32, out_dir, calibration, profile, exclude)
         else:
             raise ConfigError(
                 f"The tensorrt backend builds fp32, fp16 and int8, not {precision}.",
@@ -146,7 +152,12 @@ class TensorRTBackend:
         return f"onnxruntime {ort.__version__} CPU (TensorRT absent)"
 
     def _int8(
-        self, fp32: Path, out_dir: Path, calibration: CalibrationBatches, profile: TargetProfile
+        self,
+        fp32: Path,
+        out_dir: Path,
+        calibration: CalibrationBatches,
+        profile: TargetProfile,
+        exclude: tuple[str, ...],
     ) -> Artifact:
         if profile.quantization.method != "trt-qdq":
             raise ConfigError(
@@ -155,7 +166,11 @@ class TensorRTBackend:
                 hint=f"Edit [quantization] in {profile.source}.",
             )
         target = out_dir / INT8_NAME
-        ranges = Path(self._work.name) / f"{out_dir.name}.ranges.json"
+        # Keyed by model and options: the accuracy-aware search re-quantizes the same model
+        # many times and calibrates it once.
+        options = json.dumps(dataclasses.asdict(profile.quantization), sort_keys=True)
+        digest = hashlib.sha256(f"{sha256_file(fp32)}|{options}".encode()).hexdigest()[:16]
+        ranges = Path(self._work.name) / f"{digest}.ranges.json"
         quantize = get_quantizer("trt-qdq")
         # Batch 1: ORT calibrates without graph optimizations (see onnxruntime.py).
         record = quantize(  # type: ignore[call-arg]
@@ -165,6 +180,7 @@ class TensorRTBackend:
             profile.quantization,
             weights=self.runtime["qdq_weights"],
             ranges_out=ranges,
+            exclude=exclude,
         )
         tensors = {name: td.range_value for name, td in load_tensors_data(ranges).items()}
         lowest = self.runtime["tensorrt_versions"].split(",")[0].lstrip(">=<~ ")
@@ -172,7 +188,13 @@ class TensorRTBackend:
             out_dir / tensorrt_cache.CACHE_NAME, fp32, _amax(tensors), version=lowest
         )
         record["validator"] = tensorrt_rules.validate(
-            target, fp32, _first(calibration(8), VALIDATION_IMAGES), min_sqnr_db=self.min_sqnr_db
+            target,
+            fp32,
+            _first(calibration(8), VALIDATION_IMAGES),
+            # With layers kept in float the accuracy budget, measured on evaluation images,
+            # holds the artifact instead of the SQNR floor.
+            min_sqnr_db=float("-inf") if exclude else self.min_sqnr_db,
+            float_nodes=exclude,
         )
         return Artifact("int8", "int8", target, record)
 

@@ -8,7 +8,7 @@ images and returns a record of everything it checked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +73,20 @@ def _fail(rule: str, node: onnx.NodeProto | None, detail: str) -> VerificationEr
     )
 
 
-def check_rules(model: onnx.ModelProto) -> dict[str, Any]:
-    """Check every rule in RULES; raise VerificationError at the first broken one."""
+def check_rules(model: onnx.ModelProto, float_nodes: Sequence[str] = ()) -> dict[str, Any]:
+    """Check every rule in RULES; raise VerificationError at the first broken one.
+
+    ``float_nodes`` were kept in float on purpose (accuracy-aware INT8): TensorRT runs them in
+    FP32/FP16, so the weight and residual-Add rules do not apply to them or to Adds they feed.
+    """
     g = _Graph(model)
+    kept = set(float_nodes)
     _check_opsets(model)
     for node in g.nodes:
         if node.domain not in STANDARD_DOMAINS:
             raise _fail("standard-ops", node, f"domain '{node.domain}' is not standard ONNX")
     # Weighted ops first: an int32 bias DequantizeLinear is reported as the bias it is.
-    weighted = [n for n in g.nodes if n.op_type in ("Conv", "Gemm")]
+    weighted = [n for n in g.nodes if n.op_type in ("Conv", "Gemm") and n.name not in kept]
     for node in weighted:
         _check_weighted(g, node)
     for node in g.nodes:
@@ -89,7 +94,13 @@ def check_rules(model: onnx.ModelProto) -> dict[str, Any]:
             _check_qdq(g, node)
     adds = [n for n in g.nodes if n.op_type == "Add" and not any(map(g.is_constant, n.input))]
     for node in adds:
-        missing = [name for name in node.input if g.from_dq(name) is None]
+        if node.name in kept:
+            continue
+        missing = [
+            name
+            for name in node.input
+            if g.from_dq(name) is None and _producer_name(g, name) not in kept
+        ]
         if missing:
             raise _fail("residual-add", node, f"input '{missing[0]}' is not quantized")
     return {
@@ -100,14 +111,20 @@ def check_rules(model: onnx.ModelProto) -> dict[str, Any]:
         "quantized_conv": sum(n.op_type == "Conv" for n in weighted),
         "quantized_gemm": sum(n.op_type == "Gemm" for n in weighted),
         "residual_adds": len(adds),
+        "float_nodes": sorted(kept),
     }
 
 
 def validate(
-    int8_onnx: Path, fp32_onnx: Path, batches: Iterable[np.ndarray], *, min_sqnr_db: float
+    int8_onnx: Path,
+    fp32_onnx: Path,
+    batches: Iterable[np.ndarray],
+    *,
+    min_sqnr_db: float,
+    float_nodes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Rules, then the INT8 model against the FP32 model in ONNX Runtime on real images."""
-    report = check_rules(onnx.load(str(int8_onnx)))
+    report = check_rules(onnx.load(str(int8_onnx)), float_nodes)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     sessions = [ort.InferenceSession(str(p), options) for p in (fp32_onnx, int8_onnx)]
@@ -134,6 +151,11 @@ def validate(
         **{k: (float(v) if isinstance(v, np.floating) else v) for k, v in result.items()},
     }
     return report
+
+
+def _producer_name(g: _Graph, tensor: str) -> str | None:
+    node = next((n for n in g.nodes if tensor in n.output), None)
+    return None if node is None else node.name
 
 
 def _default_opset(model: onnx.ModelProto) -> int | None:

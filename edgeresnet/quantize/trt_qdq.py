@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from onnxruntime.quantization import (
     QuantFormat,
     QuantType,
     create_calibrator,
+    load_tensors_data,
     quantize_static,
     save_tensors_data,
 )
@@ -68,12 +69,15 @@ def quantize(
     *,
     weights: str = "int8",
     ranges_out: Path | None = None,
+    exclude: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write a TensorRT-ready INT8 QDQ model calibrated on ``batches`` (NCHW float32 arrays).
 
     ``weights="int8"`` stores int8 weights behind DequantizeLinear (TensorRT 10); ``"float"``
     keeps FP32 weights behind a Q/DQ pair, the only form TensorRT 8.x parses. ``ranges_out``
-    receives the calibrated range of every activation tensor (ORT's TensorsData JSON).
+    receives the calibrated range of every activation tensor (ORT's TensorsData JSON); when that
+    file already exists its ranges are reused and ``batches`` is not read. ``exclude`` names
+    ONNX nodes left without Q/DQ, so TensorRT keeps them in float (accuracy-aware INT8).
     """
     calibrator = _check(options, weights)
     reader = _Batches(batches)
@@ -85,8 +89,11 @@ def quantize(
             # Folds the Identity nodes the exporter leaves on shared initializers, which
             # otherwise hide weights from the quantizer (see ort_static.py).
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            calibrated = _calibrate(prepared, reader, calibrator, options, Path(tmp))
-            save_tensors_data(calibrated, ranges)
+            if ranges_out is not None and Path(ranges_out).is_file():
+                calibrated = load_tensors_data(ranges)
+            else:
+                calibrated = _calibrate(prepared, reader, calibrator, options, Path(tmp))
+                save_tensors_data(calibrated, ranges)
             quantize_static(
                 str(prepared),
                 str(out_path),
@@ -98,6 +105,7 @@ def quantize(
                 weight_type=QuantType.QInt8,
                 calibrate_method=calibrator,
                 calibration_cache_path=str(ranges),
+                nodes_to_exclude=list(exclude),
                 extra_options={
                     "ActivationSymmetric": True,
                     "WeightSymmetric": True,
@@ -120,7 +128,8 @@ def quantize(
         "bias": "float",
         "op_types": list(OP_TYPES),
         "calibrate_method": options.calibrate_method,
-        "calibration_images": reader.count,
+        "calibration_images": reader.count or "reused ranges",
+        "float_nodes": list(exclude),
         "calibrated_tensors": len(calibrated.keys()),
         "post_fix": {"dropped_opset_imports": dropped},
         "onnxruntime_version": onnxruntime.__version__,
