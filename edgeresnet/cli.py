@@ -135,6 +135,7 @@ def _bench(args: argparse.Namespace) -> int:
                 min_iterations=args.min_iterations,
                 min_seconds=args.min_seconds,
             ),
+            rounds=args.rounds,
             command=_command_line(),
         )
     )
@@ -434,6 +435,13 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     m.add_argument("--min-iterations", type=_positive, default=50, help="default 50")
     m.add_argument("--min-seconds", type=_non_negative, default=3.0, help="default 3.0")
+    m.add_argument(
+        "--rounds",
+        type=_positive,
+        default=1,
+        help="time every row N times, order reversed each round, and keep each row's fastest "
+        "run, the one other processes disturbed least (default 1; 3 on a shared machine)",
+    )
     m.set_defaults(func=_bench)
     return root
 

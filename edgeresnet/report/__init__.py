@@ -1,6 +1,7 @@
-"""Reports: results.json files in, one merged table with plots out (Markdown, HTML, PNG)."""
+"""Reports: results.json files in, merged tables, selection, peer ratios and plots out."""
 
 from edgeresnet.report.render import write_report
-from edgeresnet.report.schema import Row, load_results
+from edgeresnet.report.schema import Row, load_many, load_results, rows_of
+from edgeresnet.report.select import Constraints, select
 
-__all__ = ["Row", "load_results", "write_report"]
+__all__ = ["Constraints", "Row", "load_many", "load_results", "rows_of", "select", "write_report"]

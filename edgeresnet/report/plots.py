@@ -1,4 +1,4 @@
-"""Accuracy-vs-latency and accuracy-vs-size scatter plots, one colour per device."""
+"""Accuracy-vs-latency and accuracy-vs-size plots: one colour per device, Pareto fronts joined."""
 
 from __future__ import annotations
 
@@ -8,59 +8,154 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from edgeresnet.report.schema import Row  # noqa: E402
 
 _MARKERS = "osD^v<>Pp*"
+_PEER_MARKER = "X"
 
 
 def y_metric(rows: list[Row]) -> tuple[str, str]:
     """Top-1 when real weights were evaluated on labels, else agreement with FP32 (fidelity)."""
     if any(r.top1 is not None and not r.random_weights for r in rows):
-        return "top1", "ImageNet-style top-1 accuracy (%)"
-    return "agreement", "Top-1 agreement with the FP32 model (%) - fidelity, not accuracy"
+        return "top1", "Top-1 accuracy (%)"
+    return "agreement", "Top-1 agreement with FP32 (%): fidelity, not accuracy"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats: lower or equal x with higher or equal y."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
 
 
 def scatter(rows: list[Row], x: str, xlabel: str, path: Path, *, title: str) -> Path | None:
-    """Write one scatter plot of ``x`` against the report's y metric; None if nothing to plot."""
+    """Write one plot of ``x`` against the y metric; None if no row has both numbers."""
     metric, ylabel = y_metric(rows)
-    points = [r for r in rows if getattr(r, x) is not None and getattr(r, metric) is not None]
+    points = [
+        r
+        for r in rows
+        if r.remeasured_from is None
+        and getattr(r, x) is not None
+        and getattr(r, metric) is not None
+    ]
     if not points:
         return None
     devices = sorted({r.device for r in points})
-    targets = sorted({r.target for r in points})
+    targets = sorted({r.target for r in points if r.peer is None})
     colours = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    for r in points:
-        ax.scatter(
-            getattr(r, x),
-            getattr(r, metric),
-            color=colours(devices.index(r.device) % 10),
-            marker=_MARKERS[targets.index(r.target) % len(_MARKERS)],
-            s=60,
-            edgecolors="black",
-            linewidths=0.5,
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
+    labels: list[tuple[str, tuple[float, float], bool]] = []
+    for d, device in enumerate(devices):
+        colour = colours(d % 10)
+        mine = [r for r in points if r.device == device]
+        xy = [(float(getattr(r, x)), float(getattr(r, metric))) for r in mine]
+        front = pareto_front(xy)
+        ax.plot(
+            [xy[i][0] for i in front],
+            [xy[i][1] for i in front],
+            color=colour,
+            linewidth=1.6,
+            alpha=0.8,
+            zorder=1,
         )
-        ax.annotate(
-            f"{r.target}:{r.variant}",
-            (getattr(r, x), getattr(r, metric)),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=7,
-        )
-    for i, device in enumerate(devices):
-        ax.scatter([], [], color=colours(i % 10), label=device)
+        for i, r in enumerate(mine):
+            on_front = i in front
+            marker = (
+                _PEER_MARKER
+                if r.peer is not None
+                else _MARKERS[targets.index(r.target) % len(_MARKERS)]
+            )
+            ax.scatter(
+                *xy[i],
+                color=colour,
+                marker=marker,
+                s=110 if on_front else 45,
+                edgecolors="black",
+                linewidths=1.6 if on_front else 0.4,
+                alpha=1.0 if on_front else 0.75,
+                zorder=3 if on_front else 2,
+            )
+            text = r.label if r.peer is None else f"peer: {r.variant}"
+            labels.append((text, xy[i], on_front))
+    for d, device in enumerate(devices):
+        ax.plot([], [], color=colours(d % 10), linewidth=1.6, label=f"{device} (Pareto front)")
     for j, target in enumerate(targets):
         ax.scatter([], [], color="grey", marker=_MARKERS[j % len(_MARKERS)], label=target)
+    if any(r.peer is not None for r in points):
+        ax.scatter([], [], color="grey", marker=_PEER_MARKER, label="peer (by hand)")
     ax.set_xlabel(xlabel)
     ax.set_xlim(left=0)
-    ax.set_ylabel(ylabel, fontsize=8 if metric == "agreement" else 10)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.08 * (high - low))  # room for labels above the top points
+    ax.set_ylabel(ylabel, fontsize=9)
     if any(r.random_weights for r in points):
         title += "\n(random weights: size and speed hold, accuracy does not)"
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    _place_labels(fig, ax, labels)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# Label offsets tried in turn (points from the marker, alignment): right, above and below on
+# the right, then the same on the left.
+_DY = (2, -9, 11, -18, 20, -27, 29, -36, 38)
+_OFFSETS = [(6, dy, "left") for dy in _DY] + [(-6, dy, "right") for dy in _DY]
+
+
+def _place_labels(fig: plt.Figure, ax: plt.Axes, labels: list[tuple[str, tuple, bool]]) -> None:
+    """Put each label inside the axes where it covers no marker and no label placed before it.
+
+    Front points are labelled first. A label moved away from its point gets a thin leader line;
+    where every offset collides, the one with the fewest overlaps is used.
+    """
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    markers = [_box(*ax.transData.transform(xy), 5) for _, xy, _ in labels]
+    placed = list(markers)
+    for text, xy, on_front in sorted(labels, key=lambda item: (not item[2], item[1][0])):
+        style = {
+            "fontsize": 7,
+            "fontweight": "bold" if on_front else "normal",
+            "color": "black" if on_front else "#444444",
+        }
+        own = _box(*ax.transData.transform(xy), 5)
+        others = [o for o in placed if o.bounds != own.bounds]
+        best = None  # (overlaps, offset): fewest overlaps wins, earlier offsets on ties
+        for offset in _OFFSETS:
+            note = ax.annotate(
+                text, xy, textcoords="offset points", xytext=offset[:2], ha=offset[2], **style
+            )
+            box = note.get_window_extent(renderer).expanded(1.04, 1.1)
+            note.remove()
+            if not (inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)):
+                continue
+            hits = sum(box.overlaps(o) for o in others)
+            if best is None or hits < best[0]:
+                best = (hits, offset, box)
+            if hits == 0:
+                break
+        _, (dx, dy, align), box = best or (0, _OFFSETS[0], own)
+        ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), ha=align, **style)
+        if abs(dy) > 11:
+            ax.annotate(
+                "",
+                xy,
+                textcoords="offset points",
+                xytext=(dx, dy + 3),
+                arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.5},
+            )
+        placed.append(box)
+
+
+def _box(x: float, y: float, r: float) -> Bbox:
+    return Bbox.from_extents(x - r, y - r, x + r, y + r)

@@ -1,4 +1,9 @@
-"""Reading results.json files (schema ``edgeresnet.results``) into flat report rows."""
+"""Reading results.json files (schema ``edgeresnet.results``) into flat report rows.
+
+Every field a report shows is optional in a row: a missing measurement becomes None and shows as
+"-", never as an invented number. What a file must have to be read at all is checked up front,
+and an error names the file and the exact field.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,15 @@ from typing import Any
 from edgeresnet.errors import ReportError
 from edgeresnet.ondevice.common import SCHEMA, SCHEMA_VERSION
 
-_REQUIRED = ("schema_version", "device", "model", "target", "rows")
 MB = 1_000_000  # reports use MB = 10^6 bytes throughout
+# Top-level fields each schema version needs, and the JSON type each must have. Version 1 is the
+# first; a later version adds its own entry here and rows_of() keeps reading the older ones.
+_REQUIRED = {
+    1: {"device": dict, "model": dict, "target": dict, "rows": list},
+}
+# Row fields that must be objects (or null) when present; anything else would hide a broken file.
+_ROW_OBJECTS = ("artifact", "bench", "accuracy", "fidelity", "build", "peer", "remeasured")
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,7 @@ class Row:
     source: str
     device: str
     target: str
+    backend: str
     runtime: str
     variant: str
     precision: str
@@ -43,15 +56,38 @@ class Row:
     throughput_batch: int | None
     load_s: float | None
     peak_rss_mb: float | None
+    power_w: float | None = None
+    samples_per_joule: float | None = None
     notes: tuple[str, ...] = ()
+    # Provenance of the numbers: how the executed precision was read, clocks, streams.
+    executed_detail: str = ""
+    clocks: str = ""
+    calibration: str = ""  # content hash (first 12 hex digits) of the calibration set
+    timing: str = ""  # how many timing rounds the figure was chosen from
+    streams: int | str | None = None
+    # A by-hand reference ("peer") rather than an edgeresnet artifact.
+    peer: str | None = None
+    peer_how: str = ""
+    counterparts: tuple[tuple[str, str], ...] = ()  # (backend, variant) it is compared with
+    # An edgeresnet artifact re-measured in a peer run, so ratios come from one run.
+    remeasured_from: str | None = None
 
     @property
     def group(self) -> tuple[str, str]:
         return (self.device, self.target)
 
+    @property
+    def candidate(self) -> bool:
+        """An edgeresnet artifact measured by its own build or on-device run."""
+        return self.peer is None and self.remeasured_from is None
+
+    @property
+    def label(self) -> str:
+        return f"{self.target}:{self.variant}"
+
 
 def load_results(path: Path) -> dict[str, Any]:
-    """Load one results.json, refusing files of another kind or a newer schema."""
+    """Load one results.json, refusing files of another kind, a newer schema or missing fields."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -59,62 +95,184 @@ def load_results(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ReportError(
             f'{path} is not an edgeresnet results file (no "schema": "{SCHEMA}").',
-            hint="Pass results.json files written by `edgeresnet build` or a bundle's scripts.",
+            hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
+            "or a bundle's on-device scripts.",
         )
-    missing = [key for key in _REQUIRED if key not in document]
-    if missing:
-        raise ReportError(f"{path} lacks the field(s) {', '.join(missing)}.")
+    if "schema_version" not in document:
+        raise ReportError(f"{path} lacks the field(s) schema_version.")
     version = document["schema_version"]
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise ReportError(
             f"{path} has schema version {version!r}; this edgeresnet reads up to {SCHEMA_VERSION}.",
             hint="Upgrade edgeresnet to read it.",
         )
+    if version not in _REQUIRED:
+        raise ReportError(
+            f"{path} has schema version {version}, which no edgeresnet release wrote "
+            f"(known: {', '.join(map(str, sorted(_REQUIRED)))})."
+        )
+    required = _REQUIRED[version]
+    missing = [key for key in required if key not in document]
+    if missing:
+        raise ReportError(f"{path} lacks the field(s) {', '.join(missing)}.")
+    for key, kind in required.items():
+        if not isinstance(document[key], kind):
+            raise ReportError(
+                f"{path}: field '{key}' must be {_TYPE_NAMES[kind]}, "
+                f"got {type(document[key]).__name__}."
+            )
+    for i, entry in enumerate(document["rows"]):
+        _check_row(path, i, entry)
     return document
+
+
+def load_many(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[ReportError]]:
+    """Read every file that can be read; the errors of the others are returned, not raised."""
+    documents: dict[str, dict[str, Any]] = {}
+    problems: list[ReportError] = []
+    for path in paths:
+        try:
+            documents[str(path)] = load_results(path)
+        except ReportError as exc:
+            problems.append(exc)
+    return documents, problems
+
+
+def _check_row(path: Path, i: int, entry: Any) -> None:
+    where = f"{path}: rows[{i}]"
+    if not isinstance(entry, dict):
+        raise ReportError(f"{where} must be an object, got {type(entry).__name__}.")
+    if not isinstance(entry.get("variant"), str):
+        raise ReportError(f"{where} lacks the field 'variant' (a string).")
+    for key in _ROW_OBJECTS:
+        if entry.get(key) is not None and not isinstance(entry[key], dict):
+            raise ReportError(
+                f"{where}.{key} must be an object or null, got {type(entry[key]).__name__}."
+            )
+    notes = entry.get("notes")
+    if notes is not None and not isinstance(notes, list):
+        raise ReportError(f"{where}.notes must be a list, got {type(notes).__name__}.")
 
 
 def rows_of(document: dict[str, Any], source: str) -> list[Row]:
     """Flatten a results document into rows; a missing measurement becomes None."""
     model, target = document["model"], document["target"]
-    weights = model.get("weights", {})
-    macs = model.get("macs")
-    rows = []
-    for entry in document["rows"]:
-        bench = entry.get("bench") or {}
-        latency = bench.get("latency") or {}
-        throughput = bench.get("throughput") or {}
-        accuracy = entry.get("accuracy") or {}
-        fid = entry.get("fidelity") or {}
-        size = (entry.get("artifact") or {}).get("bytes")
-        rows.append(
-            Row(
-                source=source,
-                device=document["device"].get("name", "unknown"),
-                target=target.get("name", "?"),
-                runtime=f"{bench.get('runtime', target.get('backend', '?'))} "
-                f"{bench.get('runtime_version', '')}".strip(),
-                variant=entry["variant"],
-                precision=entry.get("precision", "?"),
-                executed=(bench.get("precision_executed") or {}).get("label", "not measured"),
-                weights=weights.get("name") or weights.get("kind", "?"),
-                random_weights=weights.get("kind") == "random",
-                threads=bench.get("threads"),
-                params=entry.get("params", model.get("params")),
-                gmacs=round(entry.get("macs", macs) / 1e9, 3) if entry.get("macs", macs) else None,
-                size_mb=round(size / MB, 2) if size else None,
-                top1=accuracy.get("top1"),
-                top5=accuracy.get("top5"),
-                agreement=fid.get("top1_agreement"),
-                sqnr_db=fid.get("sqnr_db"),
-                mean_kl=fid.get("mean_kl"),
-                p50_ms=latency.get("p50_ms"),
-                p90_ms=latency.get("p90_ms"),
-                p99_ms=latency.get("p99_ms"),
-                throughput=throughput.get("images_per_s"),
-                throughput_batch=throughput.get("batch"),
-                load_s=bench.get("load_s"),
-                peak_rss_mb=bench.get("peak_rss_mb"),
-                notes=tuple(entry.get("notes") or ()),
-            )
+    weights = model.get("weights") or {}
+    return [_row(entry, document, model, target, weights, source) for entry in document["rows"]]
+
+
+def _row(
+    entry: dict[str, Any],
+    document: dict[str, Any],
+    model: dict[str, Any],
+    target: dict[str, Any],
+    weights: dict[str, Any],
+    source: str,
+) -> Row:
+    bench = entry.get("bench") or {}
+    latency = _obj(bench, "latency")
+    throughput = _obj(bench, "throughput")
+    accuracy = entry.get("accuracy") or {}
+    fid = entry.get("fidelity") or {}
+    peer = entry.get("peer") or {}
+    remeasured = entry.get("remeasured") or {}
+    size = (entry.get("artifact") or {}).get("bytes")
+    macs = entry.get("macs", model.get("macs"))
+    images_per_s = _num(throughput.get("images_per_s"))
+    power = _num(bench.get("power_w"))
+    per_joule = _num(bench.get("samples_per_joule"))
+    if per_joule is None and power and images_per_s is not None:
+        per_joule = round(images_per_s / power, 2)
+    executed = _obj(bench, "precision_executed")
+    return Row(
+        source=source,
+        device=str((document["device"]).get("name") or "unknown"),
+        target=str(remeasured.get("target") or target.get("name") or "?"),
+        backend=str(
+            remeasured.get("backend") or bench.get("runtime") or target.get("backend", "?")
+        ),
+        runtime=f"{bench.get('runtime', target.get('backend', '?'))} "
+        f"{bench.get('runtime_version', '')}".strip(),
+        variant=entry["variant"],
+        precision=str(entry.get("precision", "?")),
+        executed=str(executed.get("label") or "not measured"),
+        weights=str(weights.get("name") or weights.get("kind") or "?"),
+        random_weights=weights.get("kind") == "random",
+        threads=bench.get("threads"),
+        params=entry.get("params", model.get("params")),
+        gmacs=round(macs / 1e9, 3) if isinstance(macs, (int, float)) and macs else None,
+        size_mb=round(size / MB, 2) if isinstance(size, (int, float)) and size else None,
+        top1=_num(accuracy.get("top1")),
+        top5=_num(accuracy.get("top5")),
+        agreement=_num(fid.get("top1_agreement")),
+        sqnr_db=_num(fid.get("sqnr_db")),
+        mean_kl=_num(fid.get("mean_kl")),
+        p50_ms=_num(latency.get("p50_ms")),
+        p90_ms=_num(latency.get("p90_ms")),
+        p99_ms=_num(latency.get("p99_ms")),
+        throughput=images_per_s,
+        throughput_batch=throughput.get("batch"),
+        load_s=_num(bench.get("load_s")),
+        peak_rss_mb=_num(bench.get("peak_rss_mb")),
+        power_w=power,
+        samples_per_joule=per_joule,
+        notes=tuple(str(n) for n in entry.get("notes") or ()),
+        executed_detail=_executed_detail(executed),
+        clocks=_clocks(bench.get("clocks")),
+        calibration=_calibration_hash(document),
+        timing=_rounds(bench.get("rounds")),
+        streams=bench.get("streams"),
+        peer=peer.get("label") if peer else None,
+        peer_how=str(peer.get("how", "")),
+        counterparts=tuple(
+            (str(c.get("backend")), str(c.get("variant")))
+            for c in peer.get("counterparts") or ()
+            if isinstance(c, dict)
+        ),
+        remeasured_from=remeasured.get("source") if remeasured else None,
+    )
+
+
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _executed_detail(executed: dict[str, Any]) -> str:
+    """What the runtime reported: ONNX Runtime kernel counts or OpenVINO layer precisions."""
+    if "int8_kernels" in executed:
+        return (
+            f"{executed.get('int8_kernels', 0)} int8 / {executed.get('float_kernels', 0)} float "
+            "kernels (ORT profiler)"
         )
-    return rows
+    counts = executed.get("counts")
+    if isinstance(counts, dict) and counts:
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        hint = executed.get("hint")
+        return f"compute layers: {parts}" + (f" (hint {hint})" if hint else "")
+    return str(executed.get("source", ""))
+
+
+def _calibration_hash(document: dict[str, Any]) -> str:
+    data = document.get("data")
+    calibration = data.get("calibration") if isinstance(data, dict) else None
+    digest = calibration.get("sha256") if isinstance(calibration, dict) else None
+    return str(digest)[:12] if digest else ""
+
+
+def _rounds(rounds: Any) -> str:
+    if not isinstance(rounds, dict) or not isinstance(rounds.get("p50_ms"), list):
+        return ""
+    values = "/".join(f"{v:.1f}" for v in rounds["p50_ms"] if isinstance(v, (int, float)))
+    kept = rounds.get("kept", "one")
+    return f"{kept} of {rounds.get('count', '?')} rounds (p50 ms {values})"
+
+
+def _clocks(clocks: Any) -> str:
+    if isinstance(clocks, dict):
+        return ", ".join(f"{k}={v}" for k, v in clocks.items())
+    return "" if clocks is None else str(clocks)

@@ -1,0 +1,423 @@
+"""Benchmark OpenVINO IR models on the machine this runs on, with the precision pinned.
+
+Imports only openvino, numpy and the standard library, so it runs from a copied bundle:
+
+    python bench_openvino.py --bundle .              # every IR in manifest.json
+    python bench_openvino.py --model model.int8.xml --device CPU --precision-hint f32
+
+Latency is measured with PERFORMANCE_HINT=LATENCY (one request at a time), throughput with
+PERFORMANCE_HINT=THROUGHPUT (as many streams and requests as the device asks for). Both record
+the streams, threads and the precision the device actually executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+try:
+    from . import common  # inside the edgeresnet package
+except ImportError:  # standalone, copied into a bundle next to common.py
+    import common  # type: ignore[no-redef]
+
+# The inference precision each variant runs at. OpenVINO's CPU plugin runs an FP32 IR in bf16
+# on CPUs with avx512_bf16/AMX unless told f32 (FP32 IR: 9.8 ms by default, 18.6 ms pinned to f32,
+# ResNet-50 on 2 Zen 5 cores), so "fp32" is pinned and "bf16" is its own row. INT8 pins the few
+# layers NNCF leaves in float to f32.
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+UNPINNED = "default"
+# Layers that hold a model's arithmetic; their runtime precision is what "executed" means.
+COMPUTE_LAYERS = {
+    "Convolution",
+    "GroupConvolution",
+    "Deconvolution",
+    "FullyConnected",
+    "MatMul",
+    "Gemm",
+}
+_PRECISION_NAMES = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "fp16", "f32": "fp32"}
+_LABEL_ORDER = ("int8", "fp16", "bf16", "fp32")
+_RECORDED = (
+    "PERFORMANCE_HINT",
+    "INFERENCE_PRECISION_HINT",
+    "NUM_STREAMS",
+    "INFERENCE_NUM_THREADS",
+    "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+    "EXECUTION_DEVICES",
+    "ENABLE_CPU_PINNING",
+)
+
+
+def runtime_version() -> str:
+    """The release, e.g. 2026.4.1 (``ov.get_version()`` adds the build hash)."""
+    return ov.get_version().split("-")[0]
+
+
+def device_present(device: str, available: list[str]) -> bool:
+    """Whether ``device`` (``GPU``, ``GPU.1``, ``HETERO:NPU,CPU``, ``AUTO``) can run here."""
+    kind, _, rest = device.partition(":")
+    names = rest.split(",") if rest else [] if kind in ("AUTO", "MULTI", "HETERO") else [kind]
+    return bool(available) and all(
+        name in available or any(a.split(".")[0] == name for a in available)
+        for name in names
+        if name
+    )
+
+
+def compile_config(
+    core: ov.Core, device: str, *, mode: str, threads: int, hint: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Compile properties for ``device``; the second value lists requests the device ignores."""
+    supported = _supported(core, device)
+    wanted: dict[str, Any] = {"PERFORMANCE_HINT": mode}
+    if hint != UNPINNED:
+        wanted["INFERENCE_PRECISION_HINT"] = hint
+    if threads:
+        wanted["INFERENCE_NUM_THREADS"] = threads
+    if supported is None:
+        return wanted, []
+    config = {k: v for k, v in wanted.items() if k in supported}
+    return config, sorted(set(wanted) - set(config))
+
+
+def compile_at(
+    core: ov.Core, model: Path, device: str, shape: tuple[int, ...], config: dict[str, Any]
+) -> ov.CompiledModel:
+    """Read the IR, fix its input shape (NPUs need static shapes) and compile it."""
+    network = core.read_model(str(model))
+    network.reshape(list(shape))
+    return core.compile_model(network, device, config)
+
+
+def properties(compiled: ov.CompiledModel) -> dict[str, Any]:
+    """What the device settled on: streams, threads, hint, requests."""
+    supported = set(compiled.get_property("SUPPORTED_PROPERTIES"))
+    return {k: _plain(compiled.get_property(k)) for k in _RECORDED if k in supported}
+
+
+def executed_precision(compiled: ov.CompiledModel) -> dict[str, Any]:
+    """Which precision the compute layers really ran at, from the compiled runtime graph."""
+    counts: Counter[str] = Counter()
+    layers: dict[str, Counter[str]] = defaultdict(Counter)
+    kernels: Counter[str] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer = _rt(info, "layerType")
+        if layer not in COMPUTE_LAYERS:
+            continue
+        raw = _rt(info, "runtimePrecision").lower()
+        precision = _PRECISION_NAMES.get(raw, raw or "unknown")
+        counts[precision] += 1
+        layers[layer][precision] += 1
+        if _rt(info, "primitiveType"):
+            kernels[_rt(info, "primitiveType")] += 1
+    label = "+".join(p for p in _LABEL_ORDER if p in counts)
+    return {
+        "label": label or "unknown",
+        "counts": dict(counts),
+        "layers": {k: dict(v) for k, v in sorted(layers.items())},
+        "kernels": dict(sorted(kernels.items())),
+    }
+
+
+def latency(
+    compiled: ov.CompiledModel,
+    x: np.ndarray,
+    *,
+    warmup: int,
+    min_iterations: int,
+    min_seconds: float,
+) -> dict[str, Any]:
+    """Synchronous requests, one at a time, on an input set once (as benchmark_app does)."""
+    request = compiled.create_infer_request()
+    request.set_input_tensor(ov.Tensor(x))
+    times = common.time_loop(
+        request.infer, warmup=warmup, min_iterations=min_iterations, min_seconds=min_seconds
+    )
+    stats = common.latency_stats(times)
+    batch = int(x.shape[0])
+    stats.update(batch=batch, images_per_s=round(batch * 1000.0 / stats["p50_ms"], 2))
+    return stats
+
+
+def throughput(
+    compiled: ov.CompiledModel,
+    x: np.ndarray,
+    *,
+    warmup: int,
+    min_iterations: int,
+    min_seconds: float,
+) -> dict[str, Any]:
+    """Images per second with the device's optimal number of requests in flight.
+
+    Also the latency of each request, which waits behind the others in this mode. The requests
+    are turned round in order without Python callbacks: a callback needs the GIL, and freeing a
+    compiled model whose stream thread waits for it deadlocked (OpenVINO 2026.4, AsyncInferQueue).
+    """
+    count = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    requests = [compiled.create_infer_request() for _ in range(count)]
+    tensor = ov.Tensor(x)
+    for request in requests:
+        request.set_input_tensor(tensor)
+    for _ in range(max(1, -(-warmup // count))):
+        _round(requests)
+    times: list[float] = []
+    start = time.perf_counter()
+    for request in requests:
+        request.start_async()
+    turn = 0
+    while len(times) < min_iterations or time.perf_counter() - start < min_seconds:
+        request = requests[turn % count]
+        request.wait()
+        times.append(request.latency / 1000.0)
+        request.start_async()
+        turn += 1
+    for request in requests:  # the requests still in flight count too
+        request.wait()
+        times.append(request.latency / 1000.0)
+    seconds = time.perf_counter() - start
+    batch = int(x.shape[0])
+    return {
+        **common.latency_stats(times),
+        "batch": batch,
+        "images_per_s": round(batch * len(times) / seconds, 2),
+        "mode": "THROUGHPUT",
+        "infer_requests": count,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _round(requests: list[ov.InferRequest]) -> None:
+    for request in requests:
+        request.start_async()
+    for request in requests:
+        request.wait()
+
+
+def measure(
+    model: Path,
+    *,
+    device: str = "CPU",
+    hint: str = "f32",
+    threads: int,
+    batch_sizes: list[int],
+    input_size: int,
+    warmup: int = 10,
+    min_iterations: int = 50,
+    min_seconds: float = 3.0,
+) -> dict[str, Any]:
+    """Load time, latency per batch size, throughput, peak memory and executed precision.
+
+    The first batch size is timed with PERFORMANCE_HINT=LATENCY (the latency figure), the
+    largest with THROUGHPUT (the throughput figure), any between them with LATENCY.
+    """
+    core = ov.Core()
+    if not device_present(device, core.available_devices):
+        raise RuntimeError(
+            f"OpenVINO device {device} is not present here "
+            f"(available: {', '.join(core.available_devices) or 'none'})."
+        )
+    config, ignored = compile_config(core, device, mode="LATENCY", threads=threads, hint=hint)
+    timing = {"warmup": warmup, "min_iterations": min_iterations, "min_seconds": min_seconds}
+    rng = np.random.default_rng(0)
+    rss_before = common.rss_mb()
+    first, *rest = batch_sizes
+    t0 = time.perf_counter()
+    compiled = compile_at(core, model, device, _shape(first, input_size), config)
+    load_s = time.perf_counter() - t0
+    settled = properties(compiled)
+    precision = {
+        **executed_precision(compiled),
+        "hint": hint,
+        "inference_precision": settled.get("INFERENCE_PRECISION_HINT"),
+    }
+    per_batch = []
+    for batch in [first, *rest[:-1]]:
+        if batch != first:
+            compiled = compile_at(core, model, device, _shape(batch, input_size), config)
+        x = rng.standard_normal(_shape(batch, input_size), dtype=np.float32)
+        per_batch.append({**latency(compiled, x, **timing), "mode": "LATENCY"})
+    del compiled
+    big = max(batch_sizes)
+    tput_config, _ = compile_config(core, device, mode="THROUGHPUT", threads=threads, hint=hint)
+    tput_model = compile_at(core, model, device, _shape(big, input_size), tput_config)
+    x = rng.standard_normal(_shape(big, input_size), dtype=np.float32)
+    tput = throughput(tput_model, x, **timing)
+    tput_settled = properties(tput_model)
+    tput["streams"] = tput_settled.get("NUM_STREAMS")
+    if rest:
+        per_batch.append(tput)
+    return {
+        "runtime": "openvino",
+        "runtime_version": runtime_version(),
+        "runtime_build": ov.get_version(),
+        "device": device,
+        "device_name": _device_name(core, device),
+        "precision_hint": hint,
+        "ignored_settings": ignored,
+        # None where the device takes no thread count (GPU, NPU): never a number it ignored.
+        "threads": settled.get(
+            "INFERENCE_NUM_THREADS", None if "INFERENCE_NUM_THREADS" in ignored else threads
+        ),
+        "streams": settled.get("NUM_STREAMS"),
+        "compiled": {"latency": settled, "throughput": tput_settled},
+        "load_s": round(load_s, 4),
+        "rss_before_load_mb": rss_before,
+        "peak_rss_mb": common.peak_rss_mb(),
+        "latency": per_batch[0],
+        "throughput": tput,
+        "per_batch": per_batch,
+        "precision_executed": precision,
+    }
+
+
+def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Benchmark every IR variant a bundle lists; returns a whole results document."""
+    manifest = common.check_manifest(bundle)
+    device = args.device or manifest["target"].get("device", "CPU")
+    available = ov.Core().available_devices
+    if not device_present(device, available):
+        raise SystemExit(
+            f"error: this bundle targets OpenVINO device {device}, which is not present here "
+            f"(available: {', '.join(available) or 'none'}). Pass --device to pick another."
+        )
+    rows = []
+    for variant in manifest["variants"]:
+        if not variant["file"].endswith(".xml"):
+            continue
+        hint = args.precision_hint or HINTS.get(variant["precision"], UNPINNED)
+        print(f"benchmarking {variant['variant']} ({variant['file']}, {hint}) ...", flush=True)
+        result = measure(
+            bundle / variant["file"],
+            device=device,
+            hint=hint,
+            threads=args.threads,
+            batch_sizes=args.batch_sizes,
+            input_size=manifest["model"]["input_size"],
+            warmup=args.warmup,
+            min_iterations=args.min_iterations,
+            min_seconds=args.min_seconds,
+        )
+        rows.append(
+            {
+                **{k: variant[k] for k in ("variant", "precision", "artifact")},
+                "accuracy": None,
+                "fidelity": None,
+                "bench": result,
+            }
+        )
+    return common.results_document(
+        producer={
+            "tool": "edgeresnet ondevice/bench_openvino.py",
+            "version": manifest.get("edgeresnet_version"),
+        },
+        device=common.machine_info(args.device_name),
+        environment={"openvino": runtime_version()},
+        model=manifest["model"],
+        data=manifest.get("data", {}),
+        target={**manifest["target"], "device": device},
+        rows=rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
+    source.add_argument("--model", type=Path, help="one IR .xml file (its .bin next to it)")
+    parser.add_argument(
+        "--json", type=Path, help="output file (default: BUNDLE/results.<device>.json)"
+    )
+    parser.add_argument("--device", help="OpenVINO device (default: the bundle's, else CPU)")
+    parser.add_argument(
+        "--precision-hint",
+        choices=[*sorted(set(HINTS.values())), UNPINNED],
+        help="INFERENCE_PRECISION_HINT (default: per variant in a bundle, f32 for --model; "
+        f"'{UNPINNED}' leaves the device's own choice, e.g. bf16 on CPUs that have it)",
+    )
+    parser.add_argument("--threads", type=int, default=common.physical_cores())
+    parser.add_argument(
+        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
+    )
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--min-iterations", type=int, default=50)
+    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--device-name", help="name of this device in reports")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    available = ov.Core().available_devices
+    device = args.device or ("CPU" if args.model else None)
+    if device and not device_present(device, available):
+        parser.error(f"device {device} is not present here (available: {', '.join(available)})")
+    if args.bundle:
+        document = bench_bundle(args.bundle, args)
+        out = args.json or args.bundle / f"results.{document['device']['name']}.json"
+    else:
+        if not args.model.is_file():
+            parser.error(f"{args.model} does not exist")
+        document = measure(
+            args.model,
+            device=device,
+            hint=args.precision_hint or "f32",
+            threads=args.threads,
+            batch_sizes=args.batch_sizes,
+            input_size=args.input_size,
+            warmup=args.warmup,
+            min_iterations=args.min_iterations,
+            min_seconds=args.min_seconds,
+        )
+        out = args.json
+    if out is None:
+        json.dump(document, sys.stdout, indent=2)
+    else:
+        common.write_json(out, document)
+        print(f"wrote {out}")
+    return 0
+
+
+def _shape(batch: int, input_size: int) -> tuple[int, int, int, int]:
+    return (batch, 3, input_size, input_size)
+
+
+def _supported(core: ov.Core, device: str) -> set[str] | None:
+    try:
+        return set(core.get_property(device, "SUPPORTED_PROPERTIES"))
+    except RuntimeError:  # virtual devices (AUTO, HETERO) answer only once compiled
+        return None
+
+
+def _device_name(core: ov.Core, device: str) -> str:
+    try:
+        return str(core.get_property(device, "FULL_DEVICE_NAME"))
+    except RuntimeError:
+        return device
+
+
+def _rt(info: Any, key: str) -> str:
+    return str(info[key].value) if key in info else ""
+
+
+def _plain(value: Any) -> Any:
+    """Property values as JSON: enums and OpenVINO types become strings."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, ov.Type):
+        return value.get_type_name()
+    name = getattr(value, "name", None)
+    return str(name if isinstance(name, str) else value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

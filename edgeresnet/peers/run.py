@@ -1,0 +1,272 @@
+"""``edgeresnet bench --compare-peers``: measure the by-hand peers side by side in one run.
+
+Makes each peer from the same model and calibration images as a build (``byhand.PEERS``),
+measures its fidelity against the FP32 ONNX in ONNX Runtime (the build's reference), and times it
+in a fresh process with the same script and settings as edgeresnet's own artifacts. ``against``
+bundles are re-timed in the same run, so the report's ratios come from one stretch of machine load.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from edgeresnet import __version__
+from edgeresnet.config import BenchmarkOptions, ExportOptions
+from edgeresnet.data import Preprocess, default_calibration_dir, discover
+from edgeresnet.errors import EdgeResnetError, UsageError
+from edgeresnet.evaluate import collect_logits, fidelity
+from edgeresnet.export import export_onnx
+from edgeresnet.models import LoadedModel, count_macs, count_parameters, load_model
+from edgeresnet.ondevice.common import (
+    machine_info,
+    physical_cores,
+    results_document,
+    sha256_file,
+    write_json,
+)
+from edgeresnet.peers import byhand, measure
+from edgeresnet.peers.against import against_jobs
+from edgeresnet.peers.byhand import PEERS, Peer
+from edgeresnet.progress import stage, warn
+from edgeresnet.report import write_report
+
+RESULTS = "results.json"
+BATCH = 16
+
+
+@dataclass(frozen=True)
+class PeerRequest:
+    model: str = "resnet50"
+    weights: str = "random"
+    calib: Path | None = None
+    calib_size: int = 300
+    input_size: int | None = None
+    threads: int = 0
+    seed: int = 0
+    out: Path = Path("build/peers")
+    device_name: str | None = None
+    against: tuple[Path, ...] = ()
+    benchmark: BenchmarkOptions = field(default_factory=BenchmarkOptions)
+    rounds: int = 1
+    command: str = ""
+
+
+def compare_peers(request: PeerRequest) -> Path:
+    """Build, verify and time every peer; write ``OUT/results.json`` and a report. Returns OUT."""
+    if request.calib_size < 1:
+        raise UsageError(f"--calib-size must be at least 1, got {request.calib_size}.")
+    if request.threads < 0:
+        raise UsageError(f"--threads must be 0 (one per core) or positive, got {request.threads}.")
+    if request.rounds < 1:
+        raise UsageError(f"--rounds must be at least 1, got {request.rounds}.")
+    for bundle in request.against:
+        if not (bundle / "manifest.json").is_file():
+            raise UsageError(
+                f"--against {bundle} is not an edgeresnet bundle (no manifest.json).",
+                hint="Pass the folder a build wrote, e.g. build/onnx.",
+            )
+    threads = request.threads or physical_cores()
+    images = discover(request.calib or default_calibration_dir()).subset(
+        request.calib_size, seed=request.seed
+    )
+    loaded = load_model(request.model, request.weights, seed=request.seed)
+    pre = _preprocess(loaded, request.input_size)
+    load_start = list(os.getloadavg())
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{request.out.name}.staging-", dir=request.out.parent))
+    try:
+        with stage(f"preprocessing {len(images)} calibration images"):
+            calib = [x for batch, _ in images.batches(pre, BATCH) for x in batch]
+        rows, jobs = _peers(request, loaded, pre, calib, staging, threads)
+        for bundle in request.against:
+            again = against_jobs(bundle, threads=threads, options=request.benchmark)
+            rows += [job.row for job in again]
+            jobs += again
+        measure.time_rounds(jobs, request.rounds)
+        document = results_document(
+            producer={
+                "tool": "edgeresnet bench --compare-peers",
+                "version": __version__,
+                "command": request.command,
+                "python": platform.python_version(),
+                "load_average": {"start": load_start, "end": list(os.getloadavg())},
+            },
+            device=machine_info(request.device_name),
+            environment=_environment(),
+            model=_model_record(loaded, pre),
+            data={
+                "calibration": {
+                    "source": images.source if request.calib else "embedded default",
+                    "images": len(images),
+                    "seed": request.seed,
+                    "sha256": images.sha256(),
+                },
+                "evaluation": None,
+                "fidelity_images": "calibration set",
+            },
+            target={"name": "peers", "backend": "peers", "device": "CPU"},
+            rows=rows,
+        )
+        write_json(staging / RESULTS, document)
+        write_report(
+            {str(request.out / RESULTS): document},
+            staging,
+            command=f"edgeresnet report {request.out / RESULTS} --out {request.out}",
+        )
+        _publish(staging, request.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return request.out
+
+
+def _peers(
+    request: PeerRequest,
+    loaded: LoadedModel,
+    pre: Preprocess,
+    calib: list[np.ndarray],
+    out: Path,
+    threads: int,
+) -> tuple[list[dict[str, Any]], list[measure.Job]]:
+    """Make every peer and measure its fidelity in-process; returns rows and timing jobs."""
+    fp32 = out / "model.fp32.onnx"
+    with stage("exporting the FP32 ONNX the peers start from"):
+        export = export_onnx(loaded.model, fp32, input_size=pre.crop_size, options=ExportOptions())
+    weights_file = out / "pytorch.fp32.pt"
+    torch.save(loaded.model.state_dict(), weights_file)
+    files: dict[str, list[Path]] = {
+        byhand.PYTORCH.variant: [weights_file],
+        byhand.ORT_FP32.variant: [fp32],
+        byhand.OPENVINO_F32.variant: [fp32],
+    }
+    builds: dict[str, dict[str, Any]] = {
+        byhand.PYTORCH.variant: {"file": weights_file.name, "torch_version": torch.__version__},
+        byhand.ORT_FP32.variant: {"from": "exported FP32 ONNX", "export": export.to_dict()},
+        byhand.OPENVINO_F32.variant: {"from": "exported FP32 ONNX", "hint": "f32"},
+    }
+    notes: dict[str, list[str]] = {p.variant: [] for p in PEERS}
+    makers = (
+        (byhand.ORT_DEFAULT, out / "ort-default.int8.onnx", byhand.ort_quantize_static_defaults),
+        (byhand.NNCF_DEFAULT, out / "nncf-default.int8.xml", byhand.nncf_quantize_defaults),
+    )
+    for peer, path, make in makers:
+        with stage(f"making {peer.label} on {len(calib)} calibration images"):
+            try:
+                builds[peer.variant] = make(fp32, path, calib)
+                files[peer.variant] = [p for p in (path, path.with_suffix(".bin")) if p.is_file()]
+            except (ImportError, EdgeResnetError) as exc:
+                warn(f"{peer.label} could not be made here: {exc}")
+                notes[peer.variant].append(f"not built here: {exc}")
+    if not measure.has_openvino():
+        notes[byhand.OPENVINO_F32.variant].append(
+            'not measured here: OpenVINO is not installed (pip install "edgeresnet[openvino]")'
+        )
+    sessions = measure.sessions(loaded.model, files, threads)
+    timing = measure.Timing(threads, pre.crop_size, request.benchmark)
+    model_args = ["--model", request.model, "--weights", request.weights]
+    model_args += ["--seed", str(request.seed)]
+    with stage(f"fidelity of {len(sessions) - 1} peers on {len(calib)} images"):
+        batches = ((np.stack(calib[i : i + BATCH]), None) for i in range(0, len(calib), BATCH))
+        logits, _ = collect_logits(sessions, batches, total=len(calib))
+    rows, jobs = [], []
+    for peer in PEERS:
+        row = _row(peer, files.get(peer.variant), builds.get(peer.variant), notes[peer.variant])
+        row["params"] = count_parameters(loaded.model)
+        row["macs"] = count_macs(loaded.model, pre.crop_size)
+        if peer.variant in logits:
+            row["fidelity"] = {
+                "reference": "exported FP32 ONNX in onnxruntime",
+                **fidelity(logits["reference"], logits[peer.variant]),
+            }
+        if peer.variant in files and not row["notes"]:
+            run = partial(measure.bench, peer, files[peer.variant][0], timing, model=model_args)
+            jobs.append(measure.Job(peer.label, row, run))
+        rows.append(row)
+    return rows, jobs
+
+
+def _row(
+    peer: Peer, files: list[Path] | None, build: dict[str, Any] | None, notes: list[str]
+) -> dict[str, Any]:
+    artifact = None
+    if files:
+        artifact = {
+            "file": files[0].name,
+            "bytes": sum(p.stat().st_size for p in files),
+            "sha256": sha256_file(files[0]),
+        }
+    return {
+        "variant": peer.variant,
+        "precision": peer.precision,
+        "artifact": artifact,
+        "build": build,
+        "peer": {
+            "label": peer.label,
+            "runtime": peer.runtime,
+            "how": peer.how,
+            "counterparts": [{"backend": b, "variant": v} for b, v in peer.counterparts],
+        },
+        "accuracy": None,
+        "fidelity": None,
+        "bench": None,
+        "notes": list(notes),
+    }
+
+
+def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
+    info = loaded.info
+    if info is not None and input_size in (None, info.crop_size):
+        return Preprocess(crop_size=info.crop_size, resize_size=info.resize_size)
+    return Preprocess.for_input_size(input_size or 224)
+
+
+def _model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
+    return {
+        "arch": loaded.arch,
+        "num_classes": loaded.num_classes,
+        "width": loaded.width,
+        "input_size": pre.crop_size,
+        "params": count_parameters(loaded.model),
+        "macs": count_macs(loaded.model, pre.crop_size),
+        "weights": loaded.weights,
+        "preprocess": pre.to_dict(),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    for package in ("openvino", "nncf"):
+        try:
+            env[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    env["edgeresnet"] = __version__
+    return env
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Replace ``final`` with ``staging``: readers see the old or the new folder, never half."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,167 @@
+"""Pick variants under deployment constraints, and say why every other one was left out.
+
+A constraint on something a row did not measure excludes the row: a missing number never passes.
+Only edgeresnet artifacts are candidates; peer rows (what a user would build by hand) are
+references for the peer table, not choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeresnet.report.schema import Row
+
+RANKING = (
+    "fastest batch-1 p50 latency first, then smaller artifact, then higher top-1 "
+    "(rows with a measured top-1 first), then higher agreement with FP32"
+)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits a deployment sets; None means no limit on that quantity."""
+
+    max_latency_ms: float | None = None
+    min_top1: float | None = None
+    max_size_mb: float | None = None
+    min_fps: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in self.__dict__.values())
+
+    def flags(self) -> list[str]:
+        """The command-line options that set these constraints."""
+        names = {
+            "max_latency_ms": "--max-latency-ms",
+            "min_top1": "--min-top1",
+            "max_size_mb": "--max-size-mb",
+            "min_fps": "--min-fps",
+        }
+        return [
+            part
+            for key, flag in names.items()
+            if getattr(self, key) is not None
+            for part in (flag, f"{getattr(self, key):g}")
+        ]
+
+    def describe(self) -> list[str]:
+        text = []
+        if self.max_latency_ms is not None:
+            text.append(f"p50 latency (batch 1) <= {self.max_latency_ms:g} ms")
+        if self.min_top1 is not None:
+            text.append(f"top-1 >= {self.min_top1:g} %")
+        if self.max_size_mb is not None:
+            text.append(f"size <= {self.max_size_mb:g} MB")
+        if self.min_fps is not None:
+            text.append(f"throughput >= {self.min_fps:g} img/s (at the benchmarked batch)")
+        return text
+
+
+@dataclass(frozen=True)
+class Verdict:
+    row: Row
+    reasons: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+
+@dataclass(frozen=True)
+class Selection:
+    constraints: Constraints
+    chosen: list[Row]  # ranked, best first
+    excluded: list[Verdict]
+
+
+def select(rows: list[Row], constraints: Constraints) -> Selection:
+    """The candidate rows meeting every constraint, ranked by ``RANKING``, and the rest with why."""
+    verdicts = [Verdict(r, reasons(r, constraints)) for r in rows if r.candidate]
+    chosen = sorted((v.row for v in verdicts if v.passed), key=_rank)
+    return Selection(constraints, chosen, [v for v in verdicts if not v.passed])
+
+
+def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
+    """Every constraint ``row`` fails, in words a reader can check against the tables."""
+    out = []
+    if c.max_latency_ms is not None:
+        if row.p50_ms is None:
+            out.append(f"p50 not measured{_why_unmeasured(row)}")
+        elif row.p50_ms > c.max_latency_ms:
+            out.append(f"p50 {row.p50_ms:.1f} ms > {c.max_latency_ms:g} ms")
+    if c.min_top1 is not None:
+        if row.top1 is None:
+            why = "random weights" if row.random_weights else "no labelled evaluation set"
+            out.append(f"top-1 not measured ({why})")
+        elif row.top1 < c.min_top1:
+            out.append(f"top-1 {row.top1:.2f} % < {c.min_top1:g} %")
+    if c.max_size_mb is not None:
+        if row.size_mb is None:
+            out.append("size unknown")
+        elif row.size_mb > c.max_size_mb:
+            out.append(f"size {row.size_mb:.1f} MB > {c.max_size_mb:g} MB")
+    if c.min_fps is not None:
+        if row.throughput is None:
+            out.append(f"throughput not measured{_why_unmeasured(row)}")
+        elif row.throughput < c.min_fps:
+            out.append(
+                f"throughput {row.throughput:.0f} img/s (batch {row.throughput_batch}) "
+                f"< {c.min_fps:g} img/s"
+            )
+    return tuple(out)
+
+
+def format_text(selection: Selection) -> str:
+    """The selection as a plain-text table for a terminal."""
+    lines = ["constraints: " + ("; ".join(selection.constraints.describe()) or "none")]
+    lines.append(f"ranking: {RANKING}")
+    header = ("rank", "device", "target", "variant", "p50 ms", "size MB", "top-1 %", "img/s")
+    table = [header] + [
+        (
+            str(i),
+            r.device,
+            r.target,
+            r.variant,
+            _fmt(r.p50_ms, ".2f"),
+            _fmt(r.size_mb, ".1f"),
+            _fmt(r.top1, ".2f"),
+            _fmt(r.throughput, ".0f"),
+        )
+        for i, r in enumerate(selection.chosen, 1)
+    ]
+    if selection.chosen:
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        lines += [
+            "",
+            *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table),
+        ]
+    else:
+        lines += ["", "no variant meets every constraint"]
+    if selection.excluded:
+        lines += ["", "excluded:"]
+        lines += [
+            f"  {v.row.device} {v.row.target}:{v.row.variant}: {'; '.join(v.reasons)}"
+            for v in selection.excluded
+        ]
+    return "\n".join(lines)
+
+
+def _rank(row: Row) -> tuple[float, float, bool, float, float]:
+    inf = float("inf")
+    return (
+        inf if row.p50_ms is None else row.p50_ms,
+        inf if row.size_mb is None else row.size_mb,
+        row.top1 is None,
+        -(row.top1 or 0.0),
+        -(row.agreement or 0.0),
+    )
+
+
+def _why_unmeasured(row: Row) -> str:
+    note = next((n for n in row.notes if n.startswith("not benchmarked")), None)
+    return f" ({note})" if note else ""
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
