@@ -131,7 +131,7 @@ def _build(cls: type, data: Any, *, where: str) -> Any:
     if unknown:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}.",
-            hint=f"Valid keys: {', '.join(sorted(names))}.",
+            hint=f"Valid keys: {', '.join(sorted(names - {'source'}))}.",
         )
     missing = [
         f.name
