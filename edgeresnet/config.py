@@ -46,6 +46,9 @@ class QuantizationOptions:
 
 @dataclass(frozen=True)
 class BenchmarkOptions:
+    # ``warmup`` and ``min_iterations`` count images: batch 8 is timed for ceil(50 / 8) calls
+    # (at least 5) after ceil(10 / 8) warm-up calls (at least 2), and every loop for at least
+    # ``min_seconds``. TensorRT's on-device script counts calls.
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     warmup: int = 10
     min_iterations: int = 50

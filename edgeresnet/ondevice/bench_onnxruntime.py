@@ -108,8 +108,8 @@ def measure(
         x = rng.standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
         times = common.time_loop(
             functools.partial(session.run, None, {name: x}),
-            warmup=warmup,
-            min_iterations=min_iterations,
+            warmup=common.per_batch(warmup, batch, floor=2),
+            min_iterations=common.per_batch(min_iterations, batch, floor=5),
             min_seconds=min_seconds,
         )
         stats = common.latency_stats(times)

@@ -139,11 +139,14 @@ def latency(
     """Synchronous requests, one at a time, on an input set once (as benchmark_app does)."""
     request = compiled.create_infer_request()
     request.set_input_tensor(ov.Tensor(x))
+    batch = int(x.shape[0])
     times = common.time_loop(
-        request.infer, warmup=warmup, min_iterations=min_iterations, min_seconds=min_seconds
+        request.infer,
+        warmup=common.per_batch(warmup, batch, floor=2),
+        min_iterations=common.per_batch(min_iterations, batch, floor=5),
+        min_seconds=min_seconds,
     )
     stats = common.latency_stats(times)
-    batch = int(x.shape[0])
     stats.update(batch=batch, images_per_s=round(batch * 1000.0 / stats["p50_ms"], 2))
     return stats
 
@@ -167,8 +170,10 @@ def throughput(
     tensor = ov.Tensor(x)
     for request in requests:
         request.set_input_tensor(tensor)
-    for _ in range(max(1, -(-warmup // count))):
+    batch = int(x.shape[0])
+    for _ in range(common.per_batch(warmup, batch * count, floor=1)):
         _round(requests)
+    min_iterations = common.per_batch(min_iterations, batch, floor=5)
     times: list[float] = []
     start = time.perf_counter()
     for request in requests:
@@ -184,7 +189,6 @@ def throughput(
         request.wait()
         times.append(request.latency / 1000.0)
     seconds = time.perf_counter() - start
-    batch = int(x.shape[0])
     return {
         **common.latency_stats(times),
         "batch": batch,

@@ -152,6 +152,15 @@ def check_manifest(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
+def per_batch(count: int, batch: int, *, floor: int) -> int:
+    """Calls that cover ``count`` images at ``batch`` images a call, and at least ``floor``.
+
+    Warm-up and minimum iterations count images, so a batch of 8 is not timed 8 times longer
+    than a batch of 1; ``min_seconds`` still bounds every loop from below.
+    """
+    return max(floor, -(-count // max(batch, 1)))
+
+
 def time_loop(
     fn: Callable[[], Any], *, warmup: int, min_iterations: int, min_seconds: float
 ) -> list[float]:

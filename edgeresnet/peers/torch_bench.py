@@ -50,8 +50,8 @@ def measure(
             )
             times = common.time_loop(
                 lambda x=x: model(x),
-                warmup=warmup,
-                min_iterations=min_iterations,
+                warmup=common.per_batch(warmup, batch, floor=2),
+                min_iterations=common.per_batch(min_iterations, batch, floor=5),
                 min_seconds=min_seconds,
             )
             stats = common.latency_stats(times)
