@@ -31,6 +31,23 @@ min_seconds = 0.05
 threads = 1
 """
 
+FAST_OPENVINO = """
+name = "openvino"
+backend = "openvino"
+device = "CPU"
+precisions = ["fp32", "bf16", "int8"]
+[quantization]
+method = "nncf"
+preset = "performance"
+subset_size = 300
+[benchmark]
+batch_sizes = [1, 4]
+warmup = 2
+min_iterations = 5
+min_seconds = 0.05
+threads = 1
+"""
+
 
 @pytest.fixture(scope="session")
 def imagenet_samples() -> Path:
@@ -44,6 +61,14 @@ def fast_profile(tmp_path: Path) -> Path:
     """The ONNX target with benchmarks cut to a fraction of a second."""
     path = tmp_path / "onnx-fast.toml"
     path.write_text(FAST_PROFILE.format(name="onnx"))
+    return path
+
+
+@pytest.fixture
+def openvino_fast_profile(tmp_path: Path) -> Path:
+    """The OpenVINO CPU target (FP32, BF16, NNCF INT8) with benchmarks cut short."""
+    path = tmp_path / "openvino-fast.toml"
+    path.write_text(FAST_OPENVINO)
     return path
 
 

@@ -62,49 +62,43 @@ def dark_calibration(folder: Path) -> Path:
     return folder
 
 
+# ONNX Runtime excludes nodes from quantize_static; NNCF takes them as an ignored scope.
+BUDGET_TARGETS = {"onnx": "fast_profile", "openvino": "openvino_fast_profile"}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("target", sorted(BUDGET_TARGETS))
 def test_budget_restores_digits_accuracy_after_poor_calibration(
-    digits, digits_weights, fast_profile, tmp_path
+    target, digits, digits_weights, request, tmp_path
 ):
+    profile = request.getfixturevalue(BUDGET_TARGETS[target])
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "build",
-                "--target",
-                str(fast_profile),
-                "--model",
-                "resnet18",
-                "--weights",
-                str(digits_weights),
-                "--input-size",
-                "32",
-                "--calib",
-                str(dark_calibration(tmp_path / "dark")),
-                "--calib-method",
-                "minmax",
-                "--eval",
-                str(digits["test"]),
-                "--max-drop",
-                "0.5",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    args = [
+        *("build", "--target", str(profile), "--model", "resnet18"),
+        *("--weights", str(digits_weights), "--input-size", "32"),
+        *("--calib", str(dark_calibration(tmp_path / "dark")), "--calib-method", "minmax"),
+        *("--eval", str(digits["test"]), "--max-drop", "0.5", "--out", str(out)),
+    ]
+    assert main(args) == 0
     rows = {
-        r["variant"]: r for r in json.loads((out / "onnx" / "results.json").read_text())["rows"]
+        r["variant"]: r for r in json.loads((out / target / "results.json").read_text())["rows"]
     }
     fp32, int8, mixed = (rows[v]["accuracy"]["top1"] for v in ("fp32", "int8", "int8-mixed"))
-    assert fp32 - int8 > 10.0, "the poor calibration should hurt plain INT8"
+    assert fp32 - int8 > 2.0, "the poor calibration should break the budget of plain INT8"
     assert fp32 - mixed <= 0.5
     record = rows["int8-mixed"]["build"]["accuracy_aware"]
     assert record["met"] and record["met_on_full_set"]
     assert 0 < len(record["float_layers"]) < 31
-    assert record["ranking_measured_in"].startswith("onnxruntime")
+    assert record["ranking_measured_in"].startswith("onnxruntime" if target == "onnx" else target)
     assert any("met on all evaluation images" in n for n in rows["int8-mixed"]["notes"])
     assert rows["int8-mixed"]["bench"]["latency"]["p50_ms"] > 0
+    # The report names the float layers and the latency they cost against all-INT8.
+    report = (out / target / "report.md").read_text()
+    table = report.split("## Accuracy-aware INT8: layers kept in float", 1)[1].split("\n## ")[0]
+    line = next(x for x in table.splitlines() if "| int8-mixed |" in x)
+    assert f"| {len(record['float_layers'])}: {record['float_layers'][0]}" in line
+    p50 = {v: rows[v]["bench"]["latency"]["p50_ms"] for v in ("int8", "int8-mixed")}
+    assert f"{p50['int8-mixed'] - p50['int8']:+.2f}" in line
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])

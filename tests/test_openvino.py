@@ -31,23 +31,6 @@ SIZE = 32
 HAS_BF16 = bool({"avx512_bf16", "amx_bf16"} & set(common.machine_info()["isa"]))
 AVAILABLE = ov.Core().available_devices
 
-FAST_OPENVINO = """
-name = "openvino"
-backend = "openvino"
-device = "CPU"
-precisions = ["fp32", "bf16", "int8"]
-[quantization]
-method = "nncf"
-preset = "performance"
-subset_size = 300
-[benchmark]
-batch_sizes = [1, 4]
-warmup = 2
-min_iterations = 5
-min_seconds = 0.05
-threads = 1
-"""
-
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -265,10 +248,9 @@ def rows(out: Path, target: str) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_int8_ir_keeps_digits_accuracy(digits, digits_weights, tmp_path):
+def test_int8_ir_keeps_digits_accuracy(digits, digits_weights, openvino_fast_profile, tmp_path):
     """NNCF INT8 IR of a ResNet trained on real digits: top-1 within 1 point, agreement >= 98 %."""
-    profile = tmp_path / "openvino-fast.toml"
-    profile.write_text(FAST_OPENVINO)
+    profile = openvino_fast_profile
     out = tmp_path / "out"
     code = build(
         *("--target", str(profile), "--model", "resnet18", "--weights", str(digits_weights)),

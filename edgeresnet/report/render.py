@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
 from edgeresnet.report.plots import scatter, y_metric
 from edgeresnet.report.schema import Row, rows_of
@@ -67,6 +68,7 @@ def write_report(
         "baselines": [_entry(r, baselines) for r in rows if r.candidate and r.variant == "fp32"],
         "tables": _tables(rows, baselines),
         "peers": [_peer_section(c, baselines) for c in peer_comparisons(rows)],
+        "budgets": budget_lines(documents, rows),
         "selection": _selection(rows, constraints, baselines) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),

@@ -178,9 +178,9 @@ def _row(
     remeasured = entry.get("remeasured") or {}
     size = (entry.get("artifact") or {}).get("bytes")
     macs = entry.get("macs", model.get("macs"))
-    images_per_s = _num(throughput.get("images_per_s"))
-    power = _num(bench.get("power_w"))
-    per_joule = _num(bench.get("samples_per_joule"))
+    images_per_s = number(throughput.get("images_per_s"))
+    power = number(bench.get("power_w"))
+    per_joule = number(bench.get("samples_per_joule"))
     if per_joule is None and power and images_per_s is not None:
         per_joule = round(images_per_s / power, 2)
     executed = _obj(bench, "precision_executed")
@@ -202,18 +202,18 @@ def _row(
         params=entry.get("params", model.get("params")),
         gmacs=round(macs / 1e9, 3) if isinstance(macs, (int, float)) and macs else None,
         size_mb=round(size / MB, 2) if isinstance(size, (int, float)) and size else None,
-        top1=_num(accuracy.get("top1")),
-        top5=_num(accuracy.get("top5")),
-        agreement=_num(fid.get("top1_agreement")),
-        sqnr_db=_num(fid.get("sqnr_db")),
-        mean_kl=_num(fid.get("mean_kl")),
-        p50_ms=_num(latency.get("p50_ms")),
-        p90_ms=_num(latency.get("p90_ms")),
-        p99_ms=_num(latency.get("p99_ms")),
+        top1=number(accuracy.get("top1")),
+        top5=number(accuracy.get("top5")),
+        agreement=number(fid.get("top1_agreement")),
+        sqnr_db=number(fid.get("sqnr_db")),
+        mean_kl=number(fid.get("mean_kl")),
+        p50_ms=number(latency.get("p50_ms")),
+        p90_ms=number(latency.get("p90_ms")),
+        p99_ms=number(latency.get("p99_ms")),
         throughput=images_per_s,
         throughput_batch=throughput.get("batch"),
-        load_s=_num(bench.get("load_s")),
-        peak_rss_mb=_num(bench.get("peak_rss_mb")),
+        load_s=number(bench.get("load_s")),
+        peak_rss_mb=number(bench.get("peak_rss_mb")),
         power_w=power,
         samples_per_joule=per_joule,
         notes=tuple(str(n) for n in entry.get("notes") or ()),
@@ -238,7 +238,7 @@ def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _num(value: Any) -> float | None:
+def number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
