@@ -320,8 +320,9 @@ def parser() -> argparse.ArgumentParser:
         "--sensitivity-images",
         type=_positive,
         default=500,
-        help="evaluation images (never calibration images) for the sensitivity ranking and "
-        "the budget search (default 500)",
+        help="held-out images for the sensitivity ranking and the budget search: drawn from "
+        "--eval, else from the --calib folder's images not drawn for calibration; never "
+        "calibration images (default 500)",
     )
     p = b.add_argument_group("structured pruning")
     p.add_argument(

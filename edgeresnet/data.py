@@ -263,6 +263,11 @@ class ImageSet:
         keep = sorted(random.Random(seed).sample(range(len(self.samples)), n))
         return replace(self, samples=[self.samples[i] for i in keep])
 
+    def without(self, other: ImageSet) -> ImageSet:
+        """The samples whose files are not in ``other`` (held-out images, say), order kept."""
+        taken = {s.path.resolve() for s in other.samples}
+        return replace(self, samples=[s for s in self.samples if s.path.resolve() not in taken])
+
     def shuffled(self, seed: int) -> ImageSet:
         """The same samples in a seeded random order (for training passes)."""
         samples = list(self.samples)

@@ -90,6 +90,7 @@ class Inputs:
     threads: int
     prune: list[PruneOptions]
     train: ImageSet | None
+    heldout: ImageSet | None  # images for the --max-drop search: never calibration images
 
 
 def build(request: BuildRequest) -> Path:
@@ -155,12 +156,12 @@ def resolve(request: BuildRequest) -> Inputs:
     if request.sensitivity_images < 1:
         raise UsageError(
             f"--sensitivity-images must be at least 1, got {request.sensitivity_images}.",
-            hint="200 is the default.",
+            hint="500 is the default.",
         )
     profile = _with_calibration(load_target(request.target), request)
     backend = get_backend(profile.backend, device=profile.device, runtime=profile.runtime)
-    calib = discover(request.calib or default_calibration_dir())
-    calib = calib.subset(request.calib_size, seed=request.seed)
+    pool = discover(request.calib or default_calibration_dir())
+    calib = pool.subset(request.calib_size, seed=request.seed)
     evaluation = None
     if request.eval is not None:
         evaluation = discover(request.eval)
@@ -176,6 +177,9 @@ def resolve(request: BuildRequest) -> Inputs:
                 hint="Evaluate on data labelled with the model's classes, or pass the matching "
                 "--weights file.",
             )
+    heldout = None
+    if request.max_drop is not None:
+        heldout = _heldout(evaluation or pool, calib, request)
     return Inputs(
         profile=profile,
         backend=backend,
@@ -187,7 +191,23 @@ def resolve(request: BuildRequest) -> Inputs:
         threads=request.threads or profile.benchmark.threads or physical_cores(),
         prune=prune,
         train=discover(request.train) if request.train is not None else None,
+        heldout=heldout,
     )
+
+
+def _heldout(source: ImageSet, calib: ImageSet, request: BuildRequest) -> ImageSet:
+    """Images for the sensitivity ranking and budget search: the evaluation set (else the
+    calibration folder's undrawn images), less every calibration image."""
+    free = source.without(calib)
+    if not free.samples:
+        where = "--eval" if request.eval is not None else "--calib"
+        raise UsageError(
+            f"--max-drop needs images that were not used for calibration, and every image of "
+            f"{where} ({source.source}) is a calibration image.",
+            hint="Pass --eval DIR with images of your task that are not in --calib, or a "
+            "smaller --calib-size.",
+        )
+    return free.subset(request.sensitivity_images, seed=request.seed + 1)
 
 
 def _load(request: BuildRequest) -> LoadedModel:
@@ -283,8 +303,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
         reference = reference or stages.reference(exported)
         folder = staging / mv.tag if mv.tag else staging
         made = [stages.compiled(exported, p, folder, mv.variant(p)) for p in profile.precisions]
-        if request.max_drop is not None and "int8" in profile.precisions:
-            heldout = check_set.subset(request.sensitivity_images, seed=request.seed + 1)
+        if request.max_drop is not None and inputs.heldout and "int8" in profile.precisions:
             made.append(
                 stages.mixed_int8(
                     exported,
@@ -292,7 +311,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
                     mv.variant("int8-mixed"),
                     max_drop=request.max_drop,
                     reference=stages.reference(exported),
-                    heldout=heldout,
+                    heldout=inputs.heldout,
                     use_labels=loaded.weights["kind"] != "random",
                 )
             )

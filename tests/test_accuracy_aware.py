@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from PIL import Image
 
 from edgeresnet.cli import main
+from edgeresnet.errors import UsageError
+from edgeresnet.pipeline import BuildRequest, resolve
 from edgeresnet.sensitivity import Measure, fit_budget, rank_layers
 
 
@@ -135,3 +138,36 @@ def test_calibration_methods_are_selectable_and_recorded(
     }
     assert rows["int8"]["build"]["calibrate_method"] == method
     assert rows["int8"]["fidelity"]["top1_agreement"] >= 90.0
+
+
+def test_heldout_images_never_include_calibration_images(digits, fast_profile):
+    request = BuildRequest(
+        target=str(fast_profile),
+        model="resnet18",
+        weights="random",
+        calib=digits["test"],
+        calib_size=100,
+        max_drop=0.5,
+        sensitivity_images=1000,
+    )
+    inputs = resolve(request)
+    calib = {s.path for s in inputs.calib.samples}
+    held = {s.path for s in inputs.heldout.samples}
+    assert len(calib) == 100 and len(held) == len(list(digits["test"].rglob("*.png"))) - 100
+    assert not calib & held
+    with_eval = resolve(replace(request, eval=digits["test"]))
+    assert not {s.path for s in with_eval.heldout.samples} & calib
+
+
+def test_max_drop_without_free_images_is_refused(digits, fast_profile):
+    request = BuildRequest(
+        target=str(fast_profile),
+        model="resnet18",
+        weights="random",
+        calib=digits["test"],
+        calib_size=10_000,
+        max_drop=0.5,
+    )
+    with pytest.raises(UsageError, match="not used for calibration") as info:
+        resolve(request)
+    assert "--eval DIR" in info.value.hint
