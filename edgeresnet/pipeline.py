@@ -258,6 +258,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
             "Production INT8 wants ~300 images of your deployment's own data: pass --calib DIR."
         )
     calib_sha = inputs.calib.sha256()
+    load_start = list(os.getloadavg())
     stages = Stages(
         arch=loaded.arch,
         profile=profile,
@@ -343,7 +344,8 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
             f"  resumed from the cache in {request.out / CACHE}: "
             f"{', '.join(stages.reused)} (pass --fresh to redo every stage)"
         )
-    return _document(request, inputs, artifacts, rows, staging, calib_sha)
+    load = {"start": load_start, "end": list(os.getloadavg())}
+    return _document(request, inputs, artifacts, rows, staging, calib_sha, load)
 
 
 def _check_budgets(
@@ -382,6 +384,7 @@ def _document(
     measured: list[dict[str, Any]],
     staging: Path,
     calib_sha: str,
+    load_average: dict[str, list[float]],
 ) -> dict[str, Any]:
     model = results.model_record(inputs.loaded, inputs.preprocess)
     data = results.data_record(
@@ -428,6 +431,7 @@ def _document(
         data=data,
         target=target,
         rows=rows,
+        load_average=load_average,
     )
 
 

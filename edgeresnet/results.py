@@ -111,7 +111,10 @@ def document(
     data: dict[str, Any],
     target: dict[str, Any],
     rows: list[dict[str, Any]],
+    load_average: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
+    """The results document of a build; ``load_average`` is the machine's load at its start
+    and end (1, 5, 15 minutes), so a reader can tell figures measured on a busy machine."""
     environment = {
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -119,12 +122,16 @@ def document(
         backend.name: backend.version(),
         "edgeresnet": __version__,
     }
+    nncf = {(r.get("build") or {}).get("nncf_version") for r in rows} - {None}
+    if nncf:
+        environment["nncf"] = ", ".join(sorted(nncf))
     return results_document(
         producer={
             "tool": "edgeresnet build",
             "version": __version__,
             "command": command,
             "python": platform.python_version(),
+            **({"load_average": load_average} if load_average else {}),
         },
         device=machine_info(device_name),
         environment=environment,

@@ -254,6 +254,11 @@ class Stages:
         x, labels = _arrays(heldout, self.preprocess)
         # Without labels, or with random weights, the budget is on agreement with FP32.
         measure = sensitivity.Measure(_run(reference, x), labels if use_labels else None)
+        # The ranking compares KL divergences, steady on fewer images than a top-1 drop.
+        ranked = sensitivity.RANKING_IMAGES
+        rank_measure = sensitivity.Measure(
+            measure.reference[:ranked], None if measure.labels is None else measure.labels[:ranked]
+        )
         quantization = self.profile.to_dict()["quantization"]
         base = dict(
             export=exported.key,
@@ -261,27 +266,33 @@ class Stages:
             heldout=heldout.sha256(),
             calibrate_method=quantization["calibrate_method"],
         )
-        rank_key = stage_key("ranking", **base, version=__version__)
+        rank_key = stage_key("ranking", **base, images=ranked, version=__version__)
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             quantize = self._excluding(exported, Path(tmp))
 
             runtime = [f"{self.backend.name} {self.backend.version()}"]
 
-            def run(artifact: Artifact) -> np.ndarray:
+            def run(artifact: Artifact, images: np.ndarray = x) -> np.ndarray:
                 session = self.backend.load(artifact, threads=self.threads)
                 # A backend that evaluates elsewhere (TensorRT absent: ONNX Runtime) says so.
                 runtime[0] = artifact.build.get("evaluated_in", runtime[0])
-                return _run(session, x)
+                return _run(session, images)
 
             ranking = self.cache.json(rank_key)
             if ranking is None:
                 candidates = sensitivity.candidate_layers(str(exported.path))
                 with stage(
                     f"ranking the INT8 sensitivity of {len(candidates)} layers in "
-                    f"{self.backend.name} on {len(heldout)} held-out images"
+                    f"{self.backend.name} on {len(rank_measure.reference)} held-out images"
                 ):
-                    layers = sensitivity.rank_layers(candidates, quantize, run, measure)
-                    ranking = {"measured_in": runtime[0], "layers": layers}
+                    layers = sensitivity.rank_layers(
+                        candidates, quantize, lambda a: run(a, x[:ranked]), rank_measure
+                    )
+                    ranking = {
+                        "measured_in": runtime[0],
+                        "images": len(rank_measure.reference),
+                        "layers": layers,
+                    }
                 self.cache.store_json(rank_key, ranking)
             else:
                 self.reused.append(f"sensitivity ranking ({ranking['measured_in']})")
@@ -303,6 +314,7 @@ class Stages:
             "metric": measure.metric,
             "met": outcome.met,
             "heldout_images": len(heldout),
+            "ranking_images": ranking.get("images"),
             "heldout_drop": outcome.drop,
             "float_layers": outcome.excluded,
             "search": outcome.history,

@@ -101,11 +101,18 @@ def quantize(
     reused = ranges is not None and ranges.is_file()
     reader = _Batches(() if reused else batches)
     logging.getLogger("root").setLevel(logging.ERROR)  # ORT logs every skipped node at WARNING
-    prepared = out_path.with_name(f".{out_path.name}.pre.onnx")
+    # With a ranges cache the pre-processed model is kept beside it too, for the next call.
+    keep = ranges is not None
+    prepared = (
+        ranges.with_suffix(".pre.onnx")
+        if ranges is not None
+        else out_path.with_name(f".{out_path.name}.pre.onnx")
+    )
     try:
         # ORT's own pre-pass: folds the Identity nodes the exporter leaves on shared
         # initializers, which otherwise keep 47 of ResNet-50's 53 convs out of QLinearConv.
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        if not (keep and prepared.is_file()):
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print progress
             quantize_static(
                 str(prepared),
@@ -123,7 +130,8 @@ def quantize(
     except Exception as exc:  # ORT raises ValueError, RuntimeError and its own types
         raise QuantizationError(f"ONNX Runtime quantization failed: {exc}") from exc
     finally:
-        prepared.unlink(missing_ok=True)
+        if not keep:
+            prepared.unlink(missing_ok=True)
     if reader.count == 0 and not reused:
         raise QuantizationError("No calibration images reached the quantizer.")
     return {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Measure this report again on the machine it runs on, then rewrite it:
+#   bash reports/cpu-comparison/regenerate.sh
+# Two builds (ONNX Runtime and OpenVINO, dense and 30 % pruned), one peer run that re-times both
+# bundles back to back with the by-hand peers (3 rounds, order reversed each round), the report,
+# and copies of the three results files in inputs/. About 20 minutes on 2 cores.
+# CALIB, OUT and DEVICE override the calibration folder, the build folder and the device name.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CALIB=${CALIB:-../shared/datasets/imagenet-samples}
+OUT=${OUT:-build/cpu-comparison}
+DEVICE=${DEVICE:-$(hostname)}
+HERE=reports/cpu-comparison
+
+for target in onnx openvino; do
+    edgeresnet build --target "$target" --weights random --calib "$CALIB" --prune 0.3 \
+        --device-name "$DEVICE" --out "$OUT"
+done
+edgeresnet bench --compare-peers --weights random --calib "$CALIB" \
+    --against "$OUT/onnx" "$OUT/openvino" --rounds 3 --device-name "$DEVICE" --out "$OUT/peers"
+mkdir -p "$HERE/inputs"
+for run in onnx openvino peers; do
+    cp "$OUT/$run/results.json" "$HERE/inputs/$run.results.json"
+done
+edgeresnet report "$HERE/inputs/onnx.results.json" "$HERE/inputs/openvino.results.json" \
+    "$HERE/inputs/peers.results.json" --out "$HERE"
