@@ -7,6 +7,7 @@ output, so a changed model, data set, option or tool version runs it afresh.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -404,12 +405,15 @@ class Stages:
             self.reused.append(f"{artifact.variant} benchmark")
             return cached
         with stage(f"benchmarking {artifact.variant} ({self.threads} threads)"):
+            before = os.getloadavg()
             result = self.backend.benchmark(
                 artifact,
                 threads=self.threads,
                 input_size=self.preprocess.crop_size,
                 profile=self.profile,
             )
+        # Kept with the figure, which the cache may hand to a later build on a quieter machine.
+        result["load_average"] = {"start": list(before), "end": list(os.getloadavg())}
         self.cache.store_json(key, result)
         return result
 

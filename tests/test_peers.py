@@ -57,6 +57,8 @@ def test_peers_are_measured_side_by_side_and_reported_as_ratios(
         assert r["bench"]["latency"]["p50_ms"] > 0, name
         rounds = r["bench"]["rounds"]
         assert rounds["count"] == 2 and r["bench"]["latency"]["p50_ms"] == min(rounds["p50_ms"])
+        rate = r["bench"]["throughput"]["images_per_s"]
+        assert rate == max(rounds["images_per_s"])
         assert r["bench"]["threads"] == 1, name
         assert r["fidelity"]["images"] == 8, name
     executed = {name: r["bench"]["precision_executed"]["label"] for name, r in peers.items()}

@@ -65,6 +65,7 @@ class Row:
     calibration: str = ""  # content hash (first 12 hex digits) of the calibration set
     timing: str = ""  # how many timing rounds the figure was chosen from
     streams: int | str | None = None
+    load: str = ""  # the machine's 1-minute load average when the benchmark started and ended
     # A by-hand reference ("peer") rather than an edgeresnet artifact.
     peer: str | None = None
     peer_how: str = ""
@@ -222,6 +223,7 @@ def _row(
         calibration=_calibration_hash(document),
         timing=_rounds(bench.get("rounds")),
         streams=bench.get("streams"),
+        load=_load(bench.get("load_average")),
         peer=peer.get("label") if peer else None,
         peer_how=str(peer.get("how", "")),
         counterparts=tuple(
@@ -269,7 +271,19 @@ def _rounds(rounds: Any) -> str:
         return ""
     values = "/".join(f"{v:.1f}" for v in rounds["p50_ms"] if isinstance(v, (int, float)))
     kept = rounds.get("kept", "one")
+    rates = rounds.get("images_per_s")
+    if isinstance(rates, list) and rates and all(isinstance(v, (int, float)) for v in rates):
+        values += "; img/s " + "/".join(f"{v:.0f}" for v in rates) + ", the most kept"
     return f"{kept} of {rounds.get('count', '?')} rounds (p50 ms {values})"
+
+
+def _load(load: Any) -> str:
+    if not isinstance(load, dict):
+        return ""
+    ends = [load.get(k) for k in ("start", "end")]
+    if not all(isinstance(v, list) and v and number(v[0]) is not None for v in ends):
+        return ""
+    return " / ".join(f"{v[0]:.2f}" for v in ends)
 
 
 def _clocks(clocks: Any) -> str:

@@ -3,7 +3,7 @@
 #   bash reports/cpu-comparison/regenerate.sh
 # Two builds (ONNX Runtime and OpenVINO, dense and 30 % pruned), one peer run that re-times both
 # bundles back to back with the by-hand peers (3 rounds, order reversed each round), the report,
-# and copies of the three results files in inputs/. About 20 minutes on 2 cores.
+# which keeps copies of the three results files in inputs/. About 20 minutes on 2 cores.
 # CALIB, OUT and DEVICE override the calibration folder, the build folder and the device name.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,9 +18,5 @@ for target in onnx openvino; do
 done
 edgeresnet bench --compare-peers --weights random --calib "$CALIB" \
     --against "$OUT/onnx" "$OUT/openvino" --rounds 3 --device-name "$DEVICE" --out "$OUT/peers"
-mkdir -p "$HERE/inputs"
-for run in onnx openvino peers; do
-    cp "$OUT/$run/results.json" "$HERE/inputs/$run.results.json"
-done
-edgeresnet report "$HERE/inputs/onnx.results.json" "$HERE/inputs/openvino.results.json" \
-    "$HERE/inputs/peers.results.json" --out "$HERE"
+edgeresnet report "$OUT/onnx/results.json" "$OUT/openvino/results.json" \
+    "$OUT/peers/results.json" --out "$HERE"
