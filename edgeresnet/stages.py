@@ -267,7 +267,9 @@ class Stages:
             heldout=heldout.sha256(),
             calibrate_method=quantization["calibrate_method"],
         )
-        rank_key = stage_key("ranking", **base, images=ranked, version=__version__)
+        rank_key = stage_key(
+            "ranking", **base, images=ranked, method="quantize-one", version=__version__
+        )
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             quantize = self._excluding(exported, Path(tmp))
 
