@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -102,6 +103,35 @@ def test_budget_restores_digits_accuracy_after_poor_calibration(
     assert f"| {len(record['float_layers'])}: {record['float_layers'][0]}" in line
     p50 = {v: rows[v]["bench"]["latency"]["p50_ms"] for v in ("int8", "int8-mixed")}
     assert f"{p50['int8-mixed'] - p50['int8']:+.2f}" in line
+
+
+@pytest.mark.slow
+def test_budget_on_tensorrt_leaves_float_layers_without_qdq(digits, digits_weights, tmp_path):
+    """TensorRT has no engine here: the search runs the Q/DQ ONNX in ONNX Runtime, and says so."""
+    out = tmp_path / "out"
+    args = [
+        *("build", "--target", "jetson", "--model", "resnet18"),
+        *("--weights", str(digits_weights), "--input-size", "32"),
+        *("--calib", str(dark_calibration(tmp_path / "dark")), "--calib-method", "minmax"),
+        *("--eval", str(digits["test"]), "--max-drop", "0.5", "--out", str(out)),
+    ]
+    assert main(args) == 0
+    bundle = out / "jetson"
+    rows = {r["variant"]: r for r in json.loads((bundle / "results.json").read_text())["rows"]}
+    fp32, int8, mixed = (rows[v]["accuracy"]["top1"] for v in ("fp32", "int8", "int8-mixed"))
+    assert fp32 - int8 > 2.0 and fp32 - mixed <= 0.5
+    record = rows["int8-mixed"]["build"]["accuracy_aware"]
+    assert record["met_on_full_set"] and "TensorRT absent" in record["ranking_measured_in"]
+    graph = onnx.load(str(bundle / rows["int8-mixed"]["artifact"]["file"])).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    by_name = {n.name: n for n in graph.node}
+    # A float convolution keeps float weights (no Q/DQ pair on them); the quantized ones do not.
+    floats = [by_name[name] for name in record["float_layers"]]
+    weighted = [node for node in floats if node.op_type in ("Conv", "Gemm")]
+    assert weighted
+    for node in weighted:
+        assert node.input[1] not in dequantized, f"{node.name} still has INT8 weights"
+    assert any(n.input[1] in dequantized for n in graph.node if n.op_type == "Conv")
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
