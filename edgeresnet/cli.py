@@ -322,7 +322,7 @@ def parser() -> argparse.ArgumentParser:
         default=500,
         help="held-out images for the sensitivity ranking and the budget search: drawn from "
         "--eval, else from the --calib folder's images not drawn for calibration; never "
-        "calibration images (default 500; the ranking runs on 200 of them)",
+        "calibration images (default 500; the ranking runs on 100 of them)",
     )
     p = b.add_argument_group("structured pruning")
     p.add_argument(

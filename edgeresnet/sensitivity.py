@@ -24,7 +24,7 @@ QUANTIZABLE = ("Conv", "Gemm", "MatMul", "Add", "MaxPool", "AveragePool", "Globa
 
 # Held-out images the ranking runs on (the budget search uses all of them): the ranking compares
 # KL divergences to FP32, which settle on far fewer images than a top-1 drop of half a point.
-RANKING_IMAGES = 200
+RANKING_IMAGES = 100
 
 
 def candidate_layers(fp32_onnx: str) -> list[str]:
