@@ -146,23 +146,12 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
         print(f"benchmarking {variant['file']} ...", flush=True)
         result = measure(
             bundle / variant["file"],
-            threads=args.threads,
-            batch_sizes=args.batch_sizes,
             input_size=manifest["model"]["input_size"],
-            warmup=args.warmup,
-            min_iterations=args.min_iterations,
-            min_seconds=args.min_seconds,
             optimization=args.optimization,
             providers=args.providers,
+            **common.timing(args),
         )
-        rows.append(
-            {
-                **{k: variant[k] for k in ("variant", "precision", "artifact")},
-                "accuracy": None,
-                "fidelity": None,
-                "bench": result,
-            }
-        )
+        rows.append(common.bundle_row(variant, result))
     return common.results_document(
         producer={
             "tool": "edgeresnet ondevice/bench_onnxruntime.py",
@@ -185,14 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, help="output file (default: BUNDLE/results.<device>.json)"
     )
-    parser.add_argument("--threads", type=int, default=common.physical_cores())
-    parser.add_argument(
-        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
-    )
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--min-iterations", type=int, default=50)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
+    common.add_timing_arguments(parser)
     parser.add_argument("--optimization", choices=sorted(_LEVELS), default="all")
     parser.add_argument(
         "--providers",
@@ -201,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         help="execution providers, in order",
     )
     parser.add_argument("--device-name", help="name of this device in reports")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    args = common.parse_timing(parser, argv)
     if args.bundle:
         document = bench_bundle(args.bundle, args)
         out = args.json or args.bundle / f"results.{document['device']['name']}.json"
@@ -212,21 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.model} does not exist")
         document = measure(
             args.model,
-            threads=args.threads,
-            batch_sizes=args.batch_sizes,
             input_size=args.input_size,
-            warmup=args.warmup,
-            min_iterations=args.min_iterations,
-            min_seconds=args.min_seconds,
             optimization=args.optimization,
             providers=args.providers,
+            **common.timing(args),
         )
         out = args.json
-    if out is None:
-        json.dump(document, sys.stdout, indent=2)
-    else:
-        common.write_json(out, document)
-        print(f"wrote {out}")
+    common.emit(document, out)
     return 0
 
 

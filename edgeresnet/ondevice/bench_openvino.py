@@ -13,7 +13,6 @@ the streams, threads and the precision the device actually executed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter, defaultdict
@@ -303,21 +302,10 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             bundle / variant["file"],
             device=device,
             hint=hint,
-            threads=args.threads,
-            batch_sizes=args.batch_sizes,
             input_size=manifest["model"]["input_size"],
-            warmup=args.warmup,
-            min_iterations=args.min_iterations,
-            min_seconds=args.min_seconds,
+            **common.timing(args),
         )
-        rows.append(
-            {
-                **{k: variant[k] for k in ("variant", "precision", "artifact")},
-                "accuracy": None,
-                "fidelity": None,
-                "bench": result,
-            }
-        )
+        rows.append(common.bundle_row(variant, result))
     return common.results_document(
         producer={
             "tool": "edgeresnet ondevice/bench_openvino.py",
@@ -347,18 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         help="INFERENCE_PRECISION_HINT (default: per variant in a bundle, f32 for --model; "
         f"'{UNPINNED}' leaves the device's own choice, e.g. bf16 on CPUs that have it)",
     )
-    parser.add_argument("--threads", type=int, default=common.physical_cores())
-    parser.add_argument(
-        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
-    )
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--min-iterations", type=int, default=50)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
+    common.add_timing_arguments(parser)
     parser.add_argument("--device-name", help="name of this device in reports")
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    args = common.parse_timing(parser, argv)
     available = ov.Core().available_devices
     device = args.device or ("CPU" if args.model else None)
     if device and not device_present(device, available):
@@ -373,19 +352,11 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             device=device,
             hint=args.precision_hint or "f32",
-            threads=args.threads,
-            batch_sizes=args.batch_sizes,
             input_size=args.input_size,
-            warmup=args.warmup,
-            min_iterations=args.min_iterations,
-            min_seconds=args.min_seconds,
+            **common.timing(args),
         )
         out = args.json
-    if out is None:
-        json.dump(document, sys.stdout, indent=2)
-    else:
-        common.write_json(out, document)
-        print(f"wrote {out}")
+    common.emit(document, out)
     return 0
 
 

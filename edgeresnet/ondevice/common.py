@@ -5,6 +5,7 @@ Standard library and numpy only: this file is copied next to the scripts in ever
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import hashlib
 import json
@@ -150,6 +151,55 @@ def check_manifest(bundle: Path) -> dict[str, Any]:
             "again from the build machine."
         )
     return manifest
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The timing options of the CPU benchmark scripts, with the target profiles' defaults."""
+    parser.add_argument("--threads", type=int, default=physical_cores())
+    parser.add_argument(
+        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
+    )
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--min-iterations", type=int, default=50)
+    parser.add_argument("--min-seconds", type=float, default=3.0)
+
+
+def parse_timing(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    return args
+
+
+def timing(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments ``measure`` takes from the timing options."""
+    return {
+        "threads": args.threads,
+        "batch_sizes": args.batch_sizes,
+        "warmup": args.warmup,
+        "min_iterations": args.min_iterations,
+        "min_seconds": args.min_seconds,
+    }
+
+
+def bundle_row(variant: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
+    """A results row for one variant of a bundle, timed on the device (no accuracy here)."""
+    return {
+        **{k: variant[k] for k in ("variant", "precision", "artifact")},
+        "accuracy": None,
+        "fidelity": None,
+        "bench": bench,
+    }
+
+
+def emit(document: dict[str, Any], out: Path | None) -> None:
+    """Write ``document`` to ``out``, or to stdout without one."""
+    if out is None:
+        json.dump(document, sys.stdout, indent=2)
+    else:
+        write_json(out, document)
+        print(f"wrote {out}")
 
 
 def per_batch(count: int, batch: int, *, floor: int) -> int:

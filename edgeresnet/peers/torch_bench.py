@@ -83,27 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="random")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, required=True, help="output file")
-    parser.add_argument("--threads", type=int, default=common.physical_cores())
-    parser.add_argument(
-        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
-    )
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--min-iterations", type=int, default=50)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
+    common.add_timing_arguments(parser)
+    args = common.parse_timing(parser, argv)
     result = measure(
-        args.model,
-        args.weights,
-        threads=args.threads,
-        batch_sizes=args.batch_sizes,
-        input_size=args.input_size,
-        seed=args.seed,
-        warmup=args.warmup,
-        min_iterations=args.min_iterations,
-        min_seconds=args.min_seconds,
+        args.model, args.weights, input_size=args.input_size, seed=args.seed, **common.timing(args)
     )
     common.write_json(args.json, result)
     return 0
