@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgeresnet.config import BenchmarkOptions
 from edgeresnet.errors import BackendUnavailableError
 
 
@@ -29,3 +30,16 @@ def run_ondevice(module: str, args: list[str], *, timeout_s: float = 1800) -> di
                 f"Benchmark process {module} failed (exit {proc.returncode}): " + " | ".join(tail)
             )
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def timing_args(options: BenchmarkOptions, *, input_size: int, threads: int | None) -> list[str]:
+    """The timing options every on-device benchmark script takes (``threads`` None: none given)."""
+    args = [] if threads is None else ["--threads", str(threads)]
+    return [
+        *args,
+        *("--batch-sizes", ",".join(map(str, options.batch_sizes))),
+        *("--input-size", str(input_size)),
+        *("--warmup", str(options.warmup)),
+        *("--min-iterations", str(options.min_iterations)),
+        *("--min-seconds", str(options.min_seconds)),
+    ]

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeresnet.backends import Artifact, CalibrationBatches
-from edgeresnet.bench import run_ondevice
+from edgeresnet.bench import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_onnxruntime as script
@@ -114,26 +114,11 @@ class OnnxRuntimeBackend:
         self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
     ) -> dict[str, Any]:
         self._check_device()
-        options = profile.benchmark
         args = [
-            "--model",
-            str(artifact.file),
-            "--threads",
-            str(threads),
-            "--batch-sizes",
-            ",".join(map(str, options.batch_sizes)),
-            "--input-size",
-            str(input_size),
-            "--warmup",
-            str(options.warmup),
-            "--min-iterations",
-            str(options.min_iterations),
-            "--min-seconds",
-            str(options.min_seconds),
-            "--optimization",
-            self.optimization,
-            "--providers",
-            ",".join(self.providers),
+            *("--model", str(artifact.file)),
+            *timing_args(profile.benchmark, input_size=input_size, threads=threads),
+            *("--optimization", self.optimization),
+            *("--providers", ",".join(self.providers)),
         ]
         return run_ondevice(script.__name__, args)
 

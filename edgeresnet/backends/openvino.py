@@ -16,7 +16,7 @@ import numpy as np
 import openvino as ov
 
 from edgeresnet.backends import Artifact, CalibrationBatches
-from edgeresnet.bench import run_ondevice
+from edgeresnet.bench import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError, ExportError
 from edgeresnet.ondevice import bench_openvino as script
@@ -154,26 +154,11 @@ class OpenVinoBackend:
         self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
     ) -> dict[str, Any]:
         self.check_device()
-        options = profile.benchmark
         args = [
-            "--model",
-            str(artifact.file),
-            "--device",
-            self.device,
-            "--precision-hint",
-            _hint(artifact),
-            "--threads",
-            str(threads),
-            "--batch-sizes",
-            ",".join(map(str, options.batch_sizes)),
-            "--input-size",
-            str(input_size),
-            "--warmup",
-            str(options.warmup),
-            "--min-iterations",
-            str(options.min_iterations),
-            "--min-seconds",
-            str(options.min_seconds),
+            *("--model", str(artifact.file)),
+            *("--device", self.device),
+            *("--precision-hint", _hint(artifact)),
+            *timing_args(profile.benchmark, input_size=input_size, threads=threads),
         ]
         result = run_ondevice(script.__name__, args)
         # The on-device script imports only openvino; the toolchain version is added here.

@@ -34,7 +34,7 @@ from edgeresnet.backends import (
     tensorrt_rules,
 )
 from edgeresnet.backends.onnxruntime import OnnxRuntimeSession
-from edgeresnet.bench import run_ondevice
+from edgeresnet.bench import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_tensorrt, build_engine, common, evaluate_tensorrt, trt_runtime
@@ -219,17 +219,12 @@ class TensorRTBackend:
     ) -> dict[str, Any]:
         if not _tensorrt_ready():
             raise BackendUnavailableError(_NO_TENSORRT)
-        options = profile.benchmark
         engine = self._engine(artifact, threads, profile)
         return run_ondevice(
             bench_tensorrt.__name__,
             [
                 "--engine", str(engine),
-                "--batch-sizes", ",".join(map(str, options.batch_sizes)),
-                "--input-size", str(input_size),
-                "--warmup", str(options.warmup),
-                "--min-iterations", str(options.min_iterations),
-                "--min-seconds", str(options.min_seconds),
+                *timing_args(profile.benchmark, input_size=input_size, threads=None),
                 "--dla-core", str(self.runtime["dla_core"]),
             ],
         )  # fmt: skip

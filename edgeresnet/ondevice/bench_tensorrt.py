@@ -209,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             dla_core=args.dla_core,
         )
         out = args.json
-    if out is None:
-        json.dump(result, sys.stdout, indent=2)
-    else:
-        common.write_json(out, result)
-        print(f"wrote {out}")
+    common.emit(result, out)
     return 0
 
 

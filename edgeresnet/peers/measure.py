@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgeresnet.backends import Artifact, Session, get_backend
-from edgeresnet.bench import run_ondevice
+from edgeresnet.bench import run_ondevice, timing_args
 from edgeresnet.config import BenchmarkOptions
 from edgeresnet.errors import BackendUnavailableError
 from edgeresnet.ondevice import bench_onnxruntime
@@ -33,21 +33,7 @@ class Timing:
     options: BenchmarkOptions
 
     def args(self) -> list[str]:
-        o = self.options
-        return [
-            "--threads",
-            str(self.threads),
-            "--batch-sizes",
-            ",".join(map(str, o.batch_sizes)),
-            "--input-size",
-            str(self.input_size),
-            "--warmup",
-            str(o.warmup),
-            "--min-iterations",
-            str(o.min_iterations),
-            "--min-seconds",
-            str(o.min_seconds),
-        ]
+        return timing_args(self.options, input_size=self.input_size, threads=self.threads)
 
 
 @dataclass(frozen=True)
