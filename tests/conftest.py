@@ -121,6 +121,39 @@ def digits_weights(digits: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_build(digits: dict[str, Path], digits_weights: Path):
+    """Arguments after ``build`` that build the ResNet trained on digits.
+
+    ``digits_build(target, out, calib_size, *extra, evaluate=False)``: ``target`` is a profile path
+    or a target name; ``calib_size`` None leaves ``--calib-size`` out; ``evaluate`` True adds
+    ``--eval`` on the test split, an int also ``--eval-size``; ``extra`` goes after ``--out``.
+    ``calib`` and ``weights`` replace the train split and the trained weights.
+    """
+
+    def args(
+        target: str | Path,
+        out: Path,
+        calib_size: int | None = None,
+        *extra: str,
+        evaluate: bool | int = False,
+        calib: Path | None = None,
+        weights: Path | None = None,
+    ) -> list[str]:
+        argv = ["--target", str(target), "--model", "resnet18"]
+        argv += ["--weights", str(weights or digits_weights), "--input-size", str(DIGITS_SIZE)]
+        argv += ["--calib", str(calib or digits["train"])]
+        if calib_size is not None:
+            argv += ["--calib-size", str(calib_size)]
+        if evaluate is not False:
+            argv += ["--eval", str(digits["test"])]
+            if evaluate is not True:
+                argv += ["--eval-size", str(evaluate)]
+        return [*argv, "--out", str(out), *extra]
+
+    return args
+
+
 def _arrays(folder: Path, pre: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for x, y in discover(folder).batches(pre, 256):

@@ -136,33 +136,10 @@ def test_budget_on_tensorrt_leaves_float_layers_without_qdq(digits, digits_weigh
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_calibration_methods_are_selectable_and_recorded(
-    method, digits, digits_weights, fast_profile, tmp_path
+    method, digits_build, fast_profile, tmp_path
 ):
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "build",
-                "--target",
-                str(fast_profile),
-                "--model",
-                "resnet18",
-                "--weights",
-                str(digits_weights),
-                "--input-size",
-                "32",
-                "--calib",
-                str(digits["train"]),
-                "--calib-size",
-                "24",
-                "--calib-method",
-                method,
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(["build", *digits_build(fast_profile, out, 24, "--calib-method", method)]) == 0
     rows = {
         r["variant"]: r for r in json.loads((out / "onnx" / "results.json").read_text())["rows"]
     }

@@ -248,15 +248,10 @@ def rows(out: Path, target: str) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_int8_ir_keeps_digits_accuracy(digits, digits_weights, openvino_fast_profile, tmp_path):
+def test_int8_ir_keeps_digits_accuracy(digits_build, openvino_fast_profile, tmp_path):
     """NNCF INT8 IR of a ResNet trained on real digits: top-1 within 1 point, agreement >= 98 %."""
-    profile = openvino_fast_profile
     out = tmp_path / "out"
-    code = build(
-        *("--target", str(profile), "--model", "resnet18", "--weights", str(digits_weights)),
-        *("--input-size", "32", "--calib", str(digits["train"]), "--calib-size", "300"),
-        *("--eval", str(digits["test"]), "--out", str(out)),
-    )
+    code = build(*digits_build(openvino_fast_profile, out, 300, evaluate=True))
     assert code == 0
     by_variant = rows(out, "openvino")
     fp32, bf16, int8 = by_variant["fp32"], by_variant["bf16"], by_variant["int8"]
@@ -278,13 +273,9 @@ def test_int8_ir_keeps_digits_accuracy(digits, digits_weights, openvino_fast_pro
 
 @pytest.mark.slow
 @pytest.mark.skipif("NPU" in AVAILABLE, reason="this machine has an NPU")
-def test_npu_profile_builds_here_and_says_it_was_not_benchmarked(digits, digits_weights, tmp_path):
+def test_npu_profile_builds_here_and_says_it_was_not_benchmarked(digits_build, tmp_path):
     out = tmp_path / "out"
-    code = build(
-        *("--target", "openvino-npu", "--model", "resnet18", "--weights", str(digits_weights)),
-        *("--input-size", "32", "--calib", str(digits["train"]), "--calib-size", "16"),
-        *("--out", str(out)),
-    )
+    code = build(*digits_build("openvino-npu", out, 16))
     assert code == 0
     by_variant = rows(out, "openvino-npu")
     assert sorted(by_variant) == ["fp16", "int8"]

@@ -27,27 +27,10 @@ def rows(document: dict) -> dict[str, dict]:
     return {row["variant"]: row for row in document["rows"]}
 
 
-def test_int8_keeps_digits_accuracy(digits, digits_weights, fast_profile, tmp_path):
+def test_int8_keeps_digits_accuracy(digits_build, fast_profile, tmp_path):
     """INT8 of a ResNet trained on real digits: top-1 within 1 point, agreement >= 98 %."""
     out = tmp_path / "out"
-    code = build(
-        "--target",
-        str(fast_profile),
-        "--model",
-        "resnet18",
-        "--weights",
-        str(digits_weights),
-        "--input-size",
-        "32",
-        "--calib",
-        str(digits["train"]),
-        "--calib-size",
-        "300",
-        "--eval",
-        str(digits["test"]),
-        "--out",
-        str(out),
-    )
+    code = build(*digits_build(fast_profile, out, 300, evaluate=True))
     assert code == 0
     doc = results(out)
     fp32, int8 = rows(doc)["fp32"], rows(doc)["int8"]
@@ -61,27 +44,9 @@ def test_int8_keeps_digits_accuracy(digits, digits_weights, fast_profile, tmp_pa
     assert fp32["build"]["export"]["verified"]["top1_agreement"] == 100.0
 
 
-def test_bundle_is_complete_and_checksummed(digits, digits_weights, fast_profile, tmp_path):
+def test_bundle_is_complete_and_checksummed(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
-    assert (
-        build(
-            "--target",
-            str(fast_profile),
-            "--model",
-            "resnet18",
-            "--weights",
-            str(digits_weights),
-            "--input-size",
-            "32",
-            "--calib",
-            str(digits["train"]),
-            "--calib-size",
-            "16",
-            "--out",
-            str(out),
-        )
-        == 0
-    )
+    assert build(*digits_build(fast_profile, out, 16)) == 0
     bundle = out / "onnx"
     names = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
     assert {
@@ -134,26 +99,9 @@ def test_resnet50_on_real_images(imagenet_samples, fast_profile, tmp_path):
     assert "n/a (random weights)" in (out / "onnx" / "report.md").read_text()
 
 
-def test_failed_build_keeps_previous_output(
-    digits, digits_weights, fast_profile, tmp_path, monkeypatch
-):
+def test_failed_build_keeps_previous_output(digits_build, fast_profile, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    args = [
-        "--target",
-        str(fast_profile),
-        "--model",
-        "resnet18",
-        "--weights",
-        str(digits_weights),
-        "--input-size",
-        "32",
-        "--calib",
-        str(digits["train"]),
-        "--calib-size",
-        "8",
-        "--out",
-        str(out),
-    ]
+    args = digits_build(fast_profile, out, 8)
     assert build(*args) == 0
     before = sha256_file(out / "onnx" / "results.json")
 

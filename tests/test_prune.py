@@ -136,36 +136,10 @@ def test_p30_with_distillation_recovers_digits_within_2_points(digits, digits_we
 
 
 @pytest.mark.slow
-def test_build_with_pruning_adds_pruned_variants(digits, digits_weights, fast_profile, tmp_path):
+def test_build_with_pruning_adds_pruned_variants(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "build",
-                "--target",
-                str(fast_profile),
-                "--model",
-                "resnet18",
-                "--weights",
-                str(digits_weights),
-                "--input-size",
-                "32",
-                "--calib",
-                str(digits["train"]),
-                "--calib-size",
-                "64",
-                "--eval",
-                str(digits["test"]),
-                "--eval-size",
-                "100",
-                "--prune",
-                "0.3",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    args = digits_build(fast_profile, out, 64, "--prune", "0.3", evaluate=100)
+    assert main(["build", *args]) == 0
     doc = json.loads((out / "onnx" / "results.json").read_text())
     rows = {r["variant"]: r for r in doc["rows"]}
     assert set(rows) == {"fp32", "int8", "p30-fp32", "p30-int8"}
@@ -178,37 +152,11 @@ def test_build_with_pruning_adds_pruned_variants(digits, digits_weights, fast_pr
 
 
 @pytest.mark.slow
-def test_a_saved_pruned_model_builds_again(digits, digits_weights, fast_profile, tmp_path):
+def test_a_saved_pruned_model_builds_again(digits_build, fast_profile, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
-    common = [
-        "--target",
-        str(fast_profile),
-        "--model",
-        "resnet18",
-        "--input-size",
-        "32",
-        "--calib",
-        str(digits["train"]),
-        "--calib-size",
-        "16",
-    ]
-    assert (
-        main(
-            [
-                "build",
-                *common,
-                "--weights",
-                str(digits_weights),
-                "--prune",
-                "0.5",
-                "--out",
-                str(first),
-            ]
-        )
-        == 0
-    )
+    assert main(["build", *digits_build(fast_profile, first, 16, "--prune", "0.5")]) == 0
     spec = first / "onnx" / "p50" / "model.channels.json"
-    assert main(["build", *common, "--weights", str(spec), "--out", str(second)]) == 0
+    assert main(["build", *digits_build(fast_profile, second, 16, weights=spec)]) == 0
     a = json.loads((first / "onnx" / "results.json").read_text())
     b = json.loads((second / "onnx" / "results.json").read_text())
     pruned = next(r for r in a["rows"] if r["variant"] == "p50-fp32")

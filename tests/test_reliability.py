@@ -60,50 +60,27 @@ def case_empty_folder(tmp):
     return ["--weights", "random", "--target", "onnx", "--calib", str(tmp / "empty")], "empty"
 
 
+def _calib(folder):
+    return ["--weights", "random", "--target", "onnx", "--calib", str(folder), "--input-size", "32"]
+
+
 def case_truncated_image(tmp):
     folder = photos(tmp / "calib")
     data = (folder / "img0.png").read_bytes()
     (folder / "img0.png").write_bytes(data[: len(data) // 2])
-    return [
-        "--weights",
-        "random",
-        "--target",
-        "onnx",
-        "--calib",
-        str(folder),
-        "--input-size",
-        "32",
-    ], "img0.png"
+    return _calib(folder), "img0.png"
 
 
 def case_not_an_image(tmp):
     folder = photos(tmp / "calib")
     (folder / "notes.jpg").write_text("this is text")
-    return [
-        "--weights",
-        "random",
-        "--target",
-        "onnx",
-        "--calib",
-        str(folder),
-        "--input-size",
-        "32",
-    ], "notes.jpg"
+    return _calib(folder), "notes.jpg"
 
 
 def case_huge_image(tmp):
     folder = photos(tmp / "calib")
     Image.new("RGB", (13000, 13000)).save(folder / "huge.png")  # 169 Mpx > PIL's 2x limit
-    return [
-        "--weights",
-        "random",
-        "--target",
-        "onnx",
-        "--calib",
-        str(folder),
-        "--input-size",
-        "32",
-    ], "huge.png"
+    return _calib(folder), "huge.png"
 
 
 def _labels(tmp, lines):
@@ -206,63 +183,24 @@ def test_ratio_one_is_refused(capsys):
     assert info.value.code == 2 and "must be in [0, 1)" in capsys.readouterr().err
 
 
-def test_odd_but_valid_images_are_converted(digits_weights, fast_profile, tmp_path):
+def test_odd_but_valid_images_are_converted(digits_build, fast_profile, tmp_path):
     folder = photos(tmp_path / "calib", n=2)
     Image.new("CMYK", (40, 40), (10, 20, 30, 0)).save(folder / "cmyk.jpg")
     Image.new("L", (40, 40), 128).save(folder / "grey.png")
     Image.fromarray(np.full((40, 40), 40000, np.uint16)).save(folder / "deep.png")
     Image.new("P", (40, 40), 3).save(folder / "palette.png")
     Image.new("RGBA", (40, 40), (1, 2, 3, 100)).save(folder / "alpha.png")
-    assert (
-        main(
-            [
-                "build",
-                "--target",
-                str(fast_profile),
-                "--model",
-                "resnet18",
-                "--weights",
-                str(digits_weights),
-                "--input-size",
-                "32",
-                "--calib",
-                str(folder),
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
-        == 0
-    )
+    args = digits_build(fast_profile, tmp_path / "out", calib=folder)
+    assert main(["build", *args]) == 0
     doc = json.loads((tmp_path / "out" / "onnx" / "results.json").read_text())
     assert doc["data"]["calibration"]["images"] == 7
 
 
 # -------------------------------------------------------------------- atomicity and resume
-def digits_args(fast_profile, digits, digits_weights, out):
-    return [
-        "--target",
-        str(fast_profile),
-        "--model",
-        "resnet18",
-        "--weights",
-        str(digits_weights),
-        "--input-size",
-        "32",
-        "--calib",
-        str(digits["train"]),
-        "--calib-size",
-        "32",
-        "--out",
-        str(out),
-    ]
-
-
 @pytest.mark.slow
-def test_disk_full_keeps_previous_output(
-    fast_profile, digits, digits_weights, tmp_path, monkeypatch, capsys
-):
+def test_disk_full_keeps_previous_output(digits_build, fast_profile, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    args = digits_args(fast_profile, digits, digits_weights, out)
+    args = digits_build(fast_profile, out, 32)
     assert main(["build", *args]) == 0
     before = sha256_file(out / "onnx" / "results.json")
 
@@ -296,11 +234,9 @@ def test_second_build_into_the_same_folder_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_kill_9_keeps_outputs_and_the_next_run_resumes(
-    fast_profile, digits, digits_weights, tmp_path
-):
+def test_kill_9_keeps_outputs_and_the_next_run_resumes(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
-    args = digits_args(fast_profile, digits, digits_weights, out)
+    args = digits_build(fast_profile, out, 32)
     assert main(["build", *args]) == 0
     before = sha256_file(out / "onnx" / "results.json")
     # A new calibration size changes every stage after export: the killed run has work to do.
@@ -333,11 +269,11 @@ def test_kill_9_keeps_outputs_and_the_next_run_resumes(
 
 
 @pytest.mark.slow
-def test_same_inputs_give_byte_identical_artifacts(fast_profile, digits, digits_weights, tmp_path):
+def test_same_inputs_give_byte_identical_artifacts(digits_build, fast_profile, tmp_path):
     docs = []
     for name in ("a", "b"):
-        args = digits_args(fast_profile, digits, digits_weights, tmp_path / name)
-        assert main(["build", *args, "--eval", str(digits["test"]), "--fresh"]) == 0
+        args = digits_build(fast_profile, tmp_path / name, 32, "--fresh", evaluate=True)
+        assert main(["build", *args]) == 0
         docs.append(json.loads((tmp_path / name / "onnx" / "results.json").read_text()))
     for a, b in zip(docs[0]["rows"], docs[1]["rows"], strict=True):
         assert a["artifact"]["sha256"] == b["artifact"]["sha256"], a["variant"]

@@ -318,64 +318,26 @@ def test_peer_ratios_prefer_rows_remeasured_in_the_same_run(tmp_path):
 # ----------------------------------------------------------------------------- bad files
 
 
+def results_json(**fields: Any) -> str:
+    """A version-1 results file with empty sections; ``fields`` replace some of them."""
+    doc = {"schema": "edgeresnet.results", "schema_version": 1}
+    doc |= {"device": {}, "model": {}, "target": {}, "rows": []}
+    return json.dumps(doc | fields)
+
+
 BAD_FILES = [
     ("not json", "is not a readable JSON file"),
     (json.dumps({"hello": 1}), "is not an edgeresnet results file"),
-    (
-        json.dumps(
-            {
-                "schema": "edgeresnet.results",
-                "schema_version": 99,
-                "device": {},
-                "model": {},
-                "target": {},
-                "rows": [],
-            }
-        ),
-        "schema version 99",
-    ),
+    (results_json(schema_version=99), "schema version 99"),
     (
         json.dumps({"schema": "edgeresnet.results", "schema_version": 1}),
         "lacks the field(s) device",
     ),
     (json.dumps({"schema": "edgeresnet.results"}), "lacks the field(s) schema_version"),
+    (results_json(rows="x"), "field 'rows' must be a list"),
+    (results_json(rows=[{"precision": "int8"}]), "rows[0] lacks the field 'variant'"),
     (
-        json.dumps(
-            {
-                "schema": "edgeresnet.results",
-                "schema_version": 1,
-                "device": {},
-                "model": {},
-                "target": {},
-                "rows": "x",
-            }
-        ),
-        "field 'rows' must be a list",
-    ),
-    (
-        json.dumps(
-            {
-                "schema": "edgeresnet.results",
-                "schema_version": 1,
-                "device": {},
-                "model": {},
-                "target": {},
-                "rows": [{"precision": "int8"}],
-            }
-        ),
-        "rows[0] lacks the field 'variant'",
-    ),
-    (
-        json.dumps(
-            {
-                "schema": "edgeresnet.results",
-                "schema_version": 1,
-                "device": {},
-                "model": {},
-                "target": {},
-                "rows": [{"variant": "int8", "bench": [1]}],
-            }
-        ),
+        results_json(rows=[{"variant": "int8", "bench": [1]}]),
         "rows[0].bench must be an object or null",
     ),
 ]
@@ -391,16 +353,8 @@ def test_bad_results_files_are_named(tmp_path, content, message):
 
 
 def test_minimal_version_1_file_reads_with_dashes(tmp_path):
-    minimal = {
-        "schema": "edgeresnet.results",
-        "schema_version": 1,
-        "device": {},
-        "model": {},
-        "target": {},
-        "rows": [{"variant": "int8"}],
-    }
     path = tmp_path / "min.json"
-    path.write_text(json.dumps(minimal))
+    path.write_text(results_json(rows=[{"variant": "int8"}]))
     write_report({str(path): load_results(path)}, tmp_path / "r", command="c")
     assert "| unknown | ? | int8 | ? | ? | - |" in (tmp_path / "r" / "report.md").read_text()
 

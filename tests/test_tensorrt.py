@@ -202,30 +202,10 @@ def test_layer_precisions_read_the_engine_inspector():
 
 
 @pytest.fixture(scope="module")
-def digits_bundle(digits, digits_weights, tmp_path_factory) -> Path:
+def digits_bundle(digits_build, tmp_path_factory) -> Path:
     """`edgeresnet build --target jetson` on the ResNet trained on real digits."""
     out = tmp_path_factory.mktemp("jetson")
-    code = main(
-        [
-            "build",
-            "--target",
-            "jetson",
-            "--model",
-            "resnet18",
-            "--weights",
-            str(digits_weights),
-            "--input-size",
-            "32",
-            "--calib",
-            str(digits["train"]),
-            "--calib-size",
-            "300",
-            "--eval",
-            str(digits["test"]),
-            "--out",
-            str(out),
-        ]
-    )
+    code = main(["build", *digits_build("jetson", out, 300, evaluate=True)])
     assert code == 0
     return out / "jetson"
 
