@@ -152,17 +152,12 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             **common.timing(args),
         )
         rows.append(common.bundle_row(variant, result))
-    return common.results_document(
-        producer={
-            "tool": "edgeresnet ondevice/bench_onnxruntime.py",
-            "version": manifest.get("edgeresnet_version"),
-        },
+    return common.bundle_document(
+        manifest,
+        rows,
+        script="bench_onnxruntime.py",
         device=common.machine_info(args.device_name),
         environment={"onnxruntime": ort.__version__},
-        model=manifest["model"],
-        data=manifest.get("data", {}),
-        target=manifest["target"],
-        rows=rows,
     )
 
 

@@ -306,17 +306,13 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             **common.timing(args),
         )
         rows.append(common.bundle_row(variant, result))
-    return common.results_document(
-        producer={
-            "tool": "edgeresnet ondevice/bench_openvino.py",
-            "version": manifest.get("edgeresnet_version"),
-        },
+    return common.bundle_document(
+        manifest,
+        rows,
+        script="bench_openvino.py",
         device=common.machine_info(args.device_name),
         environment={"openvino": runtime_version()},
-        model=manifest["model"],
-        data=manifest.get("data", {}),
         target={**manifest["target"], "device": device},
-        rows=rows,
     )
 
 

@@ -115,17 +115,8 @@ def document(
     """A results document in the shared schema, for `edgeresnet report`."""
     device = common.machine_info(name)
     device["gpu"] = next((r["bench"]["gpu"] for r in rows if r.get("bench")), None)
-    return common.results_document(
-        producer={
-            "tool": "edgeresnet ondevice/bench_tensorrt.py",
-            "version": manifest.get("edgeresnet_version"),
-        },
-        device=device,
-        environment=environment,
-        model=manifest["model"],
-        data=manifest.get("data", {}),
-        target=manifest["target"],
-        rows=rows,
+    return common.bundle_document(
+        manifest, rows, script="bench_tensorrt.py", device=device, environment=environment
     )
 
 

@@ -107,6 +107,30 @@ def results_document(
     }
 
 
+def bundle_document(
+    manifest: dict[str, Any],
+    rows: list[dict],
+    *,
+    script: str,
+    device: dict[str, Any],
+    environment: dict[str, Any],
+    target: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The results document of rows that ``script`` measured from a bundle on this device."""
+    return results_document(
+        producer={
+            "tool": f"edgeresnet ondevice/{script}",
+            "version": manifest.get("edgeresnet_version"),
+        },
+        device=device,
+        environment=environment,
+        model=manifest["model"],
+        data=manifest.get("data", {}),
+        target=target or manifest["target"],
+        rows=rows,
+    )
+
+
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write JSON atomically: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
