@@ -49,6 +49,7 @@ def _build(args: argparse.Namespace) -> int:
             percentile=args.percentile,
             max_drop=args.max_drop,
             sensitivity_images=args.sensitivity_images,
+            rounds=args.rounds,
             command=_command_line(),
         )
     )
@@ -287,6 +288,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="runtime threads (default: the profile's, else one per physical core)",
+    )
+    b.add_argument(
+        "--rounds",
+        type=_positive,
+        default=1,
+        help="time every artifact N times, order reversed each round, and keep each figure "
+        "from its least disturbed round (default 1; 3 on a shared machine)",
     )
     b.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
     b.add_argument(

@@ -8,23 +8,25 @@ finished stages are kept in ``OUT/.cache`` so the next run resumes where the las
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import resource
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edgeresnet import results
 from edgeresnet.backends import Artifact, Backend, get_backend
+from edgeresnet.bench import Job, time_rounds
 from edgeresnet.bundle import add_scripts, write_manifest
 from edgeresnet.cache import StageCache, stage_key
 from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
 from edgeresnet.errors import (
-    BackendUnavailableError,
     DataError,
     OutputError,
     UsageError,
@@ -73,6 +75,7 @@ class BuildRequest:
     percentile: float | None = None
     max_drop: float | None = None
     sensitivity_images: int = 500
+    rounds: int = 1
     command: str = ""
 
 
@@ -152,6 +155,11 @@ def resolve(request: BuildRequest) -> Inputs:
         raise UsageError(
             f"--max-drop must be 0 or more points, got {request.max_drop}.",
             hint="For example --max-drop 0.5 (top-1 points against FP32).",
+        )
+    if request.rounds < 1:
+        raise UsageError(
+            f"--rounds must be at least 1, got {request.rounds}.",
+            hint="1 times each artifact once; 3 on a shared, noisy machine.",
         )
     if request.sensitivity_images < 1:
         raise UsageError(
@@ -330,22 +338,28 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
         artifacts, logits, labels, notes, scored=scored and labels is not None
     )
     _check_budgets(artifacts, owners, rows)
-    for artifact, mv, row in zip(artifacts, owners, rows, strict=True):
+    for mv, row in zip(owners, rows, strict=True):
         row["params"] = count_parameters(mv.model)
         row["macs"] = count_macs(mv.model, pre.crop_size)
-        try:
-            row["bench"] = stages.benchmark(artifact)
-        except BackendUnavailableError as exc:
-            warn(f"{artifact.variant} was built but could not be benchmarked here: {exc}")
-            row["bench"] = None
-            row["notes"].append(f"not benchmarked here: {exc.message}")
+        row["bench"] = None
+    jobs = [_bench_job(stages, a, row) for a, row in zip(artifacts, rows, strict=True)]
+    time_rounds(jobs, request.rounds)
     if stages.reused:
+        times = Counter(stages.reused)  # a benchmark is reused once a round
+        reused = [n if times[n] == 1 else f"{n} ({times[n]} rounds)" for n in times]
         console.print(
             f"  resumed from the cache in {request.out / CACHE}: "
-            f"{', '.join(stages.reused)} (pass --fresh to redo every stage)"
+            f"{', '.join(reused)} (pass --fresh to redo every stage)"
         )
     load = {"start": load_start, "end": list(os.getloadavg())}
     return _document(request, inputs, artifacts, rows, staging, calib_sha, load)
+
+
+def _bench_job(stages: Stages, artifact: Artifact, row: dict[str, Any]) -> Job:
+    """Time ``artifact`` into ``row``; each call is the next round."""
+    rounds = itertools.count()
+    label = f"{artifact.variant} ({stages.threads} threads)"
+    return Job(label, row, lambda: stages.benchmark(artifact, round_index=next(rounds)))
 
 
 def _check_budgets(

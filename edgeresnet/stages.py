@@ -389,10 +389,14 @@ class Stages:
         return out, labels, notes
 
     # -------------------------------------------------------------- benchmark
-    def benchmark(self, artifact: Artifact) -> dict[str, Any]:
-        """Benchmark in a fresh process; raises BackendUnavailableError where it cannot run."""
+    def benchmark(self, artifact: Artifact, round_index: int = 0) -> dict[str, Any]:
+        """Benchmark in a fresh process; raises BackendUnavailableError where it cannot run.
+
+        Each round of a ``--rounds`` build is its own cache entry, so a resumed build keeps them.
+        """
         key = stage_key(
             "bench",
+            round=round_index,
             artifact=sha256_file(artifact.file),
             backend=self.backend.name,
             backend_version=self.backend.version(),
@@ -406,14 +410,13 @@ class Stages:
         if cached is not None:
             self.reused.append(f"{artifact.variant} benchmark")
             return cached
-        with stage(f"benchmarking {artifact.variant} ({self.threads} threads)"):
-            before = os.getloadavg()
-            result = self.backend.benchmark(
-                artifact,
-                threads=self.threads,
-                input_size=self.preprocess.crop_size,
-                profile=self.profile,
-            )
+        before = os.getloadavg()
+        result = self.backend.benchmark(
+            artifact,
+            threads=self.threads,
+            input_size=self.preprocess.crop_size,
+            profile=self.profile,
+        )
         # Kept with the figure, which the cache may hand to a later build on a quieter machine.
         result["load_average"] = {"start": list(before), "end": list(os.getloadavg())}
         self.cache.store_json(key, result)

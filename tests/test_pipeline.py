@@ -112,3 +112,34 @@ def test_failed_build_keeps_previous_output(digits_build, fast_profile, tmp_path
     assert build(*args, "--fresh") == 1
     assert sha256_file(out / "onnx" / "results.json") == before
     assert sorted(p.name for p in out.iterdir()) == [".cache", ".edgeresnet.lock", "onnx"]
+
+
+def test_rounds_keep_each_figure_from_its_least_disturbed_round(
+    digits_build, fast_profile, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 16, "--rounds", "3")
+    assert build(*args) == 0
+    assert "int8 (1 threads), round 3 of 3" in capsys.readouterr().err
+    timed = {}
+    for row in results(out)["rows"]:
+        bench, rounds = row["bench"], row["bench"]["rounds"]
+        assert rounds["count"] == 3 and rounds["kept"] == "fastest"
+        assert bench["latency"]["p50_ms"] == min(rounds["p50_ms"])
+        assert bench["throughput"]["images_per_s"] == max(rounds["images_per_s"])
+        timed[row["variant"]] = rounds
+    report = (out / "onnx" / "report.md").read_text().splitlines()
+    assert "fastest of 3 rounds" in next(x for x in report if "| onnx / int8 |" in x)
+    # Each round is its own cache entry: a second build times nothing again.
+    assert build(*args) == 0
+    reused = " ".join(capsys.readouterr().err.split())
+    assert "fp32 benchmark (3 rounds), int8 benchmark (3 rounds)" in reused
+    assert {row["variant"]: row["bench"]["rounds"] for row in results(out)["rows"]} == timed
+
+
+def test_rounds_must_be_at_least_one(digits_build, fast_profile, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build(*digits_build(fast_profile, tmp_path / "out", 16, "--rounds", "0"))
+    assert exit_.value.code == 2
+    assert "--rounds: must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

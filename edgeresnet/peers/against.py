@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeresnet.backends import Artifact, get_backend
+from edgeresnet.bench import Job
 from edgeresnet.config import BenchmarkOptions, TargetProfile
 from edgeresnet.errors import DataError, ReportError
 from edgeresnet.ondevice import common
-from edgeresnet.peers.measure import Job
 from edgeresnet.report import load_results
 
 

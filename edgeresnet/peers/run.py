@@ -25,6 +25,7 @@ import onnxruntime
 import torch
 
 from edgeresnet import __version__
+from edgeresnet.bench import Job, time_rounds
 from edgeresnet.config import BenchmarkOptions, ExportOptions
 from edgeresnet.data import Preprocess, default_calibration_dir, discover
 from edgeresnet.errors import EdgeResnetError, UsageError
@@ -96,7 +97,7 @@ def compare_peers(request: PeerRequest) -> Path:
             again = against_jobs(bundle, threads=threads, options=request.benchmark)
             rows += [job.row for job in again]
             jobs += again
-        measure.time_rounds(jobs, request.rounds)
+        time_rounds(jobs, request.rounds)
         document = results_document(
             producer={
                 "tool": "edgeresnet bench --compare-peers",
@@ -140,7 +141,7 @@ def _peers(
     calib: list[np.ndarray],
     out: Path,
     threads: int,
-) -> tuple[list[dict[str, Any]], list[measure.Job]]:
+) -> tuple[list[dict[str, Any]], list[Job]]:
     """Make every peer and measure its fidelity in-process; returns rows and timing jobs."""
     fp32 = out / "model.fp32.onnx"
     with stage("exporting the FP32 ONNX the peers start from"):
@@ -193,7 +194,7 @@ def _peers(
             }
         if peer.variant in files and not row["notes"]:
             run = partial(measure.bench, peer, files[peer.variant][0], timing, model=model_args)
-            jobs.append(measure.Job(peer.label, row, run))
+            jobs.append(Job(peer.label, row, run))
         rows.append(row)
     return rows, jobs
 
