@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,9 @@ def test_fidelity_identical_and_perturbed():
     assert noisy["mean_kl"] > 0
     flipped = fidelity(ref, -ref)
     assert flipped["top1_agreement"] < 30.0
+    # Plain Python numbers: a report rendered fresh reads the same as one rendered from JSON.
+    assert all(type(v) in (int, float) for v in noisy.values()), noisy
+    assert repr(noisy) == repr(json.loads(json.dumps(noisy)))
 
 
 class Doubler:
