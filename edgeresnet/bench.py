@@ -62,11 +62,10 @@ class Job:
 def time_rounds(jobs: list[Job], rounds: int) -> None:
     """Time every job ``rounds`` times, the order reversed each round; keep its fastest run.
 
-    A job that raises BackendUnavailableError is not retried; its row says why it has no figure.
-
     Other processes on a shared machine only ever slow a run down, so the fastest round is the
     least disturbed one (the reasoning of Python's ``timeit``); alternating the order keeps a
-    burst of load from always landing on the same rows.
+    burst of load from always landing on the same rows. A job that raises
+    BackendUnavailableError is not retried; its row says why it has no figure.
     """
     runs: list[list[dict[str, Any]]] = [[] for _ in jobs]
     failed: set[int] = set()
