@@ -423,7 +423,9 @@ def test_labels_file_round_trip(entries, seps):
         (root / "list.txt").write_text("\n".join(lines) + "\n")
         found = discover(root / "list.txt")
         assert labels_of(found, root) == entries
-        assert [s.path for s in found.samples] == sorted(s.path for s in found.samples)
+        # Sorted by relative path as text: "0.bmp" before "0/0.bmp" (Path order has it after).
+        paths = [s.path.relative_to(root).as_posix() for s in found.samples]
+        assert paths == sorted(paths)
 
 
 # --------------------------------------------------------------------------- real data sets
