@@ -50,6 +50,7 @@ def _build(args: argparse.Namespace) -> int:
             max_drop=args.max_drop,
             sensitivity_images=args.sensitivity_images,
             rounds=args.rounds,
+            pairs=args.pairs,
             command=_command_line(),
         )
     )
@@ -295,6 +296,14 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="time every artifact N times, order reversed each round, and keep each figure "
         "from its least disturbed round (default 1; 3 on a shared machine)",
+    )
+    b.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="also time each variant against its reference (pruned: the dense variant of its "
+        "precision; others: FP32) in N alternating batch-1 pairs, for a latency ratio with a "
+        "95%% interval that holds on a noisy machine (default 0: off; 500 is typical)",
     )
     b.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
     b.add_argument(

@@ -27,6 +27,7 @@ from edgeresnet.cache import StageCache, stage_key
 from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
 from edgeresnet.errors import (
+    BackendUnavailableError,
     DataError,
     OutputError,
     UsageError,
@@ -76,6 +77,7 @@ class BuildRequest:
     max_drop: float | None = None
     sensitivity_images: int = 500
     rounds: int = 1
+    pairs: int = 0
     command: str = ""
 
 
@@ -160,6 +162,11 @@ def resolve(request: BuildRequest) -> Inputs:
         raise UsageError(
             f"--rounds must be at least 1, got {request.rounds}.",
             hint="1 times each artifact once; 3 on a shared, noisy machine.",
+        )
+    if request.pairs < 0 or request.pairs == 1:
+        raise UsageError(
+            f"--pairs must be 0 (off) or at least 2, got {request.pairs}.",
+            hint="500 pairs time a ResNet-50 against its reference in about 10-40 s.",
         )
     if request.sensitivity_images < 1:
         raise UsageError(
@@ -344,6 +351,9 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
         row["bench"] = None
     jobs = [_bench_job(stages, a, row) for a, row in zip(artifacts, rows, strict=True)]
     time_rounds(jobs, request.rounds)
+    references = _references(artifacts, owners)
+    if request.pairs:
+        _time_pairs(stages, artifacts, rows, references, request.pairs)
     if stages.reused:
         times = Counter(stages.reused)  # a benchmark is reused once a round
         reused = [n if times[n] == 1 else f"{n} ({times[n]} rounds)" for n in times]
@@ -352,7 +362,46 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
             f"{', '.join(reused)} (pass --fresh to redo every stage)"
         )
     load = {"start": load_start, "end": list(os.getloadavg())}
-    return _document(request, inputs, artifacts, rows, staging, calib_sha, load)
+    return _document(request, inputs, artifacts, rows, references, staging, calib_sha, load)
+
+
+def _references(artifacts: list[Artifact], owners: list[ModelVariant]) -> dict[str, str]:
+    """Which variant each is best judged against, call for call (``--pairs``).
+
+    A pruned variant against the dense one of the same precision (what pruning buys), any
+    other against FP32 (what the precision buys).
+    """
+    built = {a.variant for a in artifacts}
+    references = {}
+    for artifact, mv in zip(artifacts, owners, strict=True):
+        name = artifact.variant.removeprefix(f"{mv.tag}-") if mv.tag else "fp32"
+        if name in built and name != artifact.variant:
+            references[artifact.variant] = name
+    return references
+
+
+def _time_pairs(
+    stages: Stages,
+    artifacts: list[Artifact],
+    rows: list[dict[str, Any]],
+    references: dict[str, str],
+    pairs: int,
+) -> None:
+    """Add ``bench.paired`` to each timed row that has a timed reference."""
+    by_variant = {a.variant: (a, row) for a, row in zip(artifacts, rows, strict=True)}
+    for artifact, row in by_variant.values():
+        reference, ref_row = by_variant.get(references.get(artifact.variant, ""), (None, None))
+        if reference is None or ref_row is None or not (row["bench"] and ref_row["bench"]):
+            continue
+        with stage(f"timing {artifact.variant} against {reference.variant} ({pairs} pairs)"):
+            try:
+                paired = stages.paired(artifact, reference, pairs)
+            except BackendUnavailableError as exc:
+                warn(f"{artifact.variant} not timed against {reference.variant}: {exc.message}")
+                continue
+        # The script names the files it was given: paths in the build's scratch folder.
+        kept = {k: v for k, v in paired.items() if not k.endswith("_file")}
+        row["bench"]["paired"] = {"reference": reference.variant, **kept}
 
 
 def _bench_job(stages: Stages, artifact: Artifact, row: dict[str, Any]) -> Job:
@@ -396,6 +445,7 @@ def _document(
     inputs: Inputs,
     artifacts: list[Artifact],
     measured: list[dict[str, Any]],
+    references: dict[str, str],
     staging: Path,
     calib_sha: str,
     load_average: dict[str, list[float]],
@@ -429,6 +479,7 @@ def _document(
                 "precision": r["precision"],
                 "file": r["artifact"]["file"],
                 "artifact": r["artifact"],
+                "reference": references.get(r["variant"]),
             }
             for r in rows
         ],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,29 +394,59 @@ class Stages:
 
         Each round of a ``--rounds`` build is its own cache entry, so a resumed build keeps them.
         """
-        key = stage_key(
-            "bench",
+        return self._timed(
+            f"{artifact.variant} benchmark",
+            lambda: self.backend.benchmark(
+                artifact,
+                threads=self.threads,
+                input_size=self.preprocess.crop_size,
+                profile=self.profile,
+            ),
+            kind="bench",
             round=round_index,
             artifact=sha256_file(artifact.file),
+            precision=artifact.precision,
+        )
+
+    def paired(self, artifact: Artifact, reference: Artifact, pairs: int) -> dict[str, Any]:
+        """Time ``artifact`` against ``reference`` in ``pairs`` alternating batch-1 pairs."""
+        return self._timed(
+            f"{artifact.variant} against {reference.variant}",
+            lambda: self.backend.paired(
+                artifact,
+                reference,
+                pairs=pairs,
+                threads=self.threads,
+                input_size=self.preprocess.crop_size,
+                profile=self.profile,
+            ),
+            kind="paired",
+            pairs=pairs,
+            artifact=sha256_file(artifact.file),
+            reference=sha256_file(reference.file),
+            precision=[artifact.precision, reference.precision],
+        )
+
+    def _timed(
+        self, label: str, measure: Callable[[], dict[str, Any]], *, kind: str, **what: Any
+    ) -> dict[str, Any]:
+        """A timing from the cache, else ``measure()`` with the machine's load around it."""
+        key = stage_key(
+            kind,
+            **what,
             backend=self.backend.name,
             backend_version=self.backend.version(),
             device=self.profile.device,
-            precision=artifact.precision,
             threads=self.threads,
             options=self.profile.to_dict()["benchmark"],
             machine=machine_info(),
         )
         cached = self.cache.json(key)
         if cached is not None:
-            self.reused.append(f"{artifact.variant} benchmark")
+            self.reused.append(label)
             return cached
         before = os.getloadavg()
-        result = self.backend.benchmark(
-            artifact,
-            threads=self.threads,
-            input_size=self.preprocess.crop_size,
-            profile=self.profile,
-        )
+        result = measure()
         # Kept with the figure, which the cache may hand to a later build on a quieter machine.
         result["load_average"] = {"start": list(before), "end": list(os.getloadavg())}
         self.cache.store_json(key, result)

@@ -9,8 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
 
 from edgeresnet.bundle import add_scripts, write_manifest
 from edgeresnet.config import ExportOptions
@@ -114,3 +119,83 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
     proc = run_script(damaged)
     assert proc.returncode != 0
     assert "does not match its sha256" in proc.stderr
+
+
+def test_alternate_flips_the_order_every_pair():
+    calls: list[str] = []
+    a, b = common.alternate(lambda: calls.append("a"), lambda: calls.append("b"), pairs=4, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert len(a) == len(b) == 4 and min(a + b) >= 0
+
+
+@given(
+    times=st.lists(st.floats(1e-4, 1.0), min_size=2, max_size=60),
+    scale=st.floats(0.05, 20.0),
+)
+@settings(max_examples=50, deadline=None)
+def test_paired_ratio_of_a_scaled_series_is_the_scale(times, scale):
+    """Pairs whose times differ by one factor give that factor, with no spread at all."""
+    result = common.paired_ratio([t * scale for t in times], times, resamples=200)
+    assert result["pairs"] == len(times)
+    assert result["ratio"] == pytest.approx(scale, rel=1e-3, abs=1e-4)
+    assert result["ratio_ci95"] == pytest.approx([scale, scale], rel=1e-3, abs=1e-4)
+
+
+def test_paired_ratio_needs_two_equal_series():
+    with pytest.raises(ValueError, match="two equal series"):
+        common.paired_ratio([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def conv_chain(path: Path, convs: int, size: int = 64) -> Path:
+    """A plain ONNX chain of 3x3 convolutions, 32 channels wide: work grows with ``convs``."""
+    rng = np.random.default_rng(0)
+    nodes, weights, name, channels = [], [], "input", 3
+    for i in range(convs):
+        w = (rng.standard_normal((32, channels, 3, 3)) * 0.1).astype(np.float32)
+        weights.append(numpy_helper.from_array(w, f"w{i}"))
+        out = "output" if i == convs - 1 else f"x{i}"
+        nodes.append(helper.make_node("Conv", [name, f"w{i}"], [out], pads=[1, 1, 1, 1]))
+        name, channels = out, 32
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 32, size, size])],
+        weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("script", ["bench_onnxruntime.py", "bench_openvino.py"])
+def test_reference_timing_tells_a_light_model_from_a_heavy_one(script, tmp_path):
+    """One conv against nine (about 75x the work), call for call in a fresh process."""
+    light, heavy = conv_chain(tmp_path / "light.onnx", 1), conv_chain(tmp_path / "heavy.onnx", 9)
+    out = tmp_path / "paired.json"
+    command = [sys.executable, str(ONDEVICE / script), "--model", str(light)]
+    command += ["--reference", str(heavy), "--pairs", "30", "--threads", "1"]
+    command += ["--input-size", "64", "--warmup", "2", "--json", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["model_file"] == str(light) and result["reference_file"] == str(heavy)
+    assert result["pairs"] == 30 and result["threads"] == 1
+    low, high = result["ratio_ci95"]
+    assert low <= result["ratio"] <= high < 0.5
+    assert result["ratio"] == pytest.approx(result["p50_ms"] / result["reference_p50_ms"], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pairs", "1"], "--pairs must be at least 2 with --reference, got 1"),
+        (["--reference", "missing.onnx"], "--reference missing.onnx does not exist"),
+    ],
+)
+def test_reference_timing_refuses_bad_options(extra, message, tmp_path):
+    light = conv_chain(tmp_path / "light.onnx", 1)
+    command = [sys.executable, str(ONDEVICE / "bench_onnxruntime.py"), "--model", str(light)]
+    if "--reference" not in extra:
+        extra = ["--reference", str(light), *extra]
+    proc = subprocess.run([*command, *extra], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr

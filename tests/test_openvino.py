@@ -207,6 +207,7 @@ def test_bundle_script_benchmarks_the_ir_where_it_is_copied(built, tmp_path):
                 "precision": precision,
                 "file": record["file"],
                 "artifact": record,
+                "reference": None if precision == "fp32" else "fp32",
             }
         )
     scripts = add_scripts(bundle, OpenVinoBackend().ondevice_scripts(load_target("openvino")))
@@ -223,7 +224,10 @@ def test_bundle_script_benchmarks_the_ir_where_it_is_copied(built, tmp_path):
     command = [sys.executable, str(bundle / "ondevice" / "bench_openvino.py"), "--bundle", "."]
     out = tmp_path / "device.json"
     proc = subprocess.run(
-        [*command, *args, "--json", str(out)], capture_output=True, text=True, cwd=bundle
+        [*command, *args, "--pairs", "5", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=bundle,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
@@ -231,6 +235,12 @@ def test_bundle_script_benchmarks_the_ir_where_it_is_copied(built, tmp_path):
     executed = {r["variant"]: r["bench"]["precision_executed"]["label"] for r in doc["rows"]}
     assert executed["fp32"] == "fp32" and executed["int8"] == "int8"
     assert executed["bf16"] == ("bf16" if HAS_BF16 else "fp32")
+    # --pairs: each variant against its manifest reference, each at its own pinned precision.
+    paired = {r["variant"]: r["bench"].get("paired") for r in doc["rows"]}
+    assert paired["fp32"] is None
+    assert paired["bf16"]["reference"] == "fp32" and paired["bf16"]["pairs"] == 5
+    assert paired["bf16"]["precision_hints"] == ["bf16", "f32"]
+    assert paired["int8"]["precision_hints"] == ["f32", "f32"]
     if "NPU" not in AVAILABLE:
         proc = subprocess.run(
             [*command, "--device", "NPU"], capture_output=True, text=True, cwd=bundle
@@ -251,7 +261,7 @@ def rows(out: Path, target: str) -> dict[str, dict]:
 def test_int8_ir_keeps_digits_accuracy(digits_build, openvino_fast_profile, tmp_path):
     """NNCF INT8 IR of a ResNet trained on real digits: top-1 within 1 point, agreement >= 98 %."""
     out = tmp_path / "out"
-    code = build(*digits_build(openvino_fast_profile, out, 300, evaluate=True))
+    code = build(*digits_build(openvino_fast_profile, out, 300, "--pairs", "10", evaluate=True))
     assert code == 0
     by_variant = rows(out, "openvino")
     fp32, bf16, int8 = by_variant["fp32"], by_variant["bf16"], by_variant["int8"]
@@ -265,6 +275,8 @@ def test_int8_ir_keeps_digits_accuracy(digits_build, openvino_fast_profile, tmp_
         assert bf16["bench"]["precision_executed"]["label"] == "bf16"
     assert int8["bench"]["runtime_version"] == script.runtime_version()
     assert int8["bench"]["nncf_version"] == int8["build"]["nncf_version"]
+    assert bf16["bench"]["paired"]["precision_hints"] == ["bf16", "f32"]
+    assert int8["bench"]["paired"]["reference"] == "fp32"
     bundle = out / "openvino"
     assert (bundle / "model.int8.bin").is_file() and (
         bundle / "ondevice/bench_openvino.py"

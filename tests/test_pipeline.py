@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,4 +144,81 @@ def test_rounds_must_be_at_least_one(digits_build, fast_profile, tmp_path, capsy
         build(*digits_build(fast_profile, tmp_path / "out", 16, "--rounds", "0"))
     assert exit_.value.code == 2
     assert "--rounds: must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pairs_time_each_variant_against_its_reference(
+    digits_build, fast_profile, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 16, "--prune", "0.3", "--pairs", "20")
+    assert build(*args) == 0
+    assert "timing p30-int8 against int8 (20 pairs)" in capsys.readouterr().err
+    expected = {"fp32": None, "int8": "fp32", "p30-fp32": "fp32", "p30-int8": "int8"}
+    manifest = json.loads((out / "onnx" / "manifest.json").read_text())
+    assert {v["variant"]: v["reference"] for v in manifest["variants"]} == expected
+    by_variant = rows(results(out))
+    paired = {v: r["bench"].get("paired") for v, r in by_variant.items()}
+    assert paired["fp32"] is None
+    for variant, reference in expected.items():
+        if reference is None:
+            continue
+        record = paired[variant]
+        assert record["reference"] == reference and record["pairs"] == 20
+        low, high = record["ratio_ci95"]
+        assert low <= record["ratio"] <= high
+        assert record["ratio"] == pytest.approx(
+            record["p50_ms"] / record["reference_p50_ms"], abs=1e-3
+        )
+    report = (out / "onnx" / "report.md").read_text()
+    assert "## Paired latency ratios" in report
+    p30 = paired["p30-int8"]
+    figures = f"{p30['p50_ms']:.2f} | {p30['reference_p50_ms']:.2f} | **{p30['ratio']:.3f}x**"
+    assert f"| p30-int8 | int8 | 20 | {figures} |" in report
+    # Cached like every benchmark: a second build times no pair again.
+    assert build(*args) == 0
+    assert "p30-int8 against int8" in " ".join(capsys.readouterr().err.split())
+    assert {v: r["bench"].get("paired") for v, r in rows(results(out)).items()} == paired
+
+
+def test_bundle_script_times_variants_against_the_manifests_references(
+    digits_build, fast_profile, tmp_path
+):
+    """On the device: `--pairs N` pairs each variant with the reference the build recorded."""
+    out = tmp_path / "out"
+    assert build(*digits_build(fast_profile, out, 16, "--prune", "0.3")) == 0
+    bundle = out / "onnx"
+    device = tmp_path / "device.json"
+    script = bundle / "ondevice" / "bench_onnxruntime.py"
+    timing = ["--threads", "1", "--min-iterations", "3", "--min-seconds", "0.01"]
+    proc = subprocess.run(
+        [sys.executable, str(script), "--bundle", ".", *timing, "--pairs", "10"]
+        + ["--json", str(device)],
+        capture_output=True,
+        text=True,
+        cwd=bundle,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    measured = json.loads(device.read_text())["rows"]
+    paired = {r["variant"]: r["bench"].get("paired") for r in measured}
+    assert {v: p and (p["reference"], p["pairs"]) for v, p in paired.items()} == {
+        "fp32": None,
+        "int8": ("fp32", 10),
+        "p30-fp32": ("fp32", 10),
+        "p30-int8": ("int8", 10),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script), "--bundle", ".", "--reference", "model.fp32.onnx"],
+        capture_output=True,
+        text=True,
+        cwd=bundle,
+    )
+    assert proc.returncode == 2 and "--reference goes with a single model" in proc.stderr
+
+
+@pytest.mark.parametrize("pairs", ["1", "-5"])
+def test_pairs_must_be_off_or_at_least_two(digits_build, fast_profile, tmp_path, capsys, pairs):
+    assert build(*digits_build(fast_profile, tmp_path / "out", 16, "--pairs", pairs)) == 2
+    assert f"--pairs must be 0 (off) or at least 2, got {pairs}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

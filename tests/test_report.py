@@ -441,3 +441,39 @@ def test_report_html_renders_in_a_real_browser(tmp_path):
     assert len(found["tables"]) >= 6 and min(found["tables"]) >= 2
     shot = chromium(tmp_path, out / "report.html", f"--screenshot={tmp_path / 'page.png'}")
     assert shot.returncode == 0 and (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_paired_ratios_get_their_own_section_and_broken_records_none(tmp_path):
+    paired = {
+        "reference": "int8",
+        "pairs": 1500,
+        "p50_ms": 6.68,
+        "reference_p50_ms": 11.43,
+        "ratio": 0.5844,
+        "ratio_ci95": [0.583, 0.586],
+    }
+    rows = [
+        {"variant": "int8", "bench": {"latency": {"p50_ms": 11.5}}},
+        {"variant": "p30-int8", "bench": {"latency": {"p50_ms": 7.0}, "paired": paired}},
+        # A record without its interval is left out, not shown half.
+        {"variant": "p50-int8", "bench": {"paired": {**paired, "ratio_ci95": None}}},
+    ]
+    path = tmp_path / "paired.json"
+    path.write_text(results_json(rows=rows, device={"name": "box"}, target={"name": "openvino"}))
+    write_report({str(path): load_results(path)}, tmp_path / "r", command="c")
+    md = (tmp_path / "r" / "report.md").read_text()
+    section = md.split("## Paired latency ratios")[1].split("\n## ")[0]
+    lines = [x for x in section.splitlines() if x.startswith("| box")]
+    assert lines == [
+        "| box | openvino | p30-int8 | int8 | 1500 | 6.68 | 11.43 | **0.584x** | 0.583-0.586 |"
+    ]
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert 'href="#paired"' in html and "<strong>0.584x</strong>" in html
+
+
+def test_no_paired_section_without_paired_records(tmp_path):
+    path = tmp_path / "plain.json"
+    path.write_text(results_json(rows=[{"variant": "int8"}]))
+    write_report({str(path): load_results(path)}, tmp_path / "r", command="c")
+    assert "Paired latency ratios" not in (tmp_path / "r" / "report.md").read_text()
+    assert 'href="#paired"' not in (tmp_path / "r" / "report.html").read_text()

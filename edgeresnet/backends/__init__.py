@@ -66,6 +66,20 @@ class Backend(Protocol):
         """Measure in a fresh process; raises BackendUnavailableError where it cannot run here."""
         ...
 
+    def paired(
+        self,
+        artifact: Artifact,
+        reference: Artifact,
+        *,
+        pairs: int,
+        threads: int,
+        input_size: int,
+        profile: TargetProfile,
+    ) -> dict[str, Any]:
+        """Time ``artifact`` against ``reference`` at batch 1, ``pairs`` alternating calls each,
+        in a fresh process; raises BackendUnavailableError where it cannot run here."""
+        ...
+
     def ondevice_scripts(self, profile: TargetProfile) -> list[Path]:
         """Standalone files the bundle ships for running on the device."""
         ...

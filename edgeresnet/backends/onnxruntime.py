@@ -113,14 +113,32 @@ class OnnxRuntimeBackend:
     def benchmark(
         self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
     ) -> dict[str, Any]:
+        return run_ondevice(script.__name__, self._args(artifact, threads, input_size, profile))
+
+    def paired(
+        self,
+        artifact: Artifact,
+        reference: Artifact,
+        *,
+        pairs: int,
+        threads: int,
+        input_size: int,
+        profile: TargetProfile,
+    ) -> dict[str, Any]:
+        args = self._args(artifact, threads, input_size, profile)
+        args += ["--reference", str(reference.file), "--pairs", str(pairs)]
+        return run_ondevice(script.__name__, args)
+
+    def _args(
+        self, artifact: Artifact, threads: int, input_size: int, profile: TargetProfile
+    ) -> list[str]:
         self._check_device()
-        args = [
+        return [
             *("--model", str(artifact.file)),
             *timing_args(profile.benchmark, input_size=input_size, threads=threads),
             *("--optimization", self.optimization),
             *("--providers", ",".join(self.providers)),
         ]
-        return run_ondevice(script.__name__, args)
 
     def ondevice_scripts(self, profile: TargetProfile) -> list[Path]:
         return [Path(script.__file__), Path(script.__file__).with_name("common.py")]

@@ -153,17 +153,36 @@ class OpenVinoBackend:
     def benchmark(
         self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
     ) -> dict[str, Any]:
+        result = run_ondevice(script.__name__, self._args(artifact, threads, input_size, profile))
+        # The on-device script imports only openvino; the toolchain version is added here.
+        result["nncf_version"] = _installed("nncf")
+        return result
+
+    def paired(
+        self,
+        artifact: Artifact,
+        reference: Artifact,
+        *,
+        pairs: int,
+        threads: int,
+        input_size: int,
+        profile: TargetProfile,
+    ) -> dict[str, Any]:
+        args = self._args(artifact, threads, input_size, profile)
+        args += ["--reference", str(reference.file), "--pairs", str(pairs)]
+        args += ["--reference-precision-hint", _hint(reference)]
+        return run_ondevice(script.__name__, args)
+
+    def _args(
+        self, artifact: Artifact, threads: int, input_size: int, profile: TargetProfile
+    ) -> list[str]:
         self.check_device()
-        args = [
+        return [
             *("--model", str(artifact.file)),
             *("--device", self.device),
             *("--precision-hint", _hint(artifact)),
             *timing_args(profile.benchmark, input_size=input_size, threads=threads),
         ]
-        result = run_ondevice(script.__name__, args)
-        # The on-device script imports only openvino; the toolchain version is added here.
-        result["nncf_version"] = _installed("nncf")
-        return result
 
     def ondevice_scripts(self, profile: TargetProfile) -> list[Path]:
         return [Path(script.__file__), Path(script.__file__).with_name("common.py")]

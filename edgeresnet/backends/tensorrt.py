@@ -217,17 +217,35 @@ class TensorRTBackend:
     def benchmark(
         self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
     ) -> dict[str, Any]:
+        return run_ondevice(
+            bench_tensorrt.__name__, self._args(artifact, threads, input_size, profile)
+        )
+
+    def paired(
+        self,
+        artifact: Artifact,
+        reference: Artifact,
+        *,
+        pairs: int,
+        threads: int,
+        input_size: int,
+        profile: TargetProfile,
+    ) -> dict[str, Any]:
+        args = self._args(artifact, threads, input_size, profile)
+        engine = self._engine(reference, threads, profile)
+        args += ["--reference", str(engine), "--pairs", str(pairs)]
+        return run_ondevice(bench_tensorrt.__name__, args)
+
+    def _args(
+        self, artifact: Artifact, threads: int, input_size: int, profile: TargetProfile
+    ) -> list[str]:
         if not _tensorrt_ready():
             raise BackendUnavailableError(_NO_TENSORRT)
-        engine = self._engine(artifact, threads, profile)
-        return run_ondevice(
-            bench_tensorrt.__name__,
-            [
-                "--engine", str(engine),
-                *timing_args(profile.benchmark, input_size=input_size, threads=None),
-                "--dla-core", str(self.runtime["dla_core"]),
-            ],
-        )  # fmt: skip
+        return [
+            "--engine", str(self._engine(artifact, threads, profile)),
+            *timing_args(profile.benchmark, input_size=input_size, threads=None),
+            "--dla-core", str(self.runtime["dla_core"]),
+        ]  # fmt: skip
 
     def _engine(
         self, artifact: Artifact, threads: int, profile: TargetProfile | None = None

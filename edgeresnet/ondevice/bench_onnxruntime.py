@@ -4,6 +4,11 @@ Imports only onnxruntime, numpy and the standard library, so it runs from a copi
 
     python bench_onnxruntime.py --bundle .            # every model in manifest.json
     python bench_onnxruntime.py --model model.int8.onnx --json out.json
+    python bench_onnxruntime.py --model p30/model.int8.onnx --reference model.int8.onnx
+
+With --reference the two models are timed at batch 1 in alternating pairs, and the ratio of
+their p50s comes with a 95 % interval: on a shared machine it holds where two separate runs
+do not. ``--bundle . --pairs 500`` does that for every variant whose manifest names a reference.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,8 @@ INT8_OPS = {
     "MatMulIntegerToFloat",
 }
 FLOAT_OPS = {"Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
+# The size of this process's shared thread pool, once ``share_threads`` made it.
+_SHARED_POOL: list[int] = []
 _LEVELS = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -44,10 +53,16 @@ _LEVELS = {
 }
 
 
-def session_options(threads: int, optimization: str = "all") -> ort.SessionOptions:
+def session_options(
+    threads: int, optimization: str = "all", *, shared_threads: bool = False
+) -> ort.SessionOptions:
+    """``shared_threads``: run on the process's one pool (``share_threads``), not its own."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    if shared_threads:
+        options.use_per_session_threads = False
+    else:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
     options.log_severity_level = 3
@@ -136,8 +151,65 @@ def measure(
     }
 
 
-def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Benchmark every ONNX variant a bundle lists; returns a whole results document."""
+def share_threads(threads: int) -> None:
+    """Give this process one pool of ``threads`` threads for paired sessions to run on.
+
+    Two sessions with pools of their own fight over the cores: after each run a pool's threads
+    spin, waiting for more work, while the other session runs (ResNet-50 FP32 and INT8 on 2
+    cores: 1.6x and 2.0x slower when timed in turn). On one shared pool the spinning threads are
+    the ones the next run uses. ONNX Runtime makes the pool with its first session, so a process
+    that times pairs calls this before any session; later calls with the same size do nothing.
+    """
+    if _SHARED_POOL:
+        if _SHARED_POOL[0] != threads:
+            raise RuntimeError(
+                f"this process shares a pool of {_SHARED_POOL[0]} threads, not {threads}"
+            )
+        return
+    ort.set_global_thread_pool_sizes(threads, 1)
+    _SHARED_POOL.append(threads)
+
+
+def batch1(
+    model: Path, *, threads: int, input_size: int, optimization: str, providers: list[str]
+) -> Callable[[], Any]:
+    """One batch-1 inference of ``model`` on the shared pool (``share_threads``), to call."""
+    options = session_options(threads, optimization, shared_threads=True)
+    session = ort.InferenceSession(str(model), options, providers=providers)
+    x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), np.float32)
+    return functools.partial(session.run, None, {session.get_inputs()[0].name: x})
+
+
+def paired(
+    model: Path,
+    reference: Path,
+    *,
+    pairs: int,
+    warmup: int,
+    threads: int,
+    input_size: int,
+    optimization: str = "all",
+    providers: list[str] | None = None,
+) -> dict[str, Any]:
+    """``model`` against ``reference`` at batch 1, call for call (``common.alternate``)."""
+    settings = {
+        "threads": threads,
+        "input_size": input_size,
+        "optimization": optimization,
+        "providers": providers or ["CPUExecutionProvider"],
+    }
+    share_threads(threads)
+    runs = [batch1(m, **settings) for m in (model, reference)]
+    return {
+        "runtime": "onnxruntime",
+        "runtime_version": ort.__version__,
+        "threads": threads,
+        **common.paired_ratio(*common.alternate(*runs, pairs=pairs, warmup=warmup)),
+    }
+
+
+def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
+    """Benchmark every ONNX variant a bundle lists (and ``pairs`` against each's reference)."""
     manifest = common.check_manifest(bundle)
     rows = []
     for variant in manifest["variants"]:
@@ -152,6 +224,19 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             **common.timing(args),
         )
         rows.append(common.bundle_row(variant, result))
+    if pairs:
+        # In a process of their own: the sessions above made this one's thread pools, and
+        # pairs need a shared pool made before any session (``share_threads``).
+        options = [
+            *("--pairs", str(pairs), "--warmup", str(args.warmup), "--threads", str(args.threads)),
+            *("--input-size", str(manifest["model"]["input_size"])),
+            *("--optimization", args.optimization, "--providers", ",".join(args.providers)),
+        ]
+        common.paired_rows(
+            manifest,
+            rows,
+            lambda v, ref: _paired_process(bundle / v["file"], bundle / ref["file"], options),
+        )
     return common.bundle_document(
         manifest,
         rows,
@@ -178,13 +263,28 @@ def main(argv: list[str] | None = None) -> int:
         help="execution providers, in order",
     )
     parser.add_argument("--device-name", help="name of this device in reports")
+    common.add_pairing_arguments(parser, "ONNX file")
     args = common.parse_timing(parser, argv)
+    pairs = common.pairs_wanted(parser, args)
     if args.bundle:
-        document = bench_bundle(args.bundle, args)
+        document = bench_bundle(args.bundle, args, pairs)
         out = args.json or args.bundle / f"results.{document['device']['name']}.json"
+    elif not args.model.is_file():
+        parser.error(f"{args.model} does not exist")
+    elif args.reference is not None:
+        document = {"model_file": str(args.model), "reference_file": str(args.reference)}
+        document |= paired(
+            args.model,
+            args.reference,
+            pairs=pairs,
+            warmup=args.warmup,
+            threads=args.threads,
+            input_size=args.input_size,
+            optimization=args.optimization,
+            providers=args.providers,
+        )
+        out = args.json
     else:
-        if not args.model.is_file():
-            parser.error(f"{args.model} does not exist")
         document = measure(
             args.model,
             input_size=args.input_size,
@@ -195,6 +295,19 @@ def main(argv: list[str] | None = None) -> int:
         out = args.json
     common.emit(document, out)
     return 0
+
+
+def _paired_process(model: Path, reference: Path, options: list[str]) -> dict[str, Any]:
+    """This script's ``--model MODEL --reference REFERENCE`` timing, in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "paired.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--model", str(model)]
+        command += ["--reference", str(reference), *options, "--json", str(out)]
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: timing {model} against {reference} failed: {proc.stderr}")
+        document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return {k: v for k, v in document.items() if not k.endswith("_file")}
 
 
 if __name__ == "__main__":

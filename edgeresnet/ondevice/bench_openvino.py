@@ -4,10 +4,14 @@ Imports only openvino, numpy and the standard library, so it runs from a copied 
 
     python bench_openvino.py --bundle .              # every IR in manifest.json
     python bench_openvino.py --model model.int8.xml --device CPU --precision-hint f32
+    python bench_openvino.py --model p30/model.int8.xml --reference model.int8.xml
 
 Latency is measured with PERFORMANCE_HINT=LATENCY (one request at a time), throughput with
 PERFORMANCE_HINT=THROUGHPUT (as many streams and requests as the device asks for). Both record
-the streams, threads and the precision the device actually executed.
+the streams, threads and the precision the device actually executed. With --reference the two
+models are timed at batch 1 in alternating pairs instead, and the ratio of their p50s comes with
+a 95 % interval; ``--bundle . --pairs 500`` adds that to every variant whose manifest names a
+reference.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -282,8 +287,50 @@ def measure(
     }
 
 
-def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Benchmark every IR variant a bundle lists; returns a whole results document."""
+def batch1(
+    core: ov.Core, model: Path, *, device: str, hint: str, threads: int, input_size: int
+) -> Callable[[], Any]:
+    """One synchronous batch-1 request of ``model``, compiled for latency, ready to call."""
+    config, _ = compile_config(core, device, mode="LATENCY", threads=threads, hint=hint)
+    compiled = compile_at(core, model, device, _shape(1, input_size), config)
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal(_shape(1, input_size), dtype=np.float32)
+    request.set_input_tensor(ov.Tensor(x))
+    return request.infer
+
+
+def paired(
+    model: Path,
+    reference: Path,
+    *,
+    pairs: int,
+    warmup: int,
+    device: str = "CPU",
+    hints: tuple[str, str] = ("f32", "f32"),
+    threads: int,
+    input_size: int,
+) -> dict[str, Any]:
+    """``model`` against ``reference`` at batch 1, call for call (``common.alternate``).
+
+    ``hints`` pins the inference precision of each, as ``measure`` does.
+    """
+    core = ov.Core()
+    runs = [
+        batch1(core, m, device=device, hint=h, threads=threads, input_size=input_size)
+        for m, h in zip((model, reference), hints, strict=True)
+    ]
+    return {
+        "runtime": "openvino",
+        "runtime_version": runtime_version(),
+        "device": device,
+        "threads": threads,
+        "precision_hints": list(hints),
+        **common.paired_ratio(*common.alternate(*runs, pairs=pairs, warmup=warmup)),
+    }
+
+
+def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
+    """Benchmark every IR variant a bundle lists (and ``pairs`` against each's reference)."""
     manifest = common.check_manifest(bundle)
     device = args.device or manifest["target"].get("device", "CPU")
     available = ov.Core().available_devices
@@ -292,11 +339,15 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             f"error: this bundle targets OpenVINO device {device}, which is not present here "
             f"(available: {', '.join(available) or 'none'}). Pass --device to pick another."
         )
+
+    def hint_of(variant: dict[str, Any]) -> str:
+        return str(args.precision_hint or HINTS.get(variant["precision"], UNPINNED))
+
     rows = []
     for variant in manifest["variants"]:
         if not variant["file"].endswith(".xml"):
             continue
-        hint = args.precision_hint or HINTS.get(variant["precision"], UNPINNED)
+        hint = hint_of(variant)
         print(f"benchmarking {variant['variant']} ({variant['file']}, {hint}) ...", flush=True)
         result = measure(
             bundle / variant["file"],
@@ -306,6 +357,21 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             **common.timing(args),
         )
         rows.append(common.bundle_row(variant, result))
+    if pairs:
+
+        def pair(v: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+            return paired(
+                bundle / v["file"],
+                bundle / ref["file"],
+                pairs=pairs,
+                warmup=args.warmup,
+                device=device,
+                hints=(hint_of(v), hint_of(ref)),
+                threads=args.threads,
+                input_size=manifest["model"]["input_size"],
+            )
+
+        common.paired_rows(manifest, rows, pair)
     return common.bundle_document(
         manifest,
         rows,
@@ -331,23 +397,44 @@ def main(argv: list[str] | None = None) -> int:
         help="INFERENCE_PRECISION_HINT (default: per variant in a bundle, f32 for --model; "
         f"'{UNPINNED}' leaves the device's own choice, e.g. bf16 on CPUs that have it)",
     )
+    parser.add_argument(
+        "--reference-precision-hint",
+        choices=[*sorted(set(HINTS.values())), UNPINNED],
+        help="INFERENCE_PRECISION_HINT of --reference (default: as --precision-hint)",
+    )
     common.add_timing_arguments(parser)
     parser.add_argument("--device-name", help="name of this device in reports")
+    common.add_pairing_arguments(parser, "IR .xml file")
     args = common.parse_timing(parser, argv)
+    pairs = common.pairs_wanted(parser, args)
     available = ov.Core().available_devices
     device = args.device or ("CPU" if args.model else None)
     if device and not device_present(device, available):
         parser.error(f"device {device} is not present here (available: {', '.join(available)})")
+    hint = args.precision_hint or "f32"
     if args.bundle:
-        document = bench_bundle(args.bundle, args)
+        document = bench_bundle(args.bundle, args, pairs)
         out = args.json or args.bundle / f"results.{document['device']['name']}.json"
+    elif not args.model.is_file():
+        parser.error(f"{args.model} does not exist")
+    elif args.reference is not None:
+        document = {"model_file": str(args.model), "reference_file": str(args.reference)}
+        document |= paired(
+            args.model,
+            args.reference,
+            pairs=pairs,
+            warmup=args.warmup,
+            device=device or "CPU",
+            hints=(hint, args.reference_precision_hint or hint),
+            threads=args.threads,
+            input_size=args.input_size,
+        )
+        out = args.json
     else:
-        if not args.model.is_file():
-            parser.error(f"{args.model} does not exist")
         document = measure(
             args.model,
-            device=device,
-            hint=args.precision_hint or "f32",
+            device=device or "CPU",
+            hint=hint,
             input_size=args.input_size,
             **common.timing(args),
         )

@@ -4,15 +4,20 @@ Imports only tensorrt, numpy and the standard library (and common.py, trt_runtim
 
     python3 ondevice/bench_tensorrt.py --bundle .      # every engine -> results.<device>.json
     python3 ondevice/bench_tensorrt.py --engine int8.engine --input-size 224 --json out.json
+    python3 ondevice/bench_tensorrt.py --engine p30-int8.engine --reference int8.engine
 
 Latency is host wall-clock per batch including the host<->device copies (what an application
 pays, trtexec's "Latency"); GPU compute time alone comes from CUDA events. Each run records the
-TensorRT and JetPack versions, the power mode and whether clocks were locked.
+TensorRT and JetPack versions, the power mode and whether clocks were locked. With --reference
+two engines are timed at batch 1 in alternating pairs instead, for the ratio of their p50s with
+a 95 % interval; ``--bundle . --pairs 500`` adds that to every engine whose variant names a
+reference in the manifest.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -27,10 +32,8 @@ if not __package__:  # run as a file from a bundle (PEP 366): import the files b
 
 from . import common, trt_runtime  # noqa: E402
 
-TIMING = (
-    "latency: host wall clock per batch, host->device copy + execute + device->host copy; "
-    "gpu_compute: CUDA events around execute only"
-)
+LATENCY_TIMING = "host wall clock per batch, host->device copy + execute + device->host copy"
+TIMING = f"latency: {LATENCY_TIMING}; gpu_compute: CUDA events around execute only"
 
 
 def measure(
@@ -89,6 +92,39 @@ def measure(
     }
 
 
+def paired(
+    trt: Any,
+    engine: Path,
+    reference: Path,
+    *,
+    pairs: int,
+    warmup: int,
+    input_size: int,
+    dla_cores: tuple[int, int] = (-1, -1),
+) -> dict[str, Any]:
+    """``engine`` against ``reference`` at batch 1, call for call (``common.alternate``)."""
+    cuda = trt_runtime.Cuda()
+    runners = [
+        trt_runtime.EngineRunner(trt, e, cuda, dla_core=d)
+        for e, d in zip((engine, reference), dla_cores, strict=True)
+    ]
+    x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), np.float32)
+    try:
+        times = common.alternate(
+            *(functools.partial(r.run, x) for r in runners), pairs=pairs, warmup=warmup
+        )
+    finally:
+        for runner in runners:
+            runner.close()
+    return {
+        "runtime": "tensorrt",
+        "runtime_version": trt.__version__,
+        "gpu": cuda.device_name,
+        "timing": LATENCY_TIMING,
+        **common.paired_ratio(*times),
+    }
+
+
 def conditions() -> dict[str, Any]:
     """Power mode and clocks, with a warning where they make numbers hard to compare."""
     jetson, warnings = trt_runtime.jetson_facts(), []
@@ -139,7 +175,8 @@ def row(record: dict[str, Any], bundle: Path, variants: dict[str, dict[str, Any]
     }
 
 
-def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
+    """Benchmark every engine the bundle built (and ``pairs`` against each's reference)."""
     manifest = common.check_manifest(bundle)
     settings = trt_runtime.load_settings(bundle)
     trt = trt_runtime.import_tensorrt()
@@ -162,6 +199,22 @@ def bench_bundle(bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
             dla_core=record["options"]["dla_core"],
         )
         rows.append(entry)
+    if pairs:
+        engines = {r["variant"]: r for r in engine_records(bundle)}
+
+        def pair(v: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+            ours, theirs = engines[v["variant"]], engines[ref["variant"]]
+            return paired(
+                trt,
+                bundle / "engines" / ours["engine"],
+                bundle / "engines" / theirs["engine"],
+                pairs=pairs,
+                warmup=args.warmup,
+                input_size=manifest["model"]["input_size"],
+                dla_cores=(ours["options"]["dla_core"], theirs["options"]["dla_core"]),
+            )
+
+        common.paired_rows(manifest, rows, pair)
     facts = rows[0]["bench"]["jetson"] if rows else None
     environment = {"tensorrt": trt.__version__, "jetpack": (facts or {}).get("jetpack")}
     return document(manifest, rows, environment, args.device_name)
@@ -181,13 +234,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--ignore-version", action="store_true")
     parser.add_argument("--device-name", help="name of this device in reports")
+    common.add_pairing_arguments(parser, "engine file")
     args = parser.parse_args(argv)
+    pairs = common.pairs_wanted(parser, args)
     if args.bundle:
-        result = bench_bundle(args.bundle, args)
+        result = bench_bundle(args.bundle, args, pairs)
         out = args.json or args.bundle / f"results.{result['device']['name']}.json"
+    elif not args.engine.is_file():
+        parser.error(f"{args.engine} does not exist")
+    elif args.reference is not None:
+        trt = trt_runtime.import_tensorrt()
+        result = {"engine_file": str(args.engine), "reference_file": str(args.reference)}
+        result |= paired(
+            trt,
+            args.engine,
+            args.reference,
+            pairs=pairs,
+            warmup=args.warmup,
+            input_size=args.input_size,
+            dla_cores=(args.dla_core, args.dla_core),
+        )
+        out = args.json
     else:
-        if not args.engine.is_file():
-            parser.error(f"{args.engine} does not exist")
         trt = trt_runtime.import_tensorrt()
         result = measure(
             trt,

@@ -69,6 +69,7 @@ def write_report(
         "tables": _tables(rows, baselines),
         "peers": [_peer_section(c, baselines) for c in peer_comparisons(rows)],
         "budgets": budget_lines(documents, rows),
+        "paired": [r for r in rows if r.paired is not None],
         "selection": _selection(rows, constraints, baselines) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),

@@ -27,6 +27,19 @@ _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string"}
 
 
 @dataclass(frozen=True)
+class Paired:
+    """A batch-1 latency ratio timed call for call against another variant (``--pairs``)."""
+
+    reference: str
+    pairs: int
+    p50_ms: float
+    reference_p50_ms: float
+    ratio: float
+    low: float  # the 95 % interval of ``ratio``
+    high: float
+
+
+@dataclass(frozen=True)
 class Row:
     """One measured variant on one device, with what is needed to read its numbers."""
 
@@ -72,6 +85,7 @@ class Row:
     counterparts: tuple[tuple[str, str], ...] = ()  # (backend, variant) it is compared with
     # An edgeresnet artifact re-measured in a peer run, so ratios come from one run.
     remeasured_from: str | None = None
+    paired: Paired | None = None
 
     @property
     def group(self) -> tuple[str, str]:
@@ -232,6 +246,7 @@ def _row(
             if isinstance(c, dict)
         ),
         remeasured_from=remeasured.get("source") if remeasured else None,
+        paired=_paired(bench.get("paired")),
     )
 
 
@@ -275,6 +290,20 @@ def _rounds(rounds: Any) -> str:
     if isinstance(rates, list) and rates and all(isinstance(v, (int, float)) for v in rates):
         values += "; img/s " + "/".join(f"{v:.0f}" for v in rates) + ", the most kept"
     return f"{kept} of {rounds.get('count', '?')} rounds (p50 ms {values})"
+
+
+def _paired(paired: Any) -> Paired | None:
+    """The ``bench.paired`` record, or None where it is missing or not whole."""
+    if not isinstance(paired, dict):
+        return None
+    interval = paired.get("ratio_ci95")
+    bounds = interval if isinstance(interval, list) and len(interval) == 2 else [None, None]
+    fields = [paired.get(k) for k in ("p50_ms", "reference_p50_ms", "ratio")] + bounds
+    values = [v for v in map(number, fields) if v is not None]
+    count = paired.get("pairs")
+    if len(values) != 5 or not isinstance(count, int) or not paired.get("reference"):
+        return None
+    return Paired(str(paired["reference"]), count, *values)
 
 
 def _load(load: Any) -> str:
