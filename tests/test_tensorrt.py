@@ -282,6 +282,31 @@ def test_scripts_stop_clearly_without_tensorrt(digits_bundle, digits, script):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("extra", "message", "code"),
+    [
+        (["--pairs", "1"], "--pairs must be at least 2 with --reference, got 1", 2),
+        ([], None, 1),  # options accepted: stops at the missing runtime, as without --reference
+    ],
+)
+def test_paired_engine_timing_checks_options_then_needs_tensorrt(extra, message, code, tmp_path):
+    """Two engines timed call for call (--reference) on the device; here only up to TensorRT."""
+    if HAS_TENSORRT and message is None:
+        pytest.skip("TensorRT is installed: the script would run")
+    engine = tmp_path / "a.engine"
+    engine.write_bytes(b"not an engine")
+    script = Path(bench_tensorrt.__file__)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--engine", str(engine), "--reference", str(engine), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == code
+    assert (message or trt_runtime.NOT_INSTALLED) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_scripts_check_the_manifest_before_tensorrt(digits_bundle, tmp_path):
     damaged = tmp_path / "damaged"

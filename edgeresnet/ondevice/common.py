@@ -335,9 +335,11 @@ def paired_ratio(
 ) -> dict[str, Any]:
     """p50 of ``times_s`` over p50 of ``reference_s``, with a 95 % bootstrap interval.
 
-    The interval resamples whole pairs, so it keeps what the two series share. Two models timed
-    in separate runs on 2 shared cores gave 0.52-0.68x for the same pair of models; 1500
-    alternating pairs of them gave 0.584x, 95 % interval 0.583-0.586 (README, "Paired ratios").
+    The interval resamples whole pairs, so it keeps what the two series share. It holds the
+    noise within one run, not a change of the machine between runs: ResNet-50 30 % pruned
+    against dense, OpenVINO INT8 on 2 shared cores, gave 0.52-0.68x timed in separate runs,
+    then 0.599x (0.597-0.602) and 0.585x (0.581-0.591) in two paired runs (README, "Paired
+    ratios").
     """
     ms = np.asarray(times_s) * 1000.0
     ref = np.asarray(reference_s) * 1000.0
