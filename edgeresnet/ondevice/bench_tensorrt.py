@@ -185,7 +185,8 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
     )
     variants = {v["variant"]: v for v in manifest["variants"]}
     rows = []
-    for record in engine_records(bundle):
+    records = engine_records(bundle)
+    for record in records:
         print(f"benchmarking {record['engine']} ...", flush=True)
         entry = row(record, bundle, variants)
         entry["bench"] = measure(
@@ -200,7 +201,7 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
         )
         rows.append(entry)
     if pairs:
-        engines = {r["variant"]: r for r in engine_records(bundle)}
+        engines = {r["variant"]: r for r in records}
 
         def pair(v: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
             ours, theirs = engines[v["variant"]], engines[ref["variant"]]

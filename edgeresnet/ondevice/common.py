@@ -231,7 +231,7 @@ def pairs_wanted(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
         if args.pairs is not None and args.pairs < 0:
             parser.error(f"--pairs must be 0 or more, got {args.pairs}")
         return args.pairs or 0
-    if getattr(args, "bundle", None):
+    if args.bundle:
         parser.error(
             "--reference goes with a single model; with --bundle, pass --pairs N and each "
             "variant is timed against the reference its manifest names"
