@@ -1,8 +1,10 @@
 """Content-addressed cache of finished build stages, so an interrupted build resumes.
 
 A stage's key is the sha256 of everything that decides its output (model and weights, data
-hashes, options, tool versions). An entry is written under a temporary name and renamed when
-complete, so a build killed mid-write leaves no entry, never half of one.
+hashes, options, tool versions). Every file is written under a temporary name and renamed when
+complete. A stage that leaves files stores them as a folder and then its record; the record marks
+the entry complete, so a build killed between the two leaves a folder that is not an entry and
+is replaced by the next run.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ class StageCache:
         self.root = root
         self.reuse = reuse
 
-    def folder(self, key: str) -> Path | None:
-        """The cached folder for ``key``, or None."""
+    def entry(self, key: str) -> tuple[Path, Any] | None:
+        """The cached folder of ``key`` and its record, or None unless both are complete."""
         path = self.root / key
-        return path if self.reuse and path.is_dir() else None
+        record = self.json(key)
+        return (path, record) if record is not None and path.is_dir() else None
 
-    def store_folder(self, key: str, source: Path) -> Path:
-        """Copy ``source`` into the cache as ``key``; returns the cached folder."""
+    def store_entry(self, key: str, source: Path, record: Any) -> Path:
+        """Copy ``source`` into the cache as ``key``, then its record; returns the folder."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root))
         shutil.copytree(source, tmp, dirs_exist_ok=True)
@@ -45,6 +48,7 @@ class StageCache:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        self.store_json(key, record)
         return final
 
     def json(self, key: str) -> Any | None:

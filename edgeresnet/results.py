@@ -49,10 +49,9 @@ def measured_rows(
 
 
 def artifact_record(artifact: Artifact, root: Path) -> dict[str, Any]:
-    files = [p for p in (artifact.file, artifact.file.with_suffix(".bin")) if p.is_file()]
     return {
         "file": artifact.file.relative_to(root).as_posix(),
-        "bytes": sum(p.stat().st_size for p in files),
+        "bytes": sum(p.stat().st_size for p in artifact.files),
         "sha256": sha256_file(artifact.file),
     }
 

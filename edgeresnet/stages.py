@@ -26,7 +26,7 @@ from edgeresnet.data import ImageSet, Preprocess
 from edgeresnet.errors import BackendUnavailableError, VerificationError
 from edgeresnet.evaluate import collect_logits, fidelity
 from edgeresnet.export import export_onnx
-from edgeresnet.ondevice.common import machine_info, sha256_file
+from edgeresnet.ondevice.common import machine_info
 from edgeresnet.progress import progress_bar, stage, warn
 from edgeresnet.prune import PruneOptions, channel_spec, load_pruned, prune, save_pruned
 from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
@@ -96,19 +96,20 @@ class Stages:
             size=self.preprocess.crop_size,
             version=__version__,
         )
-        cached = self.cache.folder(key)
-        if cached is not None:
+        entry = self.cache.entry(key)
+        if entry is not None:
+            cached, record = entry
             self.reused.append(f"pruned model {options.tag}")
             model, _ = load_pruned(cached / "model.channels.json")
             _copy_tree(cached, folder)
-            return ModelVariant(options.tag, model, key, self.cache.json(key))
+            return ModelVariant(options.tag, model, key, record)
         pre = self.preprocess
         with stage(
             f"pruning {options.ratio:.0%} of channels ({options.importance}, "
             f"multiples of {options.round_to})"
         ):
             model = prune(dense.model, options, input_size=pre.crop_size)
-        record: dict[str, Any] = {**options.to_dict(), "recovery": []}
+        record = {**options.to_dict(), "recovery": []}
         if bn_recalibrate:
             with stage("re-estimating BatchNorm statistics on the calibration images"):
                 seen = reestimate_batchnorm(model, images(self.calib, pre))
@@ -133,8 +134,7 @@ class Stages:
                 key = stage_key("interrupted", key=key)  # a cut-short run is never reused
         spec = channel_spec(model, **_identity(dense.model))
         save_pruned(model, spec, folder)
-        self.cache.store_folder(key, folder)
-        self.cache.store_json(key, record)
+        self.cache.store_entry(key, folder, record)
         return ModelVariant(options.tag, model, key, record)
 
     # ----------------------------------------------------------------- export
@@ -150,8 +150,8 @@ class Stages:
             torch=torch.__version__,
             version=__version__,
         )
-        cached = self.cache.folder(key)
-        if cached is None:
+        entry = self.cache.entry(key)
+        if entry is None:
             label = f"{self.arch}{' ' + mv.tag if mv.tag else ''}"
             with stage(f"exporting {label} to ONNX ({export.exporter}, opset {export.opset})"):
                 with tempfile.TemporaryDirectory(dir=self.work) as tmp:
@@ -160,11 +160,10 @@ class Stages:
                         mv.model, path, input_size=self.preprocess.crop_size, options=export
                     ).to_dict()
                     record["verified"] = self._verify_export(mv.model, path, check_set)
-                    cached = self.cache.store_folder(key, Path(tmp))
-                    self.cache.store_json(key, record)
+                    cached = self.cache.store_entry(key, Path(tmp), record)
         else:
             self.reused.append(f"ONNX export {mv.tag or 'dense'}")
-            record = self.cache.json(key)
+            cached, record = entry
         return Exported(cached / "model.fp32.onnx", record, key)
 
     def reference(self, exported: Exported) -> Session:
@@ -204,8 +203,8 @@ class Stages:
             options=options,
             version=__version__,
         )
-        cached = self.cache.folder(key)
-        if cached is None:
+        entry = self.cache.entry(key)
+        if entry is None:
             with stage(f"compiling {variant} for {self.profile.name} ({self.backend.name})"):
                 with tempfile.TemporaryDirectory(dir=self.work) as tmp:
                     artifact = self.backend.compile(
@@ -221,12 +220,11 @@ class Stages:
                         "precision": artifact.precision,
                         "build": artifact.build,
                     }
-                    cached = self.cache.store_folder(key, Path(tmp))
-                    self.cache.store_json(key, record)
+                    self.cache.store_entry(key, Path(tmp), record)
                     _copy_tree(Path(tmp), folder)
         else:
+            cached, record = entry
             self.reused.append(f"{variant} artifact")
-            record = self.cache.json(key)
             _copy_tree(cached, folder)
         return Artifact(
             variant,
@@ -358,7 +356,7 @@ class Stages:
         keys = {
             a.variant: stage_key(
                 "logits",
-                artifact=sha256_file(a.file),
+                artifact=a.identity(),
                 backend=self.backend.name,
                 device=self.profile.device,
                 images=images_sha,
@@ -404,8 +402,7 @@ class Stages:
             ),
             kind="bench",
             round=round_index,
-            artifact=sha256_file(artifact.file),
-            precision=artifact.precision,
+            artifact=artifact.identity(),
         )
 
     def paired(self, artifact: Artifact, reference: Artifact, pairs: int) -> dict[str, Any]:
@@ -422,9 +419,8 @@ class Stages:
             ),
             kind="paired",
             pairs=pairs,
-            artifact=sha256_file(artifact.file),
-            reference=sha256_file(reference.file),
-            precision=[artifact.precision, reference.precision],
+            artifact=artifact.identity(),
+            reference=reference.identity(),
         )
 
     def _timed(

@@ -158,3 +158,11 @@ def _arrays(folder: Path, pre: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
         images.append(x)
         labels.append(y)
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+
+def assert_ratio_of_p50s(record: dict) -> None:
+    """A paired record's ratio is its p50 over the reference's, up to their 4-decimal rounding."""
+    ms, reference_ms, half = record["p50_ms"], record["reference_p50_ms"], 5e-5
+    lowest = (ms - half) / (reference_ms + half) - half
+    highest = (ms + half) / (reference_ms - half) + half
+    assert lowest <= record["ratio"] <= highest, record

@@ -284,6 +284,23 @@ def test_int8_ir_keeps_digits_accuracy(digits_build, openvino_fast_profile, tmp_
 
 
 @pytest.mark.slow
+def test_resumed_build_keeps_each_precisions_logits(
+    digits_build, openvino_fast_profile, tmp_path, capsys
+):
+    """bf16 runs the FP32 IR with another hint: its logits are cached apart from fp32's."""
+    out = tmp_path / "out"
+    args = digits_build(openvino_fast_profile, out, 16, evaluate=60)
+    assert build(*args) == 0
+    first = {v: r["fidelity"] for v, r in rows(out, "openvino").items()}
+    capsys.readouterr()
+    assert build(*args) == 0
+    assert "bf16 evaluation" in " ".join(capsys.readouterr().err.split())
+    assert {v: r["fidelity"] for v, r in rows(out, "openvino").items()} == first
+    if HAS_BF16:
+        assert first["bf16"]["sqnr_db"] < first["fp32"]["sqnr_db"]
+
+
+@pytest.mark.slow
 @pytest.mark.skipif("NPU" in AVAILABLE, reason="this machine has an NPU")
 def test_npu_profile_builds_here_and_says_it_was_not_benchmarked(digits_build, tmp_path):
     out = tmp_path / "out"

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from edgeresnet import pipeline
+from edgeresnet.backends import Artifact
+from edgeresnet.cache import StageCache
 from edgeresnet.cli import main
 from edgeresnet.config import load_target
 from edgeresnet.errors import ConfigError, ReportError
@@ -266,6 +268,41 @@ def test_kill_9_keeps_outputs_and_the_next_run_resumes(digits_build, fast_profil
     assert not list(out.glob("*staging*"))
     doc = json.loads((out / "onnx" / "results.json").read_text())
     assert doc["data"]["calibration"]["images"] == 48
+
+
+def test_an_artifacts_identity_covers_its_weights_and_the_precision_it_runs_at(tmp_path):
+    xml, weights = tmp_path / "model.fp32.xml", tmp_path / "model.fp32.bin"
+    xml.write_text("<net/>")
+    weights.write_bytes(b"one")
+    fp32 = Artifact("fp32", "fp32", xml)
+    bf16 = Artifact("bf16", "bf16", xml, {"inference_precision_hint": "bf16"})
+    assert fp32.files == [xml, weights] and fp32.identity() != bf16.identity()
+    before = fp32.identity()
+    weights.write_bytes(b"two")
+    assert fp32.identity() != before
+
+
+def test_a_stage_cut_between_its_files_and_its_record_is_done_again(
+    digits_build, fast_profile, tmp_path, monkeypatch, capsys
+):
+    """A cache entry is complete only with its record: a folder without one is rebuilt."""
+    args = ["build", *digits_build(fast_profile, tmp_path / "out", 16)]
+    store_json = StageCache.store_json
+
+    def cut(self, key, value):  # killed after the first artifact's folder, before its record
+        if "precision" in value:
+            raise KeyboardInterrupt
+        store_json(self, key, value)
+
+    monkeypatch.setattr(StageCache, "store_json", cut)
+    assert main(args) == 130
+    cache = tmp_path / "out" / ".cache"
+    assert len([p for p in cache.iterdir() if p.is_dir()]) > len(list(cache.glob("*.json")))
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "ONNX export dense" in " ".join(err.split()) and "compiling fp32" in err
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
+from edgeresnet.ondevice.common import sha256_file
 
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
@@ -31,6 +32,25 @@ class Artifact:
     precision: str
     file: Path
     build: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> list[Path]:
+        """The model file and, for an OpenVINO IR, the weights beside it."""
+        weights = self.file.with_suffix(".bin")
+        ir = self.file.suffix == ".xml" and weights.is_file()
+        return [self.file, weights] if ir else [self.file]
+
+    def identity(self) -> dict[str, Any]:
+        """What decides its outputs and speed: every file's content and the precision it runs at.
+
+        The precision matters apart from the file: OpenVINO's bf16 variant is the FP32 IR run
+        with another hint, and an IR's .xml stays the same when only its weights change.
+        """
+        return {
+            "files": [sha256_file(p) for p in self.files],
+            "precision": self.precision,
+            "hint": self.build.get("inference_precision_hint"),
+        }
 
 
 class Session(Protocol):
