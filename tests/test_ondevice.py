@@ -44,6 +44,73 @@ def test_scripts_import_only_the_runtime_numpy_and_stdlib(script):
             assert top in ALLOWED or top in sys.stdlib_module_names, f"{script} imports {name}"
 
 
+# Builtins that take [] only from Python 3.9 on, outside annotations.
+GENERIC_FROM_39 = {"list", "dict", "tuple", "set", "frozenset", "type"}
+
+
+def _annotation_nodes(tree: ast.AST) -> set[int]:
+    roots = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation:
+            roots.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns:
+            roots.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            roots.append(node.annotation)
+    return {id(n) for root in roots for n in ast.walk(root)}
+
+
+def _newer_than_38(tree: ast.AST) -> list[str]:
+    """What ast can see that Python 3.8 (JetPack 5) or Pillow 7 (its python3-pil) lacks."""
+    annotations, found = _annotation_nodes(tree), []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Call) and any(k.arg == "strict" for k in node.keywords):
+            found.append(f"line {line}: zip(strict=...) needs 3.10")
+        elif isinstance(node, ast.AugAssign) and isinstance(node.op, ast.BitOr):
+            found.append(f"line {line}: |= (dict union) needs 3.9; use update()")
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in GENERIC_FROM_39
+            and id(node) not in annotations
+        ):
+            found.append(f"line {line}: {node.value.id}[...] outside an annotation needs 3.9")
+        elif isinstance(node, ast.Attribute) and node.attr in {"removeprefix", "removesuffix"}:
+            found.append(f"line {line}: str.{node.attr} needs 3.9")
+        elif isinstance(node, ast.Attribute) and node.attr == "Resampling":
+            found.append(f"line {line}: Image.Resampling needs Pillow 9.1")
+    return sorted(found, key=lambda f: int(f.split()[1].rstrip(":")))
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in ONDEVICE.glob("*.py")))
+def test_scripts_run_on_python_3_8(script):
+    """JetPack 5 (the jetson-jp5 and jetson-dla targets) ships Python 3.8 and Pillow 7."""
+    source = (ONDEVICE / script).read_text()
+    tree = ast.parse(source, feature_version=(3, 8))
+    assert _newer_than_38(tree) == [], script
+    if _annotation_nodes(tree):
+        assert "from __future__ import annotations" in source, f"{script} evaluates annotations"
+    # The standard library's functions and modules by the version that added them.
+    vermin = [str(Path(sys.executable).with_name("vermin")), "--target=3.8-", "--violations"]
+    proc = subprocess.run([*vermin, str(ONDEVICE / script)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_the_python_3_8_check_finds_what_3_8_lacks():
+    source = """
+d = {}
+d |= {"a": 1}
+pairs = list(zip([1], [2], strict=True))
+Alias = dict[str, int]
+name = "x".removeprefix("y")
+def f(x: list[int]) -> dict[str, int]:
+    return {}
+"""
+    found = _newer_than_38(ast.parse(source))
+    assert [f.split(":")[0] for f in found] == ["line 3", "line 4", "line 5", "line 6"], found
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("bundle")

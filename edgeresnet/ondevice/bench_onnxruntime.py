@@ -273,15 +273,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
         document = {"model_file": str(args.model), "reference_file": str(args.reference)}
-        document |= paired(
-            args.model,
-            args.reference,
-            pairs=pairs,
-            warmup=args.warmup,
-            threads=args.threads,
-            input_size=args.input_size,
-            optimization=args.optimization,
-            providers=args.providers,
+        document.update(
+            paired(
+                args.model,
+                args.reference,
+                pairs=pairs,
+                warmup=args.warmup,
+                threads=args.threads,
+                input_size=args.input_size,
+                optimization=args.optimization,
+                providers=args.providers,
+            )
         )
         out = args.json
     else:

@@ -317,7 +317,7 @@ def paired(
     core = ov.Core()
     runs = [
         batch1(core, m, device=device, hint=h, threads=threads, input_size=input_size)
-        for m, h in zip((model, reference), hints, strict=True)
+        for m, h in zip((model, reference), hints)
     ]
     return {
         "runtime": "openvino",
@@ -419,15 +419,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
         document = {"model_file": str(args.model), "reference_file": str(args.reference)}
-        document |= paired(
-            args.model,
-            args.reference,
-            pairs=pairs,
-            warmup=args.warmup,
-            device=device or "CPU",
-            hints=(hint, args.reference_precision_hint or hint),
-            threads=args.threads,
-            input_size=args.input_size,
+        document.update(
+            paired(
+                args.model,
+                args.reference,
+                pairs=pairs,
+                warmup=args.warmup,
+                device=device or "CPU",
+                hints=(hint, args.reference_precision_hint or hint),
+                threads=args.threads,
+                input_size=args.input_size,
+            )
         )
         out = args.json
     else:

@@ -106,7 +106,7 @@ def paired(
     cuda = trt_runtime.Cuda()
     runners = [
         trt_runtime.EngineRunner(trt, e, cuda, dla_core=d)
-        for e, d in zip((engine, reference), dla_cores, strict=True)
+        for e, d in zip((engine, reference), dla_cores)
     ]
     x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), np.float32)
     try:
@@ -246,14 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.reference is not None:
         trt = trt_runtime.import_tensorrt()
         result = {"engine_file": str(args.engine), "reference_file": str(args.reference)}
-        result |= paired(
-            trt,
-            args.engine,
-            args.reference,
-            pairs=pairs,
-            warmup=args.warmup,
-            input_size=args.input_size,
-            dla_cores=(args.dla_core, args.dla_core),
+        result.update(
+            paired(
+                trt,
+                args.engine,
+                args.reference,
+                pairs=pairs,
+                warmup=args.warmup,
+                input_size=args.input_size,
+                dla_cores=(args.dla_core, args.dla_core),
+            )
         )
         out = args.json
     else:

@@ -72,6 +72,8 @@ def preprocess(image_path: Path, spec: dict[str, Any]) -> np.ndarray:
         from PIL import Image  # the script's one optional dependency, needed only here
     except ImportError:
         raise SystemExit("error: evaluate_tensorrt.py needs PIL: pip3 install pillow") from None
+    # Pillow before 9.1 (JetPack 5's python3-pil) has the filters on Image itself.
+    bilinear = getattr(Image, "Resampling", Image).BILINEAR
     with Image.open(image_path) as img:
         img = img.convert("RGB")
         width, height = img.size
@@ -82,7 +84,7 @@ def preprocess(image_path: Path, spec: dict[str, Any]) -> np.ndarray:
             else (int(size * width / height), size)
         )
         if new != (width, height):
-            img = img.resize(new, Image.Resampling.BILINEAR)
+            img = img.resize(new, bilinear)
         pixels = np.asarray(img, dtype=np.uint8)
     crop = spec["crop_size"]
     top = int(round((pixels.shape[0] - crop) / 2.0))

@@ -275,7 +275,7 @@ def gpu_facts() -> dict[str, Any] | None:
     if not text:
         return None
     values = [v.strip() for v in text.splitlines()[0].split(",")]
-    return dict(zip(fields.split(","), values, strict=False))
+    return dict(zip(fields.split(","), values))
 
 
 def load_settings(bundle: Path) -> dict[str, Any]:
