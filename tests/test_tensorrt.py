@@ -22,10 +22,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeresnet.backends import tensorrt_bundle, tensorrt_cache
+from edgeresnet.backends.tensorrt import TensorRTSession
 from edgeresnet.backends.tensorrt_rules import RULES, check_rules
 from edgeresnet.cli import main
 from edgeresnet.data import Preprocess, load_image
-from edgeresnet.errors import VerificationError
+from edgeresnet.errors import BackendUnavailableError, VerificationError
 from edgeresnet.ondevice import bench_tensorrt, evaluate_tensorrt, trt_runtime
 from edgeresnet.report.schema import rows_of
 
@@ -196,6 +197,33 @@ def test_layer_precisions_read_the_engine_inspector():
     }
     found = trt_runtime.layer_precisions(layers)
     assert found["label"] == "fp16+int8" and found["convolutions"] == 2
+
+
+class _EngineOfBatch8:
+    """Stands in for trt_runtime.EngineRunner (TensorRT cannot be installed here)."""
+
+    batch_range = (1, 8)
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > 8:
+            raise SystemExit(f"error: the engine takes batches of 1 to 8, not {batch.shape}.")
+        self.batches.append(len(batch))
+        return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
+
+
+def test_a_session_runs_an_evaluation_batch_in_slices_the_engine_takes():
+    engine = _EngineOfBatch8()
+    batch = np.random.default_rng(0).standard_normal((19, 3, 4, 4)).astype(np.float32)
+    out = TensorRTSession(engine).run(batch)
+    assert engine.batches == [8, 8, 3]
+    np.testing.assert_allclose(out[:, 0], batch.reshape(19, -1).sum(axis=1), rtol=1e-6)
+    # What the on-device module stops a script with is a typed error inside a build.
+    engine.batch_range = (1, 32)
+    with pytest.raises(BackendUnavailableError, match="batches of 1 to 8"):
+        TensorRTSession(engine).run(np.zeros((40, 3, 4, 4), np.float32))
 
 
 # --------------------------------------------------------------------------- end to end

@@ -52,14 +52,32 @@ _NO_TENSORRT = (
 
 
 class TensorRTSession:
-    """A TensorRT engine run in this process (only where TensorRT and a GPU exist)."""
+    """A TensorRT engine run in this process (only where TensorRT and a GPU exist).
 
-    def __init__(self, engine: Path, dla_core: int) -> None:
-        trt = trt_runtime.import_tensorrt()
-        self._runner = trt_runtime.EngineRunner(trt, engine, trt_runtime.Cuda(), dla_core=dla_core)
+    Batches larger than the engine's profile run in slices of its largest batch.
+    """
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+        self._most = runner.batch_range[1]
+
+    @classmethod
+    def open(cls, engine: Path, dla_core: int) -> TensorRTSession:
+        try:
+            trt = trt_runtime.import_tensorrt()
+            cuda = trt_runtime.Cuda()
+            return cls(trt_runtime.EngineRunner(trt, engine, cuda, dla_core=dla_core))
+        except SystemExit as exc:  # the on-device module stops a script; here it is an error
+            raise BackendUnavailableError(str(exc.code).removeprefix("error: ")) from None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._runner.run(batch)
+        step = self._most
+        try:
+            return np.concatenate(
+                [self._runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
+            )
+        except SystemExit as exc:
+            raise BackendUnavailableError(str(exc.code).removeprefix("error: ")) from None
 
 
 class TensorRTBackend:
@@ -104,7 +122,7 @@ class TensorRTBackend:
         }
         self.min_sqnr_db = min_sqnr_db
         self._work = tempfile.TemporaryDirectory(prefix="edgeresnet-tensorrt-")
-        self._engines: dict[tuple[Path, str], Path] = {}
+        self._engines: dict[tuple[Path, str, tuple[int, ...]], Path] = {}
 
     def version(self) -> str:
         spec = importlib.util.find_spec("tensorrt")
@@ -201,7 +219,7 @@ class TensorRTBackend:
     def load(self, artifact: Artifact, *, threads: int) -> Any:
         artifact.build["evaluated_in"] = self._evaluated_in(artifact.precision)
         if _tensorrt_ready():
-            return TensorRTSession(self._engine(artifact, threads), self.runtime["dla_core"])
+            return TensorRTSession.open(self._engine(artifact), self.runtime["dla_core"])
         if artifact.precision == "fp16":
             raise BackendUnavailableError(
                 "FP16 exists only inside a TensorRT engine, and TensorRT is not installed here.",
@@ -217,9 +235,7 @@ class TensorRTBackend:
     def benchmark(
         self, artifact: Artifact, *, threads: int, input_size: int, profile: TargetProfile
     ) -> dict[str, Any]:
-        return run_ondevice(
-            bench_tensorrt.__name__, self._args(artifact, threads, input_size, profile)
-        )
+        return run_ondevice(bench_tensorrt.__name__, self._args(artifact, input_size, profile))
 
     def paired(
         self,
@@ -231,29 +247,29 @@ class TensorRTBackend:
         input_size: int,
         profile: TargetProfile,
     ) -> dict[str, Any]:
-        args = self._args(artifact, threads, input_size, profile)
-        engine = self._engine(reference, threads, profile)
+        args = self._args(artifact, input_size, profile)
+        engine = self._engine(reference, profile)
         args += ["--reference", str(engine), "--pairs", str(pairs)]
         return run_ondevice(bench_tensorrt.__name__, args)
 
-    def _args(
-        self, artifact: Artifact, threads: int, input_size: int, profile: TargetProfile
-    ) -> list[str]:
+    def _args(self, artifact: Artifact, input_size: int, profile: TargetProfile) -> list[str]:
         if not _tensorrt_ready():
             raise BackendUnavailableError(_NO_TENSORRT)
         return [
-            "--engine", str(self._engine(artifact, threads, profile)),
+            "--engine", str(self._engine(artifact, profile)),
             *timing_args(profile.benchmark, input_size=input_size, threads=None),
             "--dla-core", str(self.runtime["dla_core"]),
         ]  # fmt: skip
 
-    def _engine(
-        self, artifact: Artifact, threads: int, profile: TargetProfile | None = None
-    ) -> Path:
-        """Build (once) the engine of ``artifact`` with the bundle's own build_engine.py."""
-        key = (artifact.file, artifact.precision)
+    def _engine(self, artifact: Artifact, profile: TargetProfile | None = None) -> Path:
+        """Build (once) the engine of ``artifact`` with the bundle's own build_engine.py.
+
+        Without a profile (evaluation), the default batch range; a benchmark gets an engine
+        whose range covers its profile's batch sizes.
+        """
+        settings = tensorrt_bundle.settings(self.runtime, profile and _summary(profile))
+        key = (artifact.file, artifact.precision, tuple(settings["batch_sizes"]))
         if key not in self._engines:
-            settings = tensorrt_bundle.settings(self.runtime, profile and _summary(profile))
             engine = Path(self._work.name) / f"{len(self._engines)}.{artifact.precision}.engine"
             source, extra = artifact.file, []
             if artifact.precision == "int8" and self.runtime["int8_mode"] == "implicit":
@@ -269,7 +285,7 @@ class TensorRTBackend:
                     "--onnx", str(source),
                     "--engine", str(engine),
                     "--precision", artifact.precision,
-                    "--batch-sizes", ",".join(map(str, settings.get("batch_sizes", [1, 8]))),
+                    "--batch-sizes", ",".join(map(str, settings["batch_sizes"])),
                     "--input-size", str(_input_size(source)),
                     "--workspace-mb", str(self.runtime["workspace_mb"]),
                     "--tensorrt-versions", self.runtime["tensorrt_versions"],

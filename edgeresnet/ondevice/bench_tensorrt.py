@@ -192,7 +192,8 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
         entry["bench"] = measure(
             trt,
             bundle / "engines" / record["engine"],
-            batch_sizes=args.batch_sizes or settings.get("batch_sizes", [1, 8]),
+            # The engine's own range: build_engine.py --batch-sizes may have narrowed the profile's.
+            batch_sizes=args.batch_sizes or record["options"]["batch_sizes"],
             input_size=manifest["model"]["input_size"],
             warmup=args.warmup,
             min_iterations=args.min_iterations,

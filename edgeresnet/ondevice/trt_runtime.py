@@ -180,11 +180,22 @@ class EngineRunner:
         self._shape: tuple[int, ...] | None = None
         self._buffers: dict[str, tuple[int, np.ndarray]] = {}
 
+    @property
+    def batch_range(self) -> tuple[int, int]:
+        """The smallest and largest batch of the engine's optimization profile."""
+        low, _, high = self.engine.get_tensor_profile_shape(self.input, 0)
+        return int(low[0]), int(high[0])
+
     def _prepare(self, shape: tuple[int, ...]) -> None:
         for pointer, _ in self._buffers.values():
             self.cuda.free(pointer)
         self._buffers = {}
-        self.context.set_input_shape(self.input, shape)
+        if not self.context.set_input_shape(self.input, shape):
+            low, high = self.batch_range
+            raise SystemExit(
+                f"error: the engine takes batches of {low} to {high}, not input shape {shape}. "
+                "Rebuild it with build_engine.py --batch-sizes covering that batch."
+            )
         for name in (self.input, *self.outputs):
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
             host = np.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype)
