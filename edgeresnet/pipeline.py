@@ -91,7 +91,8 @@ class Inputs:
     preprocess: Preprocess
     calib: ImageSet
     calib_is_default: bool
-    evaluation: ImageSet | None
+    evaluation: ImageSet | None  # never calibration images
+    calibration_left_out: int  # images of --eval left out because they calibrated
     threads: int
     prune: list[PruneOptions]
     train: ImageSet | None
@@ -177,11 +178,9 @@ def resolve(request: BuildRequest) -> Inputs:
     backend = get_backend(profile.backend, device=profile.device, runtime=profile.runtime)
     pool = discover(request.calib or default_calibration_dir())
     calib = pool.subset(request.calib_size, seed=request.seed)
-    evaluation = None
+    evaluation, overlap = None, 0
     if request.eval is not None:
-        evaluation = discover(request.eval)
-        if request.eval_size:
-            evaluation = evaluation.subset(request.eval_size, seed=request.seed)
+        evaluation, overlap = _evaluation(discover(request.eval), calib, request)
     loaded = _load(request)
     if evaluation is not None and evaluation.labelled:
         top = max(s.label for s in evaluation.samples)
@@ -203,11 +202,29 @@ def resolve(request: BuildRequest) -> Inputs:
         calib=calib,
         calib_is_default=request.calib is None,
         evaluation=evaluation,
+        calibration_left_out=overlap,
         threads=request.threads or profile.benchmark.threads or physical_cores(),
         prune=prune,
         train=discover(request.train) if request.train is not None else None,
         heldout=heldout,
     )
+
+
+def _evaluation(found: ImageSet, calib: ImageSet, request: BuildRequest) -> tuple[ImageSet, int]:
+    """``--eval`` less every calibration image (the INT8 ranges were fitted to those), then
+    ``--eval-size`` of the rest; with how many images were left out."""
+    free = found.without(calib)
+    if not free.samples:
+        raise UsageError(
+            f"Every image of --eval ({found.source}) is also a calibration image, so the "
+            "evaluation would measure INT8 on the very images its ranges were fitted to.",
+            hint="Pass --eval DIR with images that are not in --calib, or a smaller --calib-size.",
+        )
+    left_out = len(found) - len(free)
+    if left_out:
+        warn(f"{left_out} images of --eval are calibration images; they are left out of it")
+    evaluation = free.subset(request.eval_size, seed=request.seed) if request.eval_size else free
+    return evaluation, left_out
 
 
 def _heldout(source: ImageSet, calib: ImageSet, request: BuildRequest) -> ImageSet:
@@ -457,6 +474,7 @@ def _document(
         default=inputs.calib_is_default,
         seed=request.seed,
         evaluation=inputs.evaluation,
+        calibration_left_out=inputs.calibration_left_out,
     )
     target = results.target_record(inputs.profile)
     rows = [

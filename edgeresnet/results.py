@@ -71,7 +71,13 @@ def model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
 
 
 def data_record(
-    calib: ImageSet, calib_sha: str, *, default: bool, seed: int, evaluation: ImageSet | None
+    calib: ImageSet,
+    calib_sha: str,
+    *,
+    default: bool,
+    seed: int,
+    evaluation: ImageSet | None,
+    calibration_left_out: int = 0,
 ) -> dict[str, Any]:
     return {
         "calibration": {
@@ -87,6 +93,7 @@ def data_record(
             "images": len(evaluation),
             "labelled": evaluation.labelled,
             "sha256": evaluation.sha256(),
+            "calibration_images_left_out": calibration_left_out,
         },
         "fidelity_images": "evaluation set" if evaluation is not None else "calibration set",
     }

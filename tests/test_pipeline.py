@@ -47,6 +47,21 @@ def test_int8_keeps_digits_accuracy(digits_build, fast_profile, tmp_path):
     assert fp32["build"]["export"]["verified"]["top1_agreement"] == 100.0
 
 
+def test_calibration_images_are_left_out_of_the_evaluation(
+    digits, digits_build, fast_profile, tmp_path, capsys
+):
+    """--eval on the calibration folder: INT8 is judged only on images it was not fitted to."""
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 100)
+    assert build(*args, "--eval", str(digits["train"]), "--eval-size", "2000") == 0
+    assert "100 images of --eval are calibration images" in capsys.readouterr().err
+    doc = results(out)
+    evaluation = doc["data"]["evaluation"]
+    train = len(list(digits["train"].rglob("*.png")))
+    assert evaluation["images"] == train - 100 == rows(doc)["int8"]["accuracy"]["images"]
+    assert evaluation["calibration_images_left_out"] == 100
+
+
 def test_bundle_is_complete_and_checksummed(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
     assert build(*digits_build(fast_profile, out, 16)) == 0

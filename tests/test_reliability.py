@@ -148,6 +148,11 @@ def case_profile_unknown_key(tmp):
     return ["--weights", "random", "--target", str(path)], "unknown key(s) speed"
 
 
+def case_eval_is_the_calibration_set(tmp):
+    folder = photos(tmp / "calib")
+    return [*_calib(folder), "--eval", str(folder)], "also a calibration image"
+
+
 def case_profile_wrong_type(tmp):
     path = tmp / "p.toml"
     path.write_text('name="p"\nbackend="onnxruntime"\ndevice="CPU"\nprecisions="fp32"\n')
