@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import sys
 import types
@@ -122,6 +123,21 @@ def _check(profile: TargetProfile, path: Path) -> None:
         raise ConfigError(
             f"{path}: benchmark.threads must be 0 (one per core) or positive.", hint=_FIX
         )
+
+
+def check_keywords(func: Any, table: dict[str, Any], *, where: str) -> None:
+    """Refuse keys of ``table`` that ``func`` takes no keyword for, and values of another type
+    than its annotation: a [runtime] table checked against a backend's constructor."""
+    taken = [n for n in inspect.signature(func).parameters if n not in ("self", "device")]
+    unknown = sorted(set(table) - set(taken))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}.",
+            hint=f"Valid keys: {', '.join(taken)}." if taken else "This backend takes none.",
+        )
+    hints = typing.get_type_hints(func.__init__ if isinstance(func, type) else func)
+    for key, value in table.items():
+        _check_type(value, hints[key], where=f"{where}: {key}")
 
 
 def _build(cls: type, data: Any, *, where: str) -> Any:

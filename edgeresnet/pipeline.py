@@ -175,7 +175,12 @@ def resolve(request: BuildRequest) -> Inputs:
             hint="500 is the default.",
         )
     profile = _with_calibration(load_target(request.target), request)
-    backend = get_backend(profile.backend, device=profile.device, runtime=profile.runtime)
+    backend = get_backend(
+        profile.backend,
+        device=profile.device,
+        runtime=profile.runtime,
+        where=profile.source,
+    )
     pool = discover(request.calib or default_calibration_dir())
     calib = pool.subset(request.calib_size, seed=request.seed)
     evaluation, overlap = None, 0

@@ -159,6 +159,29 @@ def case_profile_wrong_type(tmp):
     return ["--weights", "random", "--target", str(path)], "precisions must be list"
 
 
+def _edited_profile(tmp, target, old, new):
+    path = tmp / f"{target}-edited.toml"
+    text = (REPO / "targets" / f"{target}.toml").read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return ["--weights", "random", "--target", str(path)]
+
+
+def case_profile_unknown_runtime_key(tmp):
+    args = _edited_profile(tmp, "onnx", "[runtime]\n", "[runtime]\nbogus_key = 1\n")
+    return args, "[runtime]: unknown key(s) bogus_key"
+
+
+def case_profile_unknown_graph_optimization(tmp):
+    args = _edited_profile(tmp, "onnx", 'graph_optimization = "all"', 'graph_optimization = "fast"')
+    return args, "graph_optimization 'fast' is unknown"
+
+
+def case_profile_unreadable_tensorrt_range(tmp):
+    args = _edited_profile(tmp, "jetson", '">=10.0,<11"', '"10.0"')
+    return args, "tensorrt_versions '10.0' is not a version range"
+
+
 def case_unknown_target(tmp):
     return ["--weights", "random", "--target", "jetsn"], "Unknown target 'jetsn'"
 

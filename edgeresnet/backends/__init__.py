@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeresnet.config import TargetProfile
+from edgeresnet.config import TargetProfile, check_keywords
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice.common import sha256_file
 
@@ -106,29 +106,39 @@ class Backend(Protocol):
 
 
 def get_backend(
-    name: str, *, device: str = "CPU", runtime: dict[str, Any] | None = None
+    name: str,
+    *,
+    device: str = "CPU",
+    runtime: dict[str, Any] | None = None,
+    where: str = "the target profile",
 ) -> Backend:
-    """The backend called ``name`` for ``device``, configured by a profile's [runtime] table."""
-    runtime = runtime or {}
+    """The backend called ``name`` for ``device``, configured by a profile's [runtime] table
+    (keys and types checked first); errors name the profile as ``where``."""
+    backend: type
     if name == "onnxruntime":
         try:
-            from edgeresnet.backends.onnxruntime import OnnxRuntimeBackend
+            from edgeresnet.backends.onnxruntime import OnnxRuntimeBackend as backend
         except ImportError as exc:  # pragma: no cover - a core dependency
             raise BackendUnavailableError(
                 f"ONNX Runtime is not installed ({exc}).", hint="pip install onnxruntime"
             ) from None
-        return OnnxRuntimeBackend(device=device, **runtime)
-    if name == "openvino":
+    elif name == "openvino":
         try:
-            from edgeresnet.backends.openvino import OpenVinoBackend
+            from edgeresnet.backends.openvino import OpenVinoBackend as backend
         except ImportError as exc:
             raise BackendUnavailableError(
                 f"OpenVINO is not installed ({exc}).", hint='pip install "edgeresnet[openvino]"'
             ) from None
-        return OpenVinoBackend(device=device, **runtime)
-    if name == "tensorrt":
+    elif name == "tensorrt":
         # Needs no TensorRT here: it makes ONNX artifacts and an on-device engine bundle.
-        from edgeresnet.backends.tensorrt import TensorRTBackend
-
-        return TensorRTBackend(device=device, **runtime)
-    raise ConfigError(f"Unknown backend '{name}'.", hint=f"Choose one of: {', '.join(BACKENDS)}.")
+        from edgeresnet.backends.tensorrt import TensorRTBackend as backend
+    else:
+        raise ConfigError(
+            f"Unknown backend '{name}'.", hint=f"Choose one of: {', '.join(BACKENDS)}."
+        )
+    runtime = runtime or {}
+    check_keywords(backend, runtime, where=f"{where} [runtime]")
+    try:
+        return backend(device=device, **runtime)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None

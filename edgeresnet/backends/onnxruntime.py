@@ -46,6 +46,11 @@ class OnnxRuntimeBackend:
                 f"ONNX Runtime target device '{device}' is not supported.",
                 hint=f"Use one of: {', '.join(_DEVICE_PROVIDERS)}.",
             )
+        if graph_optimization not in script.OPTIMIZATION_LEVELS:
+            raise ConfigError(
+                f"graph_optimization '{graph_optimization}' is unknown.",
+                hint=f"Use one of: {', '.join(script.OPTIMIZATION_LEVELS)}.",
+            )
         self.device = device
         self.providers = _DEVICE_PROVIDERS[device]
         self.optimization = graph_optimization

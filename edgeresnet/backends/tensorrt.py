@@ -109,7 +109,13 @@ class TensorRTBackend:
             raise ConfigError(
                 f"int8_mode '{int8_mode}' is unknown.", hint="Use 'explicit' or 'implicit'."
             )
-        trt_runtime.version_matches("0", tensorrt_versions)  # refuses an unreadable range
+        try:
+            trt_runtime.version_matches("0", tensorrt_versions)
+        except SystemExit:  # the on-device module's way to refuse an unreadable range
+            raise ConfigError(
+                f"tensorrt_versions '{tensorrt_versions}' is not a version range.",
+                hint="Write it as comparisons joined by commas, e.g. '>=10.0,<11'.",
+            ) from None
         self.runtime = {
             "device": device,
             "tensorrt_versions": tensorrt_versions,

@@ -45,7 +45,7 @@ INT8_OPS = {
 FLOAT_OPS = {"Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
 # The size of this process's shared thread pool, once ``share_threads`` made it.
 _SHARED_POOL: list[int] = []
-_LEVELS = {
+OPTIMIZATION_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
     "extended": "ORT_ENABLE_EXTENDED",
@@ -64,7 +64,8 @@ def session_options(
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[optimization])
+    level = OPTIMIZATION_LEVELS[optimization]
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.log_severity_level = 3
     return options
 
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, help="output file (default: BUNDLE/results.<device>.json)"
     )
     common.add_timing_arguments(parser)
-    parser.add_argument("--optimization", choices=sorted(_LEVELS), default="all")
+    parser.add_argument("--optimization", choices=sorted(OPTIMIZATION_LEVELS), default="all")
     parser.add_argument(
         "--providers",
         type=lambda s: s.split(","),
