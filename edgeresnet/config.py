@@ -123,6 +123,12 @@ def _check(profile: TargetProfile, path: Path) -> None:
         raise ConfigError(
             f"{path}: benchmark.threads must be 0 (one per core) or positive.", hint=_FIX
         )
+    if not 90.0 <= profile.quantization.percentile <= 100.0:
+        raise ConfigError(
+            f"{path}: quantization.percentile must be between 90 and 100, got "
+            f"{profile.quantization.percentile}.",
+            hint="Typical values are 99.99 or 99.999.",
+        )
 
 
 def check_keywords(func: Any, table: dict[str, Any], *, where: str) -> None:

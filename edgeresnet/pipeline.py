@@ -128,6 +128,10 @@ def build(request: BuildRequest) -> Path:
     return final
 
 
+# Quantizers whose activation ranges --calib-method and --percentile choose.
+RANGE_CALIBRATED = ("ort-static", "trt-qdq")
+
+
 def resolve(request: BuildRequest) -> Inputs:
     """Check every input (profile, weights, data, options) before the build writes anything."""
     if request.calib_size < 1:
@@ -154,6 +158,17 @@ def resolve(request: BuildRequest) -> Inputs:
         PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
         for r in sorted(set(request.prune) - {0.0})
     ]
+    if not prune and (request.distill_steps or request.train is not None):
+        raise UsageError(
+            "--distill-steps and --train recover a pruned model, and no --prune ratio above 0 "
+            "was given.",
+            hint="Add e.g. --prune 0.3, or leave them out.",
+        )
+    if request.eval_size is not None and request.eval is None:
+        raise UsageError(
+            "--eval-size picks images of --eval, which was not given.",
+            hint="Add --eval DIR, or leave --eval-size out.",
+        )
     if request.max_drop is not None and request.max_drop < 0:
         raise UsageError(
             f"--max-drop must be 0 or more points, got {request.max_drop}.",
@@ -269,7 +284,7 @@ def _load(request: BuildRequest) -> LoadedModel:
 
 
 def _with_calibration(profile: TargetProfile, request: BuildRequest) -> TargetProfile:
-    """The profile with --calib-method / --percentile applied."""
+    """The profile with --calib-method / --percentile applied, where they mean something."""
     changes: dict[str, Any] = {}
     if request.calib_method is not None:
         changes["calibrate_method"] = request.calib_method
@@ -277,7 +292,26 @@ def _with_calibration(profile: TargetProfile, request: BuildRequest) -> TargetPr
         changes["percentile"] = request.percentile
     if not changes:
         return profile
-    return replace(profile, quantization=replace(profile.quantization, **changes))
+    method = profile.quantization.method
+    if method not in RANGE_CALIBRATED:
+        raise UsageError(
+            f"--calib-method and --percentile choose ONNX Runtime's range calibration, but the "
+            f"{profile.name} target quantizes with {method}, which sets its own ranges.",
+            hint="Leave them out for this target.",
+        )
+    quantization = replace(profile.quantization, **changes)
+    if request.percentile is not None and quantization.calibrate_method != "percentile":
+        raise UsageError(
+            f"--percentile applies to percentile calibration, and {profile.name} calibrates "
+            f"with {quantization.calibrate_method}.",
+            hint="Add --calib-method percentile, or leave --percentile out.",
+        )
+    if not 90.0 <= quantization.percentile <= 100.0:
+        raise UsageError(
+            f"--percentile must be between 90 and 100, got {quantization.percentile}.",
+            hint="Typical values are 99.99 or 99.999.",
+        )
+    return replace(profile, quantization=quantization)
 
 
 def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:

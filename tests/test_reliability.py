@@ -182,6 +182,31 @@ def case_profile_unreadable_tensorrt_range(tmp):
     return args, "tensorrt_versions '10.0' is not a version range"
 
 
+def _onnx(*extra):
+    return ["--weights", "random", "--target", "onnx", *extra]
+
+
+def case_percentile_out_of_range(tmp):
+    return _onnx("--calib-method", "percentile", "--percentile", "101"), "between 90 and 100"
+
+
+def case_percentile_without_percentile_calibration(tmp):
+    return _onnx("--percentile", "99.9"), "calibrates with minmax"
+
+
+def case_calib_method_where_nncf_sets_ranges(tmp):
+    args = ["--weights", "random", "--target", "openvino", "--calib-method", "entropy"]
+    return args, "quantizes with nncf, which sets its own ranges"
+
+
+def case_distillation_without_pruning(tmp):
+    return _onnx("--distill-steps", "10"), "no --prune ratio above 0"
+
+
+def case_eval_size_without_eval(tmp):
+    return _onnx("--eval-size", "10"), "--eval-size picks images of --eval"
+
+
 def case_unknown_target(tmp):
     return ["--weights", "random", "--target", "jetsn"], "Unknown target 'jetsn'"
 

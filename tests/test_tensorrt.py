@@ -28,6 +28,7 @@ from edgeresnet.cli import main
 from edgeresnet.data import Preprocess, load_image
 from edgeresnet.errors import BackendUnavailableError, VerificationError
 from edgeresnet.ondevice import bench_tensorrt, evaluate_tensorrt, trt_runtime
+from edgeresnet.quantize import trt_qdq
 from edgeresnet.report.schema import rows_of
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -197,6 +198,25 @@ def test_layer_precisions_read_the_engine_inspector():
     }
     found = trt_runtime.layer_precisions(layers)
     assert found["label"] == "fp16+int8" and found["convolutions"] == 2
+
+
+class _Numbers:
+    def __init__(self, n: int) -> None:
+        self._items = iter(range(n))
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def test_calibration_reaches_ort_in_chunks_and_every_batch_gets_there():
+    """ORT's calibrators hold all they get per call: 48 ResNet-50 images with percentile took
+    5.9 GB in one call and 1.4 GB in chunks of 8."""
+    chunks, calls = trt_qdq._Chunks(_Numbers(19), trt_qdq.CHUNK), []
+    while chunks.pending():
+        calls.append(list(iter(chunks.get_next, None)))
+    assert [len(c) for c in calls] == [8, 8, 3]
+    assert sum(calls, []) == list(range(19))
+    assert not trt_qdq._Chunks(_Numbers(0), 8).pending()
 
 
 class _EngineOfBatch8:
