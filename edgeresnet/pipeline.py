@@ -559,6 +559,7 @@ def _document(
 
 def _publish(staging: Path, final: Path) -> None:
     """Replace ``final`` with ``staging`` so readers see the old or the new folder, never half."""
+    _shareable(staging)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -568,10 +569,30 @@ def _publish(staging: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _shareable(root: Path) -> None:
+    """The modes the user's umask gives new files: temporary files and folders are private
+    (0600/0700), and a bundle is copied to devices and shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def _remove_stale(out: Path) -> None:
-    """Staging and replaced folders of builds that were killed (we hold the lock: none runs)."""
+    """Staging and replaced folders of builds that were killed (we hold the lock: none runs).
+
+    A build killed between its two renames left the previous output only as ``.NAME.old-PID``:
+    that one is put back.
+    """
     for path in out.glob(".*"):
-        if path.is_dir() and (".staging-" in path.name or ".old-" in path.name):
+        if not path.is_dir():
+            continue
+        if ".old-" in path.name:
+            previous = out / path.name[1:].partition(".old-")[0]
+            if not previous.exists():
+                os.replace(path, previous)
+                continue
+        if ".staging-" in path.name or ".old-" in path.name:
             shutil.rmtree(path, ignore_errors=True)
 
 

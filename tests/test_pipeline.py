@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_ratio_of_p50s
 
+from edgeresnet import pipeline
 from edgeresnet.backends import onnxruntime as ort_backend
 from edgeresnet.cli import main
 from edgeresnet.errors import QuantizationError
@@ -87,6 +90,23 @@ def test_bundle_is_complete_and_checksummed(digits_build, fast_profile, tmp_path
     assert all(r["accuracy"] is None for r in doc["rows"])
     assert rows(doc)["int8"]["fidelity"]["images"] == 16
     assert not [p for p in out.iterdir() if "staging" in p.name], "staging left behind"
+    # Built in private temporary folders, published with the modes the user's umask gives.
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [bundle, *bundle.rglob("*")]:
+        wanted = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == wanted, path
+
+
+def test_a_build_killed_between_its_renames_gets_its_previous_output_back(tmp_path):
+    out = tmp_path / "out"
+    (out / ".onnx.old-123").mkdir(parents=True)
+    (out / ".onnx.old-123" / "results.json").write_text("{}")
+    (out / ".jetson.old-77").mkdir()  # replaced, and its new output is in place
+    (out / "jetson").mkdir()
+    pipeline._remove_stale(out)
+    assert (out / "onnx" / "results.json").read_text() == "{}"
+    assert sorted(p.name for p in out.iterdir()) == ["jetson", "onnx"]
 
 
 def test_resnet50_on_real_images(imagenet_samples, fast_profile, tmp_path):
