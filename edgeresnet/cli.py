@@ -7,11 +7,12 @@ This is the only place that exits the process.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from edgeresnet import __version__
 from edgeresnet.errors import EdgeResnetError
@@ -234,16 +235,31 @@ def _add_constraints(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option as every other error: one ``error:`` line and a hint, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n  hint: see '{self.prog} --help'.\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = _Parser(
         prog="edgeresnet",
         description="Quantize, compile, verify and benchmark ResNets for edge targets.",
     )
     root.add_argument("--version", action="version", version=f"edgeresnet {__version__}")
     root.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # Also after the command: `edgeresnet build ... --debug`.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    b = commands.add_parser("build", help="build, verify and benchmark artifacts for a target")
+    def command(name: str, **options: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[debug], **options)
+
+    b = command("build", help="build, verify and benchmark artifacts for a target")
     b.add_argument(
         "--target",
         required=True,
@@ -270,7 +286,7 @@ def parser() -> argparse.ArgumentParser:
         "--calib-size",
         type=int,
         default=300,
-        help="calibration images to draw, with a fixed seed (default 300)",
+        help="calibration images to draw, with --seed (default 300)",
     )
     b.add_argument(
         "--eval",
@@ -382,14 +398,14 @@ def parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(func=_build)
 
-    t = commands.add_parser("targets", help="list the target profiles")
+    t = command("targets", help="list the target profiles")
     t.set_defaults(func=_targets)
 
-    v = commands.add_parser("verify", help="check a bundle's files against its manifest")
+    v = command("verify", help="check a bundle's files against its manifest")
     v.add_argument("bundle", type=Path, help="bundle folder (holding manifest.json)")
     v.set_defaults(func=_verify)
 
-    r = commands.add_parser(
+    r = command(
         "report",
         help="merge results.json files into one report",
         description="Merge results files from any number of devices and runs into one report. "
@@ -400,7 +416,7 @@ def parser() -> argparse.ArgumentParser:
     _add_constraints(r)
     r.set_defaults(func=_report)
 
-    s = commands.add_parser(
+    s = command(
         "select",
         help="variants that meet latency/accuracy/size/throughput limits, ranked",
         description="Print the variants meeting every constraint, fastest p50 first (then "
@@ -412,7 +428,7 @@ def parser() -> argparse.ArgumentParser:
     _add_constraints(s)
     s.set_defaults(func=_select)
 
-    m = commands.add_parser(
+    m = command(
         "bench",
         help="measure the by-hand peers (PyTorch, ORT, OpenVINO, default INT8) side by side",
     )
@@ -478,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no output was changed", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `edgeresnet targets | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onnx.defs import onnx_opset_version
+
 from edgeresnet.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -21,6 +23,9 @@ else:  # pragma: no cover
 
 TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Per-channel QuantizeLinear/DequantizeLinear (the axis attribute) came with opset 13; the
+# newest is what the installed onnx knows.
+MIN_OPSET, MAX_OPSET = 13, onnx_opset_version()
 _FIX = "Compare with the bundled profiles in targets/ (e.g. targets/onnx.toml)."
 
 
@@ -122,6 +127,12 @@ def _check(profile: TargetProfile, path: Path) -> None:
     if profile.benchmark.threads < 0:
         raise ConfigError(
             f"{path}: benchmark.threads must be 0 (one per core) or positive.", hint=_FIX
+        )
+    if not MIN_OPSET <= profile.export.opset <= MAX_OPSET:
+        raise ConfigError(
+            f"{path}: export.opset must be {MIN_OPSET} to {MAX_OPSET}, got {profile.export.opset}.",
+            hint=f"INT8 QDQ with per-channel weights needs opset {MIN_OPSET} or newer; the "
+            "bundled profiles use 17.",
         )
     if not 90.0 <= profile.quantization.percentile <= 100.0:
         raise ConfigError(

@@ -128,6 +128,9 @@ def build(request: BuildRequest) -> Path:
     return final
 
 
+# Input sizes a build takes: a ResNet halves its input 5 times; beyond 1024 px one image's
+# activations alone run to gigabytes.
+MIN_INPUT, MAX_INPUT = 32, 1024
 # Quantizers whose activation ranges --calib-method and --percentile choose.
 RANGE_CALIBRATED = ("ort-static", "trt-qdq")
 
@@ -138,6 +141,17 @@ def resolve(request: BuildRequest) -> Inputs:
         raise UsageError(
             f"--calib-size must be at least 1, got {request.calib_size}.",
             hint="Pass the number of calibration images to draw, e.g. 300.",
+        )
+    if request.out.exists() and not request.out.is_dir():
+        raise UsageError(
+            f"--out {request.out} is a file; the build writes a folder there.",
+            hint="Pass a folder path (it is created if missing).",
+        )
+    if request.input_size is not None and not MIN_INPUT <= request.input_size <= MAX_INPUT:
+        raise UsageError(
+            f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels, got {request.input_size}.",
+            hint=f"A ResNet halves its input 5 times ({MIN_INPUT} leaves 1x1); ImageNet "
+            "models take 224.",
         )
     if request.eval_size is not None and request.eval_size < 1:
         raise UsageError(

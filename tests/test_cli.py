@@ -120,3 +120,19 @@ def test_eval_labels_beyond_model_classes(tmp_path, digits, capsys):
     )
     assert code == 1
     assert "has class index 9, but the model has 5 classes" in capsys.readouterr().err
+
+
+def test_a_bad_option_is_one_error_line_and_a_hint(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["build", "--target", "onnx", "--prune", "abc"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "usage:" not in err
+    assert err.splitlines()[0].startswith("error: edgeresnet build: argument --prune")
+    assert err.splitlines()[1] == "  hint: see 'edgeresnet build --help'."
+
+
+def test_debug_is_taken_after_the_command_too(capsys):
+    assert main(["targets", "--debug"]) == 0
+    assert main(["build", "--target", "nope", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "error: Unknown target 'nope'" in err

@@ -207,6 +207,19 @@ def case_eval_size_without_eval(tmp):
     return _onnx("--eval-size", "10"), "--eval-size picks images of --eval"
 
 
+def case_input_size_beyond_any_resnet(tmp):
+    return _onnx("--input-size", "100000"), "--input-size must be 32 to 1024"
+
+
+def case_out_is_a_file(tmp):
+    (tmp / "out").write_text("not a folder")
+    return _onnx(), "is a file"
+
+
+def case_profile_opset_without_per_channel_qdq(tmp):
+    return _edited_profile(tmp, "onnx", "opset = 17", "opset = 7"), "export.opset must be 13"
+
+
 def case_unknown_target(tmp):
     return ["--weights", "random", "--target", "jetsn"], "Unknown target 'jetsn'"
 
@@ -227,8 +240,8 @@ def test_bad_input_gives_one_clear_message_and_writes_nothing(case, tmp_path, ca
     assert expected in err, err
     assert err.count("error:") == 1 and "hint:" in err and "Traceback" not in err
     out = tmp_path / "out"
-    assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]
-    assert not out.exists() or not list(out.glob("*staging*"))
+    assert not out.is_dir() or not [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert not out.is_dir() or not list(out.glob("*staging*"))
     assert not MARKER.exists(), "the pickle's code ran"
 
 

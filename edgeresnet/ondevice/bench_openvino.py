@@ -34,7 +34,7 @@ except ImportError:  # standalone, copied into a bundle next to common.py
 
 # The inference precision each variant runs at. OpenVINO's CPU plugin runs an FP32 IR in bf16
 # on CPUs with avx512_bf16/AMX unless told f32 (ResNet-50 FP32 IR on 2 Zen 5 cores: 9.8 ms by
-# default, 18.6 ms pinned; docs/DESIGN.md), so "fp32" is pinned and "bf16" is its own row. INT8
+# default, 18.6 ms pinned), so "fp32" is pinned and "bf16" is its own row. INT8
 # pins the few layers NNCF leaves in float to f32.
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 UNPINNED = "default"
