@@ -106,6 +106,22 @@ def test_budget_restores_digits_accuracy_after_poor_calibration(
 
 
 @pytest.mark.slow
+def test_a_pruned_models_budget_is_held_against_its_own_fp32(digits_build, fast_profile, tmp_path):
+    """Without labels the full-set check measures agreement with the FP32 the INT8 came from:
+    the pruned one, which itself agrees with the dense reference on few images."""
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 64, "--prune", "0.3", "--max-drop", "2")
+    assert main(["build", *args, "--sensitivity-images", "100"]) == 0
+    rows = {
+        r["variant"]: r for r in json.loads((out / "onnx" / "results.json").read_text())["rows"]
+    }
+    assert rows["p30-fp32"]["fidelity"]["top1_agreement"] < 60.0  # no distillation
+    record = rows["p30-int8-mixed"]["build"]["accuracy_aware"]
+    assert record["full_set_drop"] < 20.0
+    assert record["met_on_full_set"] == (record["full_set_drop"] <= 2)
+
+
+@pytest.mark.slow
 def test_budget_on_tensorrt_leaves_float_layers_without_qdq(digits, digits_weights, tmp_path):
     """TensorRT has no engine here: the search runs the Q/DQ ONNX in ONNX Runtime, and says so."""
     out = tmp_path / "out"
