@@ -11,6 +11,7 @@ import onnx
 import pytest
 from PIL import Image
 
+from edgeresnet.backends import tensorrt_cache
 from edgeresnet.cli import main
 from edgeresnet.errors import UsageError
 from edgeresnet.pipeline import BuildRequest, resolve
@@ -148,6 +149,15 @@ def test_budget_on_tensorrt_leaves_float_layers_without_qdq(digits, digits_weigh
     for node in weighted:
         assert node.input[1] not in dequantized, f"{node.name} still has INT8 weights"
     assert any(n.input[1] in dequantized for n in graph.node if n.op_type == "Conv")
+    # Implicit quantization (jetson-dla, --int8-mode implicit) builds from the FP32 ONNX and the
+    # cache: the float layers' tensors have no scale there, so TensorRT keeps them in float.
+    cache = tensorrt_cache.parse((bundle / "mixed" / "calibration.cache").read_text()).scales
+    full = tensorrt_cache.parse((bundle / "calibration.cache").read_text()).scales
+    fp32_graph = onnx.load(str(bundle / "mixed" / "model.fp32.onnx")).graph
+    first = next(n for n in fp32_graph.node if n.name == weighted[0].name)
+    assert first.input[0] in full and first.input[0] not in cache
+    kept = rows["int8-mixed"]["build"]["calibration_cache"]["float_tensors"]
+    assert first.input[0] in kept and set(full) - set(cache) == set(kept)
 
 
 @pytest.mark.parametrize("method", ["percentile", "entropy"])

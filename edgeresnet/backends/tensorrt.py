@@ -209,7 +209,11 @@ class TensorRTBackend:
         tensors = {name: td.range_value for name, td in load_tensors_data(ranges).items()}
         lowest = self.runtime["tensorrt_versions"].split(",")[0].lstrip(">=<~ ")
         record["calibration_cache"] = tensorrt_cache.write(
-            out_dir / tensorrt_cache.CACHE_NAME, fp32, _amax(tensors), version=lowest
+            out_dir / tensorrt_cache.CACHE_NAME,
+            fp32,
+            _amax(tensors),
+            version=lowest,
+            float_nodes=exclude,
         )
         record["validator"] = tensorrt_rules.validate(
             target,

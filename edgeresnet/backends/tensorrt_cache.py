@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,17 +74,29 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def write(
-    path: Path, fp32_onnx: Path, ranges: Mapping[str, tuple[float, float]], *, version: str
+    path: Path,
+    fp32_onnx: Path,
+    ranges: Mapping[str, tuple[float, float]],
+    *,
+    version: str,
+    float_nodes: Sequence[str] = (),
 ) -> dict[str, object]:
-    """Write the cache for ``fp32_onnx``'s activation tensors; returns what it covered."""
-    names = activation_tensors(onnx.load(str(fp32_onnx), load_external_data=False))
+    """Write the cache for ``fp32_onnx``'s activation tensors; returns what it covered.
+
+    The tensors into and out of ``float_nodes`` get no scale: built from this cache (implicit
+    quantization), TensorRT runs those layers in float, as the Q/DQ ONNX leaves them.
+    """
+    model = onnx.load(str(fp32_onnx), load_external_data=False)
+    names = activation_tensors(model)
+    wanted = set(float_nodes)
+    kept_float = {t for n in model.graph.node if n.name in wanted for t in (*n.input, *n.output)}
     scales: dict[str, float] = {}
     for name in names:
-        if name in ranges:
+        if name in ranges and name not in kept_float:
             amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
             if amax > 0:
                 scales[name] = amax / 127.0
-    missing = [n for n in names if n not in scales]
+    missing = [n for n in names if n not in scales and n not in kept_float]
     code = version_code(version)
     path.write_text(render(scales, version=code), encoding="ascii")
     return {
@@ -93,5 +105,6 @@ def write(
         "tensors": len(scales),
         "activation_tensors": len(names),
         "missing": missing,
+        "float_tensors": [n for n in names if n in kept_float],
         "for": fp32_onnx.name,
     }
