@@ -81,9 +81,11 @@ def test_budget_restores_digits_accuracy_after_poor_calibration(
     args = [
         *("build", "--target", str(profile), "--model", "resnet18"),
         *("--weights", str(digits_weights), "--input-size", "32"),
-        *("--calib", str(dark_calibration(tmp_path / "dark")), "--calib-method", "minmax"),
+        *("--calib", str(dark_calibration(tmp_path / "dark"))),
         *("--eval", str(digits["test"]), "--max-drop", "0.5", "--out", str(out)),
     ]
+    if target == "onnx":  # NNCF (openvino) sets its own ranges and takes no --calib-method
+        args += ["--calib-method", "minmax"]
     assert main(args) == 0
     rows = {
         r["variant"]: r for r in json.loads((out / target / "results.json").read_text())["rows"]
