@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgeresnet.cli import main
-from edgeresnet.errors import ReportError
+from edgeresnet.errors import OutputError, ReportError
 from edgeresnet.ondevice.common import results_document, write_json
 from edgeresnet.report import Constraints, load_results, rows_of, select, write_report
 from edgeresnet.report.plots import pareto_front
@@ -76,6 +76,7 @@ def document(
     target: str = "onnx",
     backend: str = "onnxruntime",
     rows: list[dict[str, Any]] | None = None,
+    arch: str = "resnet50",
 ) -> dict[str, Any]:
     if rows is None:
         rows = [
@@ -87,7 +88,7 @@ def document(
         environment={"onnxruntime": "1.0"},
         device={"name": device, **DEVICE},
         model={
-            "arch": "resnet50",
+            "arch": arch,
             "params": 25_557_032,
             "macs": 4_089_184_256,
             "input_size": 224,
@@ -136,6 +137,20 @@ def write(tmp_path: Path, name: str, doc: dict[str, Any]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, doc)
     return str(path)
+
+
+def table(md: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table after ``heading``, one dict per row keyed by the column names."""
+    lines = md.split(heading, 1)[1].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        if not line.startswith("|--"):
+            rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    assert all(len(r) == len(rows[0]) for r in rows), "ragged table"
+    return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -367,7 +382,8 @@ def test_report_cli_leaves_out_bad_files_and_merges_the_rest(tmp_path, capsys):
     assert main(["report", good, str(bad), "--out", str(out)]) == 0
     assert "left out:" in capsys.readouterr().err
     md = (out / "report.md").read_text()
-    assert "Results files left out" in md and "foreign.json is not an edgeresnet results" in md
+    assert "Results files and rows left out" in md
+    assert "foreign.json is not an edgeresnet results" in md
     assert "### Device: box" in md
 
 
@@ -424,10 +440,12 @@ def test_report_html_renders_in_a_real_browser(tmp_path):
         "a.json": document("box-a"),
         "b.json": document("box-b", weights="random", top1=False),
         "p.json": peers_document("box-a"),
+        "c.json": document("box-a", arch="resnet18"),  # a second run: "model / run" columns
     }
     out = tmp_path / "rep"
     write_report(docs, out, command="c", constraints=Constraints(max_latency_ms=20))
     html = (out / "report.html").read_text()
+    assert '<th class="t">model / run</th>' in html
     assert "<script" not in html and 'src="http' not in html  # self-contained, no code
     probe = tmp_path / "probe.html"
     probe.write_text(html.replace("</body>", PROBE + "</body>"))
@@ -477,3 +495,324 @@ def test_no_paired_section_without_paired_records(tmp_path):
     write_report({str(path): load_results(path)}, tmp_path / "r", command="c")
     assert "Paired latency ratios" not in (tmp_path / "r" / "report.md").read_text()
     assert 'href="#paired"' not in (tmp_path / "r" / "report.html").read_text()
+
+
+# ----------------------------------------------------------------------------- merged runs
+
+
+def two_runs_one_device() -> dict[str, dict[str, Any]]:
+    """Two builds on one device and target: a dense one whose INT8 is slower than its FP32, a
+    pruned one with a slow FP32, and a ResNet-18 run with no FP32 row at all."""
+    dense = document(
+        "vm",
+        rows=[
+            row("fp32", "fp32", 40.0, 102_000_000, 76.1, "fp32"),
+            row("int8", "int8", 50.0, 25_800_000, 75.6, "int8"),
+        ],
+    )
+    pruned = document(
+        "vm",
+        rows=[
+            row("fp32", "fp32", 100.0, 102_000_000, 70.0, "fp32"),
+            row("int8", "int8", 12.0, 25_800_000, 69.0, "int8"),
+            row("p30-int8", "int8", 6.0, 12_900_000, 68.0, "int8"),
+        ],
+    )
+    small = document(
+        "vm", arch="resnet18", rows=[row("int8", "int8", 5.0, 11_800_000, 60.0, "int8")]
+    )
+    return {
+        "a/onnx/results.json": dense,
+        "b/onnx/results.json": pruned,
+        "r18/onnx/results.json": small,
+    }
+
+
+def test_fp32_ratios_and_drops_come_from_the_same_run_only(tmp_path):
+    write_report(two_runs_one_device(), tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    # Rows in file order: a/onnx fp32, int8; b/onnx fp32, int8, p30-int8; r18/onnx int8.
+    across = table(md, "## Across devices")
+    ratios = [r["x FP32 p50"] for r in across]
+    drops = [r["top-1 % (drop)"] for r in across]
+    # The dense run's INT8 is slower than its own FP32: 50 / 40, not 50 / 100. The ResNet-18
+    # run has no FP32 row: no ratio and no drop, never ResNet-50's.
+    assert ratios == ["1.00x", "1.25x", "1.00x", "0.12x", "0.06x", "-"]
+    assert drops == ["76.10", "75.60 (-0.50)", "70.00", "69.00 (-1.00)", "68.00 (-2.00)", "60.00"]
+    device = table(md, "### Device: vm")
+    assert [r["x FP32 size"] for r in device] == ["1.00x", "0.25x", "1.00x", "0.25x", "0.13x", "-"]
+    assert [r["x FP32 p50"] for r in device] == ratios
+
+
+def test_merged_runs_are_told_apart_in_tables_plots_and_select(tmp_path, monkeypatch, capsys):
+    labels: list[str] = []
+    monkeypatch.setattr(
+        "edgeresnet.report.plots._place_labels",
+        lambda fig, ax, found: labels.extend(text for text, _, _ in found),
+    )
+    docs = two_runs_one_device()
+    write_report(docs, tmp_path / "r", command="c", constraints=Constraints(max_latency_ms=30))
+    md = (tmp_path / "r" / "report.md").read_text()
+    for heading in ("## Across devices", "## FP32 baseline", "## Selection", "### Device: vm"):
+        names = [(r["model / run"], r.get("variant", "fp32")) for r in table(md, heading)]
+        assert len(names) == len(set(names)), heading
+    baselines = [r["model / run"] for r in table(md, "## FP32 baseline")]
+    assert baselines == ["resnet50, a/onnx", "resnet50, b/onnx"]
+    assert "- vm onnx:fp32 [resnet50, a/onnx]: p50 40.0 ms > 30 ms" in md
+    # Plot labels: one per point, none twice.
+    assert len(labels) == 2 * 6 and len(set(labels)) == 6
+    assert "onnx:int8 [resnet50, a/onnx]" in labels and "onnx:int8 [resnet18, r18/onnx]" in labels
+    # `edgeresnet select` prints which run each row is from.
+    paths = [write(tmp_path, name, doc) for name, doc in docs.items()]
+    assert main(["select", *paths, "--max-latency-ms", "60"]) == 0
+    printed = capsys.readouterr().out
+    ranked = [line for line in printed.splitlines() if re.match(r"\d+\s+vm", line)]
+    assert len(ranked) == 5 and len(set(ranked)) == 5
+    assert re.search(r"1\s+vm\s+onnx\s+int8\s+5.00 .* resnet18, r18/onnx$", printed, re.M)
+    assert "vm onnx:fp32 [resnet50, b/onnx]: p50 100.0 ms > 60 ms" in printed
+
+
+def test_one_run_or_one_model_per_device_shows_no_run_column(tmp_path, capsys):
+    docs = {"box-a/results.json": document("box-a"), "box-b/results.json": document("box-b")}
+    write_report(docs, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    assert "model / run" not in md and "[resnet50" not in md
+    paths = [write(tmp_path, name, doc) for name, doc in docs.items()]
+    assert main(["select", *paths]) == 0
+    assert "model / run" not in capsys.readouterr().out
+
+
+def test_plots_name_the_rows_they_leave_out(tmp_path):
+    labelled = document(
+        "vm",
+        rows=[
+            row("fp32", "fp32", 40.0, 102_000_000, 76.1, "fp32"),
+            row("int8", "int8", None, 25_800_000, 75.6, "-", notes=["not benchmarked here: x"]),
+        ],
+    )
+    random = document("vm", weights="random", top1=False, arch="resnet18")
+    write_report({"lab.json": labelled, "rnd.json": random}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    plots = md.split("## Plots")[1].split("\n## ")[0]
+    latency = plots.split("Not in accuracy_vs_latency.png:")[1].split("![")[0]
+    assert "- vm onnx:fp32 [resnet18, rnd]: no top-1 (random weights)" in latency
+    assert "- vm onnx:int8 [resnet18, rnd]: no top-1 (random weights)" in latency
+    assert "- vm onnx:int8 [resnet50, lab]: no p50 latency (not benchmarked here: x)" in latency
+    size = plots.split("Not in accuracy_vs_size.png:")[1]
+    assert "[resnet50, lab]" not in size and size.count("no top-1 (random weights)") == 2
+    html = (tmp_path / "report.html").read_text()
+    assert "Not in this plot: vm onnx:fp32 [resnet18, rnd] (no top-1 (random weights))" in html
+
+
+def test_a_plot_with_no_point_says_why(tmp_path):
+    rows = [row("int8", "int8", None, 25_800_000, None, "-", notes=["not benchmarked here: x"])]
+    write_report({"a.json": document("box", rows=rows)}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    assert "accuracy_vs_latency.png is not drawn: no row has both numbers." in md
+    assert "- box onnx:int8: no p50 latency (not benchmarked here: x)" in md
+    assert not (tmp_path / "accuracy_vs_latency.png").exists()
+
+
+def test_top5_is_shown_where_top1_is(tmp_path, capsys):
+    rows = [
+        row("fp32", "fp32", 40.0, 102_000_000, 76.1, "fp32"),
+        row("int8", "int8", 12.0, 25_800_000, 75.6, "int8"),
+    ]
+    rows[0]["accuracy"]["top5"], rows[1]["accuracy"]["top5"] = 92.9, 92.4
+    path = write(tmp_path, "a.json", document("box", rows=rows))
+    assert main(["report", path, "--out", str(tmp_path / "r"), "--max-latency-ms", "20"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert table(md, "## Across devices")[1]["top-5 % (drop)"] == "92.40 (-0.50)"
+    assert table(md, "## FP32 baseline")[0]["top-5 %"] == "92.90"
+    assert table(md, "## Selection")[0]["top-5 %"] == "92.40 (-0.50)"
+    assert table(md, "### Device: box")[0]["top-5 % (drop)"] == "92.90"
+    assert "<th>top-5 % (drop)</th>" in (tmp_path / "r" / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["select", path, "--max-latency-ms", "20"]) == 0
+    assert re.search(r"top-1 %\s+top-5 %", capsys.readouterr().out)
+    random = document("rnd", weights="random", top1=False)
+    write_report({"r.json": random}, tmp_path / "rr", command="c")
+    md = (tmp_path / "rr" / "report.md").read_text()
+    assert table(md, "## Across devices")[0]["top-5 % (drop)"] == "n/a (random weights)"
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def test_small_throughput_keeps_its_digits(tmp_path):
+    slow = row("fp32", "fp32", 2500.0, 102_000_000, None, "fp32")
+    slow["bench"]["throughput"] = {"batch": 1, "images_per_s": 0.4}
+    write_report({"a.json": document("box", rows=[slow])}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    assert table(md, "## Across devices")[0]["img/s @batch"] == "0.4 @1"
+    chosen = select(rows_of(document("box", rows=[slow]), "a.json"), Constraints(min_fps=1))
+    assert chosen.excluded[0].reasons == ("throughput 0.4 img/s (batch 1) < 1 img/s",)
+
+
+def test_rounds_of_a_slow_row_keep_their_digits(tmp_path):
+    slow = row("fp32", "fp32", 2631.6, 102_000_000, None, "fp32")
+    rounds = {"count": 2, "kept": "fastest", "p50_ms": [2631.6, 2702.7]}
+    slow["bench"]["rounds"] = rounds | {"images_per_s": [0.38, 0.37]}
+    write_report({"a.json": document("box", rows=[slow])}, tmp_path, command="c")
+    assert "img/s 0.38/0.37, the most kept" in (tmp_path / "report.md").read_text()
+
+
+def test_a_peer_run_timed_under_load_says_so_in_its_section(tmp_path):
+    peers = peers_document("box")
+    peers["producer"]["load_warning"] = "timed under load: the 1-minute load average reached 3.90"
+    write_report({"onnx.json": document("box"), "peers.json": peers}, tmp_path, command="c")
+    section = (tmp_path / "report.md").read_text().split("## Peer comparison")[1]
+    assert "> **Warning:** timed under load: the 1-minute load average reached 3.90" in section
+    html = (tmp_path / "report.html").read_text()
+    assert "<strong>Warning:</strong> timed under load" in html
+
+
+def test_openvino_throughput_names_its_streams(tmp_path):
+    ov = row("int8", "int8", 10.0, 25_800_000, None, "int8", runtime="openvino")
+    ov["bench"]["streams"] = 1
+    ov["bench"]["throughput"] |= {"mode": "THROUGHPUT", "streams": 4, "infer_requests": 4}
+    ort = row("fp32", "fp32", 40.0, 102_000_000, None, "fp32")
+    docs = {"a.json": document("box", target="openvino", backend="openvino", rows=[ort, ov])}
+    write_report(docs, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    assert table(md, "## Across devices")[1]["img/s @batch"] == "800 @8, 4 streams"
+    assert table(md, "## Across devices")[0]["img/s @batch"] == "200 @8"
+    where = table(md, "## Where each number comes from")
+    assert where[1]["streams"] == "1 latency / 4 throughput"
+    assert where[1]["throughput measured"] == (
+        "THROUGHPUT hint, 4 streams, 4 requests in flight, batch 8"
+    )
+    assert where[0]["throughput measured"] == "batch 8, one call at a time (batch / its p50)"
+
+
+# ----------------------------------------------------------------------------- malformed fields
+
+
+def test_a_row_with_a_wrongly_typed_number_is_left_out_with_a_warning(tmp_path, capsys):
+    doc = document("box")
+    doc["rows"][1]["bench"]["latency"]["p50_ms"] = "fast"
+    bad = write(tmp_path, "bad.json", doc)
+    with pytest.raises(ReportError, match=r"rows\[1\] \(variant 'int8'\).*bench.latency.p50_ms"):
+        load_results(Path(bad))
+    out = tmp_path / "r"
+    assert main(["report", bad, "--out", str(out)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "left out:" in err and "bad.json: rows[1] (variant 'int8')" in err
+    assert "'bench.latency.p50_ms' must be a number or null, got a string (\"fast\")" in err
+    md = (out / "report.md").read_text()
+    assert [r["variant"] for r in table(md, "## Across devices")] == ["**fp32**"]
+    assert "Results files and rows left out" in md and "bench.latency.p50_ms" in md
+    assert main(["select", bad]) == 0
+    assert "bench.latency.p50_ms" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (("accuracy", "top5"), "99", "'accuracy.top5' must be a number or null, got a string"),
+        (("fidelity", "sqnr_db"), True, "'fidelity.sqnr_db' must be a number or null, got a bool"),
+        (("bench", "throughput"), 5, "'bench.throughput' must be an object or null, got int"),
+        (("artifact", "bytes"), [1], "'artifact.bytes' must be a number or null, got a list"),
+    ],
+)
+def test_every_read_number_is_type_checked(tmp_path, field, value, message):
+    doc = document("box")
+    doc["rows"][0][field[0]][field[1]] = value
+    path = Path(write(tmp_path, "t.json", doc))
+    with pytest.raises(ReportError, match=re.escape(message)):
+        load_results(path)
+
+
+def test_a_wrongly_typed_model_number_leaves_the_file_out(tmp_path):
+    doc = document("box")
+    doc["model"]["macs"] = "many"
+    path = Path(write(tmp_path, "m.json", doc))
+    with pytest.raises(ReportError, match=r"m.json: field 'model.macs' must be a number or null"):
+        load_results(path, left_out=[])
+
+
+# ----------------------------------------------------------------------------- clocks, power
+
+
+def test_clocks_show_what_the_tensorrt_scripts_record(tmp_path):
+    jetson = row("int8", "int8", 2.0, 25_800_000, None, "int8", runtime="tensorrt")
+    jetson["bench"] |= {
+        "jetson": {"l4t": "36.3", "jetpack": "6.0", "power_mode": "MAXN", "clocks_locked": False}
+    }
+    gpu = row("fp16", "fp16", 1.0, 51_000_000, None, "fp16", runtime="tensorrt")
+    gpu["bench"] |= {
+        "jetson": None,
+        "nvidia_smi": {
+            "name": "H100",
+            "clocks.sm": "1980 MHz",
+            "clocks.max.sm": "1980 MHz",
+            "power.limit": "700.00 W",
+            "persistence_mode": "Enabled",
+        },
+    }
+    docs = {"j.json": document("dev", target="jetson", backend="tensorrt", rows=[jetson, gpu])}
+    write_report(docs, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    clocks = [r["clocks"] for r in table(md, "## Where each number comes from")]
+    assert clocks == [
+        "clocks NOT locked (latency follows DVFS); power mode MAXN",
+        "SM clock 1980 MHz of max 1980 MHz; power limit 700.00 W; persistence mode Enabled",
+    ]
+
+
+def test_power_columns_only_where_power_was_measured(tmp_path):
+    write_report({"a.json": document("box")}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "power W" not in md and "img/J" not in md and "power W" not in html
+    assert "tegrastats" not in md and "tegrastats" not in html
+
+
+# ----------------------------------------------------------------------------- output errors
+
+
+def test_out_through_a_file_is_an_output_error_and_writes_nothing(tmp_path, capsys):
+    good = write(tmp_path / "in", "results.json", document("box"))
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    before = sorted(tmp_path.rglob("*"))
+    for command in (["report", good], ["select", good]):
+        assert main([*command, "--out", str(blocker / "sub")]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert f"error: Cannot write the report to {blocker / 'sub'}: {blocker} is a file" in err
+        assert "hint: Pass --out a folder" in err
+    with pytest.raises(OutputError, match="it is a file, not a folder"):
+        write_report({"a.json": document("box")}, blocker, command="c")
+    assert blocker.read_text() == "mine" and sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_failure_half_way_leaves_the_previous_report_as_it_was(tmp_path, monkeypatch):
+    import errno
+
+    from edgeresnet.report import render
+
+    good = write(tmp_path / "in", "results.json", document("box"))
+    out = tmp_path / "rep"
+    assert main(["report", good, "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = render.scatter, []
+
+    def full_disk(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the first plot is written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "scatter", full_disk)
+    other = write(tmp_path / "in2", "results.json", document("box-2"))
+    with pytest.raises(OutputError, match="No space left on the device") as info:
+        render.write_report({"x": document("box-2")}, out, command="c")
+    assert "nothing was written" in str(info.value)
+    calls.clear()
+    assert main(["report", other, "--out", str(out)]) == 1
+    calls.clear()
+    assert main(["report", other, "--out", str(tmp_path / "new")]) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.schema import Row
+from edgeresnet.report.schema import Row, Runs
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,12 @@ def peer_comparisons(rows: list[Row]) -> list[PeerComparison]:
     comparisons = []
     for (source, device), peers in runs.items():
         same = [r for r in rows if r.source == source and r.remeasured_from is not None]
-        pool = same or [r for r in rows if r.candidate and r.device == device]
+        model = (peers[0].model, peers[0].input_size)
+        pool = same or [
+            r
+            for r in rows
+            if r.candidate and r.device == device and (r.model, r.input_size) == model
+        ]
         timed = [r for r in pool if r.p50_ms is not None]
         fastest = min(timed, key=lambda r: r.p50_ms or 0.0) if timed else None
         lines = [PeerLine(p, _counterpart(p, pool), fastest) for p in peers]
@@ -60,8 +65,11 @@ def peer_comparisons(rows: list[Row]) -> list[PeerComparison]:
     return comparisons
 
 
-def headlines(comparison: PeerComparison) -> list[str]:
-    """Sentences such as "edgeresnet onnx int8 p50 / ORT quantize_static defaults p50 = 0.23x"."""
+def headlines(comparison: PeerComparison, runs: Runs | None = None) -> list[str]:
+    """Sentences such as "edgeresnet onnx int8 p50 / ORT quantize_static defaults p50 = 0.23x".
+
+    With ``runs``, a variant is named with its model and run where merged runs need telling apart.
+    """
     out = []
     for line in comparison.lines:
         for mine, what in ((line.counterpart, "counterpart"), (line.fastest, "fastest")):
@@ -70,8 +78,10 @@ def headlines(comparison: PeerComparison) -> list[str]:
             if what == "fastest" and mine is line.counterpart:
                 continue
             prefix = "fastest variant, " if what == "fastest" else ""
+            tag = runs.of(mine) if runs else ""
+            name = f"{mine.target} {mine.variant}" + (f" [{tag}]" if tag else "")
             out.append(
-                f"edgeresnet {mine.target} {mine.variant} ({prefix}{mine.p50_ms:.2f} ms) p50 / "
+                f"edgeresnet {name} ({prefix}{mine.p50_ms:.2f} ms) p50 / "
                 f"{line.peer.peer} ({line.peer.p50_ms:.2f} ms) p50 = "
                 f"{ratio(mine.p50_ms, line.peer.p50_ms)}"
             )

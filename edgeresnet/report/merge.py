@@ -1,8 +1,9 @@
 """``edgeresnet report``: merge the readable results files, keep copies, write the report.
 
-A file that cannot be read is named with its reason and left out; the others still merge, and
-the report lists what was left out. Only when no file can be read is that an error. Copies of the
-inputs go to ``OUT/inputs/`` so the report can be regenerated from its own folder.
+A file that cannot be read is named with its reason and left out, as is a row with a malformed
+field; the rest still merges, and the report lists what was left out. Only when no file can be
+read is that an error. Copies of the inputs go to ``OUT/inputs/`` so the report can be
+regenerated from its own folder. Report and copies are written all together or not at all.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeresnet.errors import ReportError
-from edgeresnet.report.render import write_report
-from edgeresnet.report.schema import load_many
+from edgeresnet.report.output import staged
+from edgeresnet.report.render import render
+from edgeresnet.report.schema import load_many, run_names
 from edgeresnet.report.select import Constraints
 
 INPUTS = "inputs"
@@ -29,7 +31,10 @@ class Merged:
 def merge_and_write(
     paths: list[Path], out_dir: Path, *, command: str, constraints: Constraints | None = None
 ) -> Merged:
-    """Write the report of every readable file in ``paths``; raise only if none is readable."""
+    """Write the report of every readable file in ``paths``; raise only if none is readable.
+
+    Raises ``OutputError`` (and writes nothing) where ``out_dir`` cannot be written.
+    """
     documents, problems = load_many(paths)
     if not documents:
         raise ReportError(
@@ -38,43 +43,48 @@ def merge_and_write(
             hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
             "or a bundle's on-device scripts.",
         )
-    copies = _copy_inputs([Path(source) for source in documents], out_dir / INPUTS)
-    regenerate = shlex.join(
-        [
-            "edgeresnet",
-            "report",
-            *map(str, copies),
-            "--out",
-            str(out_dir),
-            *(constraints.flags() if constraints else []),
-        ]
-    )
-    written = write_report(
-        documents,
-        out_dir,
-        command=command,
-        constraints=constraints if constraints and constraints.active else None,
-        skipped=[p.message for p in problems],
-        regenerate=regenerate,
-    )
-    return Merged(written + copies, problems)
+    out_dir = Path(out_dir)
+    with staged(out_dir) as staging:
+        names = _copy_inputs(list(documents), staging / INPUTS)
+        copies = [out_dir / INPUTS / name for name in names]
+        regenerate = shlex.join(
+            [
+                "edgeresnet",
+                "report",
+                *map(str, copies),
+                "--out",
+                str(out_dir),
+                *(constraints.flags() if constraints else []),
+            ]
+        )
+        written = render(
+            documents,
+            staging,
+            command=command,
+            constraints=constraints if constraints and constraints.active else None,
+            skipped=[p.message for p in problems],
+            regenerate=regenerate,
+        )
+        report = [out_dir / p.relative_to(staging) for p in written]
+    return Merged(report + copies, problems)
 
 
-def _copy_inputs(sources: list[Path], folder: Path) -> list[Path]:
-    """Copy each results file into ``folder`` under a name that says where it came from."""
+def _copy_inputs(sources: list[str], folder: Path) -> list[str]:
+    """Copy each results file into ``folder`` under a name that says which run it holds.
+
+    a/onnx/results.json and b/onnx/results.json become a-onnx.results.json and
+    b-onnx.results.json; a copy read back from ``OUT/inputs/`` keeps its name.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    copies: list[Path] = []
-    for source in sources:
-        if source.resolve().parent == folder.resolve():
-            copies.append(source)  # regenerating from the copies themselves
-            continue
-        parent = source.resolve().parent.name
-        name = f"{parent}.{source.name}" if source.name == "results.json" else source.name
-        target = folder / name
+    names: list[str] = []
+    for source, run in run_names(sources).items():
+        stem = run.replace("/", "-")
+        name = f"{stem}.results.json" if Path(source).name.endswith("results.json") else None
+        name = name or f"{stem}.json"
         n = 2
-        while target in copies:
-            target = folder / f"{Path(name).stem}-{n}.json"
+        while name in names:
+            name = f"{stem}-{n}.json"
             n += 1
-        shutil.copyfile(source, target)
-        copies.append(target)
-    return copies
+        shutil.copyfile(source, folder / name)
+        names.append(name)
+    return names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -10,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from edgeresnet.report.schema import Row  # noqa: E402
+from edgeresnet.report.schema import Row, Runs  # noqa: E402
 
 _MARKERS = "osD^v<>Pp*"
 _PEER_MARKER = "X"
@@ -34,18 +35,44 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def scatter(rows: list[Row], x: str, xlabel: str, path: Path, *, title: str) -> Path | None:
-    """Write one plot of ``x`` against the y metric; None if no row has both numbers."""
+@dataclass(frozen=True)
+class Plot:
+    """A plot written to ``path`` (None where no row had both numbers) and the rows it left out."""
+
+    name: str
+    path: Path | None
+    left_out: list[tuple[Row, str]] = field(default_factory=list)  # (row, why)
+
+
+def why_not_plotted(r: Row, x: str, metric: str) -> str | None:
+    """Why ``r`` has no point in a plot of ``x`` against ``metric``; None where it has one."""
+    if r.remeasured_from is not None:
+        return "re-measured in the peer run (shown in the peer section)"
+    missing = []
+    if getattr(r, x) is None:
+        if x == "p50_ms":
+            note = next((n for n in r.notes if n.startswith("not benchmarked")), None)
+            missing.append(f"no p50 latency ({note})" if note else "no p50 latency")
+        else:
+            missing.append("no size")
+    if getattr(r, metric) is None:
+        if metric == "top1":
+            why = "random weights" if r.random_weights else "no labelled evaluation set"
+            missing.append(f"no top-1 ({why})")
+        else:
+            missing.append("no agreement with FP32 measured")
+    return "; ".join(missing) or None
+
+
+def scatter(
+    rows: list[Row], x: str, xlabel: str, path: Path, *, title: str, runs: Runs | None = None
+) -> Plot:
+    """Plot ``x`` against the y metric; rows without both numbers are listed, not drawn."""
     metric, ylabel = y_metric(rows)
-    points = [
-        r
-        for r in rows
-        if r.remeasured_from is None
-        and getattr(r, x) is not None
-        and getattr(r, metric) is not None
-    ]
+    left_out = [(r, why) for r in rows if (why := why_not_plotted(r, x, metric)) is not None]
+    points = [r for r in rows if why_not_plotted(r, x, metric) is None]
     if not points:
-        return None
+        return Plot(path.name, None, left_out)
     devices = sorted({r.device for r in points})
     targets = sorted({r.target for r in points if r.peer is None})
     colours = plt.get_cmap("tab10")
@@ -82,6 +109,8 @@ def scatter(rows: list[Row], x: str, xlabel: str, path: Path, *, title: str) -> 
                 zorder=3 if on_front else 2,
             )
             text = r.label if r.peer is None else f"peer: {r.variant}"
+            tag = runs.of(r) if runs else ""
+            text += f" [{tag}]" if tag else ""
             labels.append((text, xy[i], on_front))
     for d, device in enumerate(devices):
         ax.plot([], [], color=colours(d % 10), linewidth=1.6, label=f"{device} (Pareto front)")
@@ -96,14 +125,22 @@ def scatter(rows: list[Row], x: str, xlabel: str, path: Path, *, title: str) -> 
     ax.set_ylabel(ylabel, fontsize=9)
     if any(r.random_weights for r in points):
         title += "\n(random weights: size and speed hold, accuracy does not)"
+    shown_out = [r for r, _ in left_out if r.remeasured_from is None]
+    if shown_out:
+        title += (
+            f"\n{len(shown_out)} row(s) not drawn, nor on any Pareto front "
+            "(no number for an axis): listed in the report"
+        )
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     _place_labels(fig, ax, labels)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Plot(path.name, path, left_out)
 
 
 # Label offsets tried in turn (points from the marker, alignment): right, above and below on

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,9 @@ import jinja2
 
 from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
-from edgeresnet.report.plots import scatter, y_metric
-from edgeresnet.report.schema import Row, rows_of
+from edgeresnet.report.output import staged
+from edgeresnet.report.plots import Plot, scatter, y_metric
+from edgeresnet.report.schema import Row, Runs, rate, rows_of, runs
 from edgeresnet.report.select import RANKING, Constraints, select
 
 _TEMPLATES = jinja2.Environment(
@@ -36,70 +36,124 @@ def write_report(
 ) -> list[Path]:
     """Write report.md, report.html and the plots for ``documents`` (source name -> results).
 
-    ``constraints`` adds a selection section; ``skipped`` names results files that could not be
-    read (and why); ``regenerate`` is a second command that rebuilds the report from copies.
+    ``constraints`` adds a selection section; ``skipped`` names results files (or rows) that
+    could not be read (and why); ``regenerate`` is a second command that rebuilds the report
+    from copies. All files are written or none: a failure raises ``OutputError`` and leaves
+    ``out_dir`` as it was.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with staged(out_dir) as staging:
+        written = render(
+            documents,
+            staging,
+            command=command,
+            constraints=constraints,
+            skipped=skipped,
+            regenerate=regenerate,
+        )
+    return [out_dir / p.relative_to(staging) for p in written]
+
+
+def render(
+    documents: dict[str, dict[str, Any]],
+    folder: Path,
+    *,
+    command: str,
+    constraints: Constraints | None = None,
+    skipped: list[str] | None = None,
+    regenerate: str | None = None,
+) -> list[Path]:
+    """Write the report's files into the existing ``folder``; an ``OSError`` passes through."""
     rows = [row for source, doc in documents.items() for row in rows_of(doc, source)]
+    named = runs(rows)
     plots = [
         scatter(
             rows,
             "p50_ms",
             "Batch-1 latency p50 (ms)",
-            out_dir / "accuracy_vs_latency.png",
+            folder / "accuracy_vs_latency.png",
             title="Accuracy vs latency",
+            runs=named,
         ),
         scatter(
             rows,
             "size_mb",
             "Artifact size (MB = 10^6 bytes)",
-            out_dir / "accuracy_vs_size.png",
+            folder / "accuracy_vs_size.png",
             title="Accuracy vs size",
+            runs=named,
         ),
     ]
-    plots = [p for p in plots if p is not None]
+    drawn = [p.path for p in plots if p.path is not None]
     baselines = _baselines(rows)
+
+    def entry(r: Row) -> dict[str, Any]:
+        return _entry(r, baselines, named)
+
     context = {
         "command": command,
         "regenerate": regenerate,
         "skipped": skipped or [],
         "producers": [_producer(source, d) for source, d in documents.items()],
-        "across": [_entry(r, baselines) for r in rows if r.candidate],
-        "baselines": [_entry(r, baselines) for r in rows if r.candidate and r.variant == "fp32"],
-        "tables": _tables(rows, baselines),
-        "peers": [_peer_section(c, baselines) for c in peer_comparisons(rows)],
+        "runs": named,
+        "tag": named.of,
+        "show_power": any(r.power_w is not None or r.samples_per_joule is not None for r in rows),
+        "across": [entry(r) for r in rows if r.candidate],
+        "baselines": [entry(r) for r in rows if r.candidate and r.variant == "fp32"],
+        "tables": _tables(rows, entry),
+        "peers": [
+            _peer_section(c, entry, named, _load_warning(documents.get(c.source)))
+            for c in peer_comparisons(rows)
+        ],
         "budgets": budget_lines(documents, rows),
         "paired": [r for r in rows if r.paired is not None],
-        "selection": _selection(rows, constraints, baselines) if constraints else None,
+        "selection": _selection(rows, constraints, entry, named) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),
-        "measurements": [_entry(r, baselines) for r in rows],
+        "measurements": [entry(r) for r in rows],
         "provenance": [_provenance(source, doc) for source, doc in documents.items()],
-        "plots": [p.name for p in plots],
-        "embedded": {p.name: base64.b64encode(p.read_bytes()).decode() for p in plots},
+        "plots": [_plot_entry(p, named) for p in plots if p.path is not None],
+        "undrawn": [_plot_entry(p, named) for p in plots if p.path is None and p.left_out],
+        "embedded": {p.name: base64.b64encode(p.read_bytes()).decode() for p in drawn},
     }
     written = []
     for name in ("report.md", "report.html"):
         text = _TEMPLATES.get_template(f"{name}.j2").render(**context)
-        path = out_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
         written.append(path)
-    return written + plots
+    return written + drawn
 
 
-def _baselines(rows: list[Row]) -> dict[tuple[str, str], Row]:
-    """The FP32 row of each (device, target): what the "x FP32" ratios divide by."""
-    return {r.group: r for r in rows if r.candidate and r.variant == "fp32"}
+def _plot_entry(plot: Plot, named: Runs) -> dict[str, Any]:
+    """A plot and, in words, the rows it leaves out (re-measured peer-run copies last)."""
+    left_out = sorted(plot.left_out, key=lambda item: item[0].remeasured_from is not None)
+    return {
+        "name": plot.name,
+        "left_out": [{"who": row_name(r, named), "why": why} for r, why in left_out],
+    }
 
 
-def _entry(r: Row, baselines: dict[tuple[str, str], Row]) -> dict[str, Any]:
-    base = baselines.get(r.group) if r.candidate else None
-    return {"row": r, "cells": _cells(r, base), "baseline": base is r}
+def row_name(r: Row, named: Runs) -> str:
+    """E.g. "vm onnx:int8", with "[resnet18, a/onnx]" where runs must be told apart."""
+    tag = named.of(r)
+    return f"{r.device} {r.target}:{r.variant}" + (f" [{tag}]" if tag else "")
 
 
-def _tables(rows: list[Row], baselines: dict[tuple[str, str], Row]) -> list[dict[str, Any]]:
+def _baselines(rows: list[Row]) -> dict[tuple[str, str, str], Row]:
+    """The FP32 row of each run (results file, device, target): what "x FP32" divides by.
+
+    Never another run's: two builds on one device (dense and pruned, ResNet-18 and ResNet-50)
+    each have their own, and a run without an FP32 row has no ratio.
+    """
+    return {r.run: r for r in rows if r.candidate and r.variant == "fp32"}
+
+
+def _entry(r: Row, baselines: dict[tuple[str, str, str], Row], named: Runs) -> dict[str, Any]:
+    base = baselines.get(r.run) if r.candidate else None
+    return {"row": r, "cells": _cells(r, base), "baseline": base is r, "run": named.of(r)}
+
+
+def _tables(rows: list[Row], entry: Any) -> list[dict[str, Any]]:
     """One table per device: its edgeresnet rows, then the peers measured on it."""
     by_device: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
@@ -108,9 +162,7 @@ def _tables(rows: list[Row], baselines: dict[tuple[str, str], Row]) -> list[dict
     return [
         {
             "device": device,
-            "entries": [
-                _entry(r, baselines) for r in sorted(device_rows, key=lambda r: r.peer is not None)
-            ],
+            "entries": [entry(r) for r in sorted(device_rows, key=lambda r: r.peer is not None)],
         }
         for device, device_rows in sorted(by_device.items())
     ]
@@ -120,15 +172,14 @@ def _cells(r: Row, base: Row | None) -> dict[str, str]:
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    if r.top1 is None:
-        top1 = "n/a (random weights)" if r.random_weights else "-"
-    else:
-        drop = (
-            ""
-            if base is None or base.top1 is None or base is r
-            else f" ({r.top1 - base.top1:+.2f})"
-        )
-        top1 = f"{r.top1:.2f}{drop}"
+    def accuracy(value: float | None, reference: float | None) -> str:
+        if value is None:
+            return "n/a (random weights)" if r.random_weights else "-"
+        drop = "" if reference is None or base is r else f" ({value - reference:+.2f})"
+        return f"{value:.2f}{drop}"
+
+    top1 = accuracy(r.top1, base.top1 if base else None)
+    top5 = accuracy(r.top5, base.top5 if base else None)
     return {
         "precision": r.precision
         if r.executed in (r.precision, "not measured")
@@ -142,63 +193,123 @@ def _cells(r: Row, base: Row | None) -> dict[str, str]:
         "gmacs": num(r.gmacs, ".2f"),
         "top1": top1,
         "top1_short": "n/a" if r.top1 is None and r.random_weights else top1,
+        "top5": top5,
+        "top5_short": "n/a" if r.top5 is None and r.random_weights else top5,
         "agreement": num(r.agreement, ".1f"),
         "sqnr": num(r.sqnr_db, ".1f"),
         "p50": num(r.p50_ms, ".2f"),
         "p90": num(r.p90_ms, ".2f"),
         "p99": num(r.p99_ms, ".2f"),
         "p50_ratio": ratio(r.p50_ms, base.p50_ms if base else None),
-        "throughput": "-" if r.throughput is None else f"{r.throughput:.0f} @{r.throughput_batch}",
+        "throughput": _throughput(r),
+        "throughput_how": _throughput_how(r),
         "load": num(r.load_s, ".2f"),
         "rss": num(r.peak_rss_mb, ".0f"),
         "threads": "-" if r.threads is None else str(r.threads),
         "power": num(r.power_w, ".1f"),
         "per_joule": num(r.samples_per_joule, ".1f"),
-        "streams": "-" if r.streams is None else str(r.streams),
+        "streams": _streams(r),
     }
 
 
+def _throughput(r: Row) -> str:
+    """E.g. "245 @8", or "38.3 @8, 2 streams" where several requests ran at once."""
+    if r.throughput is None:
+        return "-"
+    text = f"{rate(r.throughput)} @{'?' if r.throughput_batch is None else r.throughput_batch}"
+    if r.throughput_mode:
+        streams = r.throughput_streams
+        text += f", {streams} streams" if streams is not None else f", {r.throughput_mode} mode"
+    return text
+
+
+def _throughput_how(r: Row) -> str:
+    """How the throughput figure was measured, for "Where each number comes from"."""
+    if r.throughput is None:
+        return "-"
+    batch = "?" if r.throughput_batch is None else r.throughput_batch
+    if r.throughput_mode:
+        parts = [f"{r.throughput_mode} hint"]
+        if r.throughput_streams is not None:
+            parts.append(f"{r.throughput_streams} streams")
+        if r.throughput_requests is not None:
+            parts.append(f"{r.throughput_requests} requests in flight")
+        return f"{', '.join(parts)}, batch {batch}"
+    return f"batch {batch}, one call at a time (batch / its p50)"
+
+
+def _streams(r: Row) -> str:
+    """Streams of the latency run, and of the throughput run where it used others."""
+    latency = "-" if r.streams is None else str(r.streams)
+    if r.throughput_streams is None or r.throughput_streams == r.streams:
+        return latency
+    return f"{latency} latency / {r.throughput_streams} throughput"
+
+
+def _load_warning(document: dict[str, Any] | None) -> str:
+    """The peer run's own warning that it was timed under load (``producer.load_warning``)."""
+    producer = (document or {}).get("producer")
+    warning = producer.get("load_warning") if isinstance(producer, dict) else None
+    return str(warning) if warning else ""
+
+
 def _peer_section(
-    comparison: PeerComparison, baselines: dict[tuple[str, str], Row]
+    comparison: PeerComparison, entry: Any, named: Runs, load_warning: str = ""
 ) -> dict[str, Any]:
+    def name(r: Row | None) -> str:
+        if r is None:
+            return "-"
+        tag = named.of(r)
+        return f"{r.target} {r.variant}" + (f" [{tag}]" if tag else "")
+
     lines = []
     for line in comparison.lines:
         peer, mine, fast = line.peer, line.counterpart, line.fastest
         lines.append(
             {
-                "peer": _entry(peer, baselines),
+                "peer": entry(peer),
                 "counterpart": mine,
+                "counterpart_name": name(mine),
                 "p50_ratio": ratio(mine.p50_ms if mine else None, peer.p50_ms),
                 "fps_ratio": ratio(mine.throughput if mine else None, peer.throughput),
                 "size_ratio": ratio(mine.size_mb if mine else None, peer.size_mb),
                 "fastest": fast,
+                "fastest_name": name(fast),
                 "fastest_ratio": ratio(fast.p50_ms if fast else None, peer.p50_ms),
             }
         )
     matrix = [
-        {"row": r, "ratios": [ratio(r.p50_ms, p.p50_ms) for p in comparison.peers]}
+        {
+            "row": r,
+            "name": name(r),
+            "ratios": [ratio(r.p50_ms, p.p50_ms) for p in comparison.peers],
+        }
         for r in comparison.variants
     ]
     return {
         "device": comparison.device,
         "source": comparison.source,
         "same_run": comparison.same_run,
+        "load_warning": load_warning,
         "lines": lines,
-        "headlines": headlines(comparison),
+        "headlines": headlines(comparison, named),
         "peers": comparison.peers,
         "matrix": matrix,
     }
 
 
 def _selection(
-    rows: list[Row], constraints: Constraints, baselines: dict[tuple[str, str], Row]
+    rows: list[Row], constraints: Constraints, entry: Any, named: Runs
 ) -> dict[str, Any]:
     chosen = select(rows, constraints)
     return {
         "constraints": constraints.describe() or ["none"],
         "ranking": RANKING,
-        "chosen": [_entry(r, baselines) for r in chosen.chosen],
-        "excluded": [{"row": v.row, "reasons": "; ".join(v.reasons)} for v in chosen.excluded],
+        "chosen": [entry(r) for r in chosen.chosen],
+        "excluded": [
+            {"row": v.row, "name": row_name(v.row, named), "reasons": "; ".join(v.reasons)}
+            for v in chosen.excluded
+        ],
     }
 
 

@@ -8,8 +8,10 @@ and an error names the file and the exact field.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from edgeresnet.errors import ReportError
@@ -24,6 +26,18 @@ _REQUIRED = {
 # Row fields that must be objects (or null) when present; anything else would hide a broken file.
 _ROW_OBJECTS = ("artifact", "bench", "accuracy", "fidelity", "build", "peer", "remeasured")
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string"}
+# Numeric fields the report reads, by the object holding them: each must be a number or null.
+# A row with another type here is left out with a warning, never shown as "-" (not measured).
+_ROW_NUMBERS: dict[tuple[str, ...], tuple[str, ...]] = {
+    (): ("params", "macs"),
+    ("artifact",): ("bytes",),
+    ("accuracy",): ("top1", "top5"),
+    ("fidelity",): ("top1_agreement", "sqnr_db", "mean_kl"),
+    ("bench",): ("threads", "load_s", "peak_rss_mb", "power_w", "samples_per_joule"),
+    ("bench", "latency"): ("p50_ms", "p90_ms", "p99_ms"),
+    ("bench", "throughput"): ("images_per_s", "batch"),
+}
+_MODEL_NUMBERS = ("params", "macs", "input_size")
 
 
 @dataclass(frozen=True)
@@ -86,10 +100,22 @@ class Row:
     # An edgeresnet artifact re-measured in a peer run, so ratios come from one run.
     remeasured_from: str | None = None
     paired: Paired | None = None
+    model: str = "?"  # the architecture, e.g. "resnet18"
+    input_size: int | None = None
+    # How the throughput figure was measured where it was not one call at a time, e.g.
+    # OpenVINO's THROUGHPUT hint with several streams; its streams (``streams`` is the latency's).
+    throughput_mode: str = ""
+    throughput_streams: int | str | None = None
+    throughput_requests: int | None = None
 
     @property
     def group(self) -> tuple[str, str]:
         return (self.device, self.target)
+
+    @property
+    def run(self) -> tuple[str, str, str]:
+        """Results file, device and target: the rows measured together, whose FP32 row is theirs."""
+        return (self.source, self.device, self.target)
 
     @property
     def candidate(self) -> bool:
@@ -101,8 +127,13 @@ class Row:
         return f"{self.target}:{self.variant}"
 
 
-def load_results(path: Path) -> dict[str, Any]:
-    """Load one results.json, refusing files of another kind, a newer schema or missing fields."""
+def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> dict[str, Any]:
+    """Load one results.json, refusing files of another kind, a newer schema or missing fields.
+
+    A row whose numeric field has another type (``"p50_ms": "fast"``) raises too, unless
+    ``left_out`` is given: then that row is dropped and its error appended there, so a merge
+    keeps the file's other rows and warns about the one it left out.
+    """
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -136,8 +167,24 @@ def load_results(path: Path) -> dict[str, Any]:
                 f"{path}: field '{key}' must be {_TYPE_NAMES[kind]}, "
                 f"got {type(document[key]).__name__}."
             )
+    for key in _MODEL_NUMBERS:
+        value = document["model"].get(key)
+        if value is not None and number(value) is None:
+            raise ReportError(
+                f"{path}: field 'model.{key}' must be a number or null, got {_shown(value)}.",
+                hint="Regenerate the file with edgeresnet, or fix the field by hand.",
+            )
+    kept = []
     for i, entry in enumerate(document["rows"]):
         _check_row(path, i, entry)
+        problem = _row_types(path, i, entry)
+        if problem is None:
+            kept.append(entry)
+        elif left_out is None:
+            raise problem
+        else:
+            left_out.append(problem)
+    document["rows"] = kept
     return document
 
 
@@ -146,10 +193,13 @@ def load_many(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[Report
     documents: dict[str, dict[str, Any]] = {}
     problems: list[ReportError] = []
     for path in paths:
+        rows_left_out: list[ReportError] = []
         try:
-            documents[str(path)] = load_results(path)
+            documents[str(path)] = load_results(path, left_out=rows_left_out)
         except ReportError as exc:
             problems.append(exc)
+        else:
+            problems += rows_left_out
     return documents, problems
 
 
@@ -169,10 +219,49 @@ def _check_row(path: Path, i: int, entry: Any) -> None:
         raise ReportError(f"{where}.notes must be a list, got {type(notes).__name__}.")
 
 
+def _row_types(path: Path, i: int, entry: dict[str, Any]) -> ReportError | None:
+    """The first numeric field of the row that holds something else, as an error; else None."""
+    for parents, keys in _ROW_NUMBERS.items():
+        holder: Any = entry
+        for depth, key in enumerate(parents):
+            holder = holder.get(key)
+            if holder is None:
+                break
+            if not isinstance(holder, dict):
+                field = ".".join(parents[: depth + 1])
+                return _row_problem(path, i, entry, field, "an object or null", holder)
+        if not isinstance(holder, dict):
+            continue
+        for key in keys:
+            value = holder.get(key)
+            if value is not None and number(value) is None:
+                field = ".".join((*parents, key))
+                return _row_problem(path, i, entry, field, "a number or null", value)
+    return None
+
+
+def _row_problem(
+    path: Path, i: int, entry: dict[str, Any], field: str, kind: str, value: Any
+) -> ReportError:
+    return ReportError(
+        f"{path}: rows[{i}] (variant {entry['variant']!r}): the field '{field}' must be "
+        f"{kind}, got {_shown(value)}; that row is left out, the file's other rows are kept.",
+        hint="Regenerate the file with edgeresnet, or fix the field by hand.",
+    )
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{_TYPE_NAME.get(type(value), type(value).__name__)} ({text[:40]})"
+
+
+_TYPE_NAME = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
+
+
 def rows_of(document: dict[str, Any], source: str) -> list[Row]:
     """Flatten a results document into rows; a missing measurement becomes None."""
     model, target = document["model"], document["target"]
-    weights = model.get("weights") or {}
+    weights = _obj(model, "weights")
     return [_row(entry, document, model, target, weights, source) for entry in document["rows"]]
 
 
@@ -233,7 +322,7 @@ def _row(
         samples_per_joule=per_joule,
         notes=tuple(str(n) for n in entry.get("notes") or ()),
         executed_detail=_executed_detail(executed),
-        clocks=_clocks(bench.get("clocks")),
+        clocks=clocks(bench),
         calibration=_calibration_hash(document),
         timing=_rounds(bench.get("rounds")),
         streams=bench.get("streams"),
@@ -247,12 +336,26 @@ def _row(
         ),
         remeasured_from=remeasured.get("source") if remeasured else None,
         paired=_paired(bench.get("paired")),
+        model=str(model.get("arch") or "?"),
+        input_size=int(model["input_size"]) if number(model.get("input_size")) else None,
+        throughput_mode=str(throughput.get("mode") or ""),
+        throughput_streams=throughput.get("streams"),
+        throughput_requests=throughput.get("infer_requests")
+        if isinstance(throughput.get("infer_requests"), int)
+        else None,
     )
 
 
 def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def rate(value: float | None) -> str:
+    """Images per second with the digits a small figure needs: "1234", "45.3", "0.412"."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 99.95 else f"{value:.3g}"
 
 
 def number(value: Any) -> float | None:
@@ -288,7 +391,7 @@ def _rounds(rounds: Any) -> str:
     kept = rounds.get("kept", "one")
     rates = rounds.get("images_per_s")
     if isinstance(rates, list) and rates and all(isinstance(v, (int, float)) for v in rates):
-        values += "; img/s " + "/".join(f"{v:.0f}" for v in rates) + ", the most kept"
+        values += "; img/s " + "/".join(rate(v) for v in rates) + ", the most kept"
     return f"{kept} of {rounds.get('count', '?')} rounds (p50 ms {values})"
 
 
@@ -315,7 +418,101 @@ def _load(load: Any) -> str:
     return " / ".join(f"{v[0]:.2f}" for v in ends)
 
 
-def _clocks(clocks: Any) -> str:
-    if isinstance(clocks, dict):
-        return ", ".join(f"{k}={v}" for k, v in clocks.items())
-    return "" if clocks is None else str(clocks)
+def clocks(bench: dict[str, Any]) -> str:
+    """The clock and power state the benchmark recorded, in words; "" where none was.
+
+    ``bench.clocks`` is a free-form record; TensorRT's on-device script writes ``bench.jetson``
+    (power mode, whether ``jetson_clocks`` locked the clocks) on a Jetson and
+    ``bench.nvidia_smi`` (SM clock against its maximum, power limit) on a discrete GPU.
+    """
+    parts = []
+    given = bench.get("clocks")
+    if isinstance(given, dict):
+        parts.append(", ".join(f"{k}={v}" for k, v in given.items()))
+    elif given is not None:
+        parts.append(str(given))
+    jetson = bench.get("jetson")
+    if isinstance(jetson, dict):
+        locked = jetson.get("clocks_locked")
+        parts.append(
+            "clocks locked (jetson_clocks)"
+            if locked is True
+            else "clocks NOT locked (latency follows DVFS)"
+            if locked is False
+            else "clock lock unknown (jetson_clocks --show not readable)"
+        )
+        if jetson.get("power_mode"):
+            parts.append(f"power mode {jetson['power_mode']}")
+    smi = bench.get("nvidia_smi")
+    if isinstance(smi, dict):
+        sm, top = smi.get("clocks.sm"), smi.get("clocks.max.sm")
+        if sm:
+            parts.append(f"SM clock {sm}" + (f" of max {top}" if top else ""))
+        if smi.get("power.limit"):
+            parts.append(f"power limit {smi['power.limit']}")
+        if smi.get("persistence_mode"):
+            parts.append(f"persistence mode {smi['persistence_mode']}")
+    return "; ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Short names that tell merged runs apart, and whether a report needs to show them.
+
+    Needed where two results files hold rows of one device and target (two builds on one
+    machine: a dense and a pruned one, ResNet-18 and ResNet-50), or the files hold more than one
+    model. A report of one run, or of one model on several devices, stays as it was.
+    """
+
+    names: dict[str, str]  # results file -> short name, e.g. "a/onnx" for a/onnx/results.json
+    shown: bool
+
+    def of(self, row: Row) -> str:
+        """E.g. "resnet18, a/onnx", or "" where the rows need no telling apart."""
+        if not self.shown:
+            return ""
+        size = f"@{row.input_size}" if row.input_size and row.input_size != 224 else ""
+        return f"{row.model}{size}, {self.names.get(row.source, row.source)}"
+
+
+def runs(rows: list[Row]) -> Runs:
+    """The run names of ``rows`` (see :class:`Runs`)."""
+    sources: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in rows:
+        if r.remeasured_from is None:
+            sources[r.group].add(r.source)
+    models = {(r.model, r.input_size) for r in rows}
+    shown = len(models) > 1 or any(len(s) > 1 for s in sources.values())
+    return Runs(run_names(dict.fromkeys(r.source for r in rows)), shown)
+
+
+def run_names(sources: Iterable[str]) -> dict[str, str]:
+    """The shortest end of each path that no other path shares: "a/onnx" for a/onnx/results.json.
+
+    A file named results.json is named by its folders; other names lose ".json" (and a
+    copy's ".results.json", so inputs/a-onnx.results.json is "a-onnx").
+    """
+    sources = list(dict.fromkeys(sources))
+    parts = {}
+    for source in sources:
+        path = PurePath(source)
+        if path.name == "results.json":
+            path = path.parent
+        elif path.name.endswith(".results.json"):
+            path = path.with_name(path.name.removesuffix(".results.json"))
+        elif path.suffix == ".json":
+            path = path.with_suffix("")
+        parts[source] = [p for p in path.parts if p not in ("/", ".", "")] or [source]
+    names = dict(zip(sources, sources, strict=True))
+    longest = max((len(p) for p in parts.values()), default=0)
+    for k in range(1, longest + 1):
+        names = {source: "/".join(p[-k:]) for source, p in parts.items()}
+        if len(set(names.values())) == len(names):
+            return names
+    # Paths that differ only in what was stripped (a/results.json, a.json): number the repeats.
+    seen: dict[str, int] = defaultdict(int)
+    for source in sources:
+        seen[names[source]] += 1
+        if seen[names[source]] > 1:
+            names[source] += f"-{seen[names[source]]}"
+    return names

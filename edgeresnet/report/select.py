@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.schema import Row
+from edgeresnet.report.schema import Row, rate, runs
 
 RANKING = (
     "fastest batch-1 p50 latency first, then smaller artifact, then higher top-1 "
@@ -106,17 +106,23 @@ def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
             out.append(f"throughput not measured{_why_unmeasured(row)}")
         elif row.throughput < c.min_fps:
             out.append(
-                f"throughput {row.throughput:.0f} img/s (batch {row.throughput_batch}) "
+                f"throughput {rate(row.throughput)} img/s (batch {row.throughput_batch}) "
                 f"< {c.min_fps:g} img/s"
             )
     return tuple(out)
 
 
 def format_text(selection: Selection) -> str:
-    """The selection as a plain-text table for a terminal."""
+    """The selection as a plain-text table for a terminal.
+
+    Where the rows come from more than one run of a device and target, or from more than one
+    model, a "model / run" column (e.g. "resnet18, a/onnx") tells them apart.
+    """
+    named = runs([*selection.chosen, *(v.row for v in selection.excluded)])
     lines = ["constraints: " + ("; ".join(selection.constraints.describe()) or "none")]
     lines.append(f"ranking: {RANKING}")
-    header = ("rank", "device", "target", "variant", "p50 ms", "size MB", "top-1 %", "img/s")
+    header = ("rank", "device", "target", "variant", "p50 ms", "size MB", "top-1 %", "top-5 %")
+    header += ("img/s",) + (("model / run",) if named.shown else ())
     table = [header] + [
         (
             str(i),
@@ -126,7 +132,9 @@ def format_text(selection: Selection) -> str:
             _fmt(r.p50_ms, ".2f"),
             _fmt(r.size_mb, ".1f"),
             _fmt(r.top1, ".2f"),
-            _fmt(r.throughput, ".0f"),
+            _fmt(r.top5, ".2f"),
+            rate(r.throughput),
+            *((named.of(r),) if named.shown else ()),
         )
         for i, r in enumerate(selection.chosen, 1)
     ]
@@ -134,16 +142,19 @@ def format_text(selection: Selection) -> str:
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         lines += [
             "",
-            *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table),
+            *(
+                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                for row in table
+            ),
         ]
     else:
         lines += ["", "no variant meets every constraint"]
     if selection.excluded:
         lines += ["", "excluded:"]
-        lines += [
-            f"  {v.row.device} {v.row.target}:{v.row.variant}: {'; '.join(v.reasons)}"
-            for v in selection.excluded
-        ]
+        for v in selection.excluded:
+            tag = named.of(v.row)
+            name = f"{v.row.device} {v.row.target}:{v.row.variant}" + (f" [{tag}]" if tag else "")
+            lines.append(f"  {name}: {'; '.join(v.reasons)}")
     return "\n".join(lines)
 
 
