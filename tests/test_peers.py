@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeresnet.cli import main
-from edgeresnet.report import load_results
+from edgeresnet.ondevice.common import results_document
+from edgeresnet.report import load_results, write_report
 
 SIZE = 32
 HAS_OPENVINO = all(importlib.util.find_spec(m) for m in ("openvino", "nncf"))
@@ -26,21 +31,303 @@ def test_against_must_be_a_bundle(tmp_path, capsys):
     assert "not an edgeresnet bundle" in capsys.readouterr().err
 
 
+# The model the quick peer runs below use; a bundle's manifest records its model the same way.
+QUICK_MODEL = {
+    "arch": "resnet18",
+    "num_classes": 1000,
+    "width": 64,
+    "input_size": SIZE,
+    "weights": {"kind": "random", "name": "random", "url": None, "sha256": None, "seed": 0},
+}
+
+
+def _quick(digits: dict[str, Path], out: Path, *more: str) -> list[str]:
+    """A peer run of QUICK_MODEL that the tests stop before any peer is made."""
+    argv = ["bench", "--compare-peers", "--model", "resnet18", "--weights", "random"]
+    argv += ["--calib", str(digits["train"]), "--calib-size", "2", "--input-size", str(SIZE)]
+    return [*argv, "--threads", "1", *FAST, *more, "--out", str(out)]
+
+
+def _fake_bundle(path: Path, model: dict[str, Any], results_model: dict | None = None) -> Path:
+    """A bundle folder whose manifest lists no files: enough for the model check."""
+    path.mkdir(parents=True)
+    manifest = {
+        "model": model,
+        "target": {"name": "onnx", "backend": "onnxruntime", "device": "CPU"},
+        "variants": [],
+        "files": [],
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    if results_model is not None:
+        document = results_document(
+            producer={},
+            device={"name": "here"},
+            environment={},
+            model=results_model,
+            data={},
+            target=manifest["target"],
+            rows=[],
+        )
+        (path / "results.json").write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"arch": "resnet50"}, "architecture resnet50 there, resnet18 here"),
+        ({"input_size": 64}, f"input size 64 there, {SIZE} here"),
+        ({"num_classes": 10, "width": 16}, "width 16 there, 64 here; class count 10 there"),
+        (
+            {"weights": {**QUICK_MODEL["weights"], "seed": 1}},
+            "weights random (seed 1) there, random (seed 0) here",
+        ),
+        (
+            {"weights": {"kind": "file", "name": "mine.pth", "sha256": "ab" * 32}},
+            "weights file mine.pth, sha256 abababababab there",
+        ),
+    ],
+)
+def test_against_a_bundle_of_another_model_is_refused(
+    digits: dict[str, Path], tmp_path: Path, capsys, change: dict[str, Any], said: str
+):
+    """Dividing the timings of two different models is no comparison: refused before any work."""
+    bundle = _fake_bundle(tmp_path / "bundle", {**QUICK_MODEL, **change})
+    out = tmp_path / "peers"
+    assert main(_quick(digits, out, "--against", str(bundle))) == 2
+    err = capsys.readouterr().err
+    assert f"--against {bundle} was built from another model than the peers'" in err
+    assert said in err
+    assert "hint: Run the peers on the bundle's model (--model" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_against_weights_recorded_only_in_the_results_are_checked(
+    digits: dict[str, Path], tmp_path: Path, capsys
+):
+    manifest_model = {k: v for k, v in QUICK_MODEL.items() if k != "weights"}
+    results_model = {**QUICK_MODEL, "weights": {**QUICK_MODEL["weights"], "seed": 7}}
+    bundle = _fake_bundle(tmp_path / "bundle", manifest_model, results_model)
+    assert main(_quick(digits, tmp_path / "peers", "--against", str(bundle))) == 2
+    err = capsys.readouterr().err
+    assert "weights random (seed 7) there, random (seed 0) here" in err
+    assert "--weights random --seed 7 --input-size 32" in err
+
+
+def test_against_a_bundle_of_the_same_model_passes_the_check(tmp_path: Path):
+    from edgeresnet.peers.against import check_against
+
+    # Another copy of the same weights file (other name, same sha256) is the same model.
+    same_file = {"kind": "file", "name": "a.pth", "sha256": "cd" * 32}
+    bundle = _fake_bundle(tmp_path / "b", {**QUICK_MODEL, "weights": same_file})
+    check_against(bundle, {**QUICK_MODEL, "weights": {**same_file, "name": "b.pth"}})
+    check_against(_fake_bundle(tmp_path / "c", QUICK_MODEL), QUICK_MODEL)
+
+
+def test_ort_fp32_claims_the_same_file_only_when_the_sha256_match():
+    from edgeresnet.peers import byhand
+
+    assert "same file" not in byhand.ORT_FP32.how
+    ours = {"artifact": {"sha256": "a" * 64}, "remeasured": {"source": "build/onnx"}}
+    same = byhand.ort_fp32_how("a" * 64, ours)
+    assert "the same file as edgeresnet's fp32 in build/onnx" in same and "noise" in same
+    other = byhand.ort_fp32_how("b" * 64, ours)
+    assert "not the same file as edgeresnet's fp32 in build/onnx" in other
+    assert "bbbbbbbbbbbb here, aaaaaaaaaaaa there" in other and "noise" not in other
+    alone = byhand.ort_fp32_how("b" * 64, None)
+    assert "was not checked" in alone and "noise" not in alone
+
+
+def test_load_above_the_threads_in_use_is_a_warning():
+    from edgeresnet.peers.run import load_warning
+
+    assert load_warning(3.0, 2) is None  # the timing's own 2 threads and one more process
+    assert load_warning(0.3, 1) is None
+    text = load_warning(3.51, 2)
+    assert text is not None and "3.51" in text and "more than the 2 threads in use" in text
+    assert "artefacts" in text
+
+
+def test_out_under_a_file_is_an_output_error(digits: dict[str, Path], tmp_path: Path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(_quick(digits, blocker / "sub" / "peers")) == 1
+    err = capsys.readouterr().err
+    assert f"error: Cannot write under {blocker / 'sub' / 'peers'}: {blocker} is a file" in err
+    assert "Traceback" not in err and "hint:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    assert blocker.read_text() == "not a folder"
+
+
+def test_out_that_is_a_file_is_an_output_error(digits: dict[str, Path], tmp_path: Path, capsys):
+    out = tmp_path / "peers"
+    out.write_text("keep me")
+    assert main(_quick(digits, out)) == 1
+    assert f"error: --out {out} is a file, not a folder" in capsys.readouterr().err
+    assert out.read_text() == "keep me" and [p.name for p in tmp_path.iterdir()] == ["peers"]
+
+
+def test_unwritable_out_is_an_output_error(
+    digits: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+):
+    import edgeresnet.peers.run as run
+
+    def refuse(*args: Any, **kwargs: Any) -> str:  # what mkdtemp raises in a read-only folder
+        raise PermissionError(errno.EACCES, "Permission denied", str(kwargs.get("dir")))
+
+    monkeypatch.setattr(run.tempfile, "mkdtemp", refuse)
+    assert main(_quick(digits, tmp_path / "peers")) == 1
+    err = capsys.readouterr().err
+    assert f"error: Cannot write under {tmp_path / 'peers'}: Permission denied ({tmp_path})" in err
+    assert "Traceback" not in err and not (tmp_path / "peers").exists()
+
+
+def _previous_output(out: Path) -> None:
+    out.mkdir()
+    (out / "results.json").write_text("previous")
+
+
+def test_a_failed_write_leaves_the_previous_output_whole(
+    digits: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+):
+    import edgeresnet.peers.run as run
+
+    def half_written(*args: Any) -> None:  # the disk fills up while the report is written
+        staging = args[-1]
+        (staging / "results.json").write_text("new")
+        raise OSError(errno.ENOSPC, "No space left on device", str(staging / "report.md"))
+
+    out = tmp_path / "peers"
+    _previous_output(out)
+    monkeypatch.setattr(run, "_run", half_written)
+    assert main(_quick(digits, out)) == 1
+    err = capsys.readouterr().err
+    assert f"error: No space left on the device while writing under {out}" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["peers"]  # no staging folder left
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+    assert (out / "results.json").read_text() == "previous"
+
+
+def test_a_failed_publish_puts_the_previous_output_back(
+    digits: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+):
+    import edgeresnet.peers.run as run
+
+    monkeypatch.setattr(run, "_run", lambda *a: (a[-1] / "results.json").write_text("new"))
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if ".staging-" in Path(src).name:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+        real_replace(src, dst)
+
+    out = tmp_path / "peers"
+    _previous_output(out)
+    monkeypatch.setattr(run.os, "replace", replace)
+    assert main(_quick(digits, out)) == 1
+    assert f"error: Cannot write under {out}: Invalid cross-device link" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["peers"]
+    assert (out / "results.json").read_text() == "previous"
+
+
+def _peer_document(images_per_s: float, **producer: Any) -> dict[str, Any]:
+    """A peer run's results with one slow peer and one re-measured edgeresnet row."""
+    bench = {"runtime": "torch", "threads": 1, "precision_executed": {"label": "fp32"}}
+    peer = {
+        "variant": "pytorch-fp32",
+        "precision": "fp32",
+        "peer": {
+            "label": "PyTorch eager FP32",
+            "how": "by hand",
+            "counterparts": [{"backend": "onnxruntime", "variant": "fp32"}],
+        },
+        "bench": {
+            **bench,
+            "latency": {"p50_ms": 1000.0 / images_per_s, "p99_ms": 1100.0 / images_per_s},
+            "throughput": {"batch": 1, "images_per_s": images_per_s},
+        },
+        "notes": [],
+    }
+    ours = {
+        "variant": "fp32",
+        "precision": "fp32",
+        "remeasured": {"source": "build/onnx", "target": "onnx", "backend": "onnxruntime"},
+        "bench": {
+            **bench,
+            "runtime": "onnxruntime",
+            "latency": {"p50_ms": 62.0, "p99_ms": 70.0},
+            "throughput": {"batch": 1, "images_per_s": 16.1},
+        },
+        "notes": [],
+    }
+    return results_document(
+        producer=producer,
+        device={"name": "here"},
+        environment={},
+        model=QUICK_MODEL,
+        data={},
+        target={"name": "peers", "backend": "peers", "device": "CPU"},
+        rows=[peer, ours],
+    )
+
+
+def _peer_section(document: dict[str, Any], out: Path) -> str:
+    write_report({"peers/results.json": document}, out, command="test")
+    md = (out / "report.md").read_text()
+    return md.split("## Peer comparison")[1].split("\n## ")[0]
+
+
+def test_a_slow_peer_keeps_the_digits_of_its_throughput(tmp_path: Path):
+    section = _peer_section(_peer_document(0.38), tmp_path)
+    assert "| PyTorch eager FP32 | fp32 | 2631.58 |" in section
+    assert "| 0.38 @1 |" in section and "| 0 @1 |" not in section
+
+
+def test_a_slow_peer_keeps_the_digits_of_its_rounds(tmp_path: Path):
+    document = _peer_document(0.38)
+    rounds = {"count": 2, "p50_ms": [2631.6, 2702.7], "images_per_s": [0.38, 0.37]}
+    document["rows"][0]["bench"]["rounds"] = {**rounds, "kept": "fastest"}
+    write_report({"peers/results.json": document}, tmp_path, command="test")
+    assert "img/s 0.38/0.37, the most kept" in (tmp_path / "report.md").read_text()
+
+
+def test_the_load_warning_stands_next_to_the_peer_figures(tmp_path: Path):
+    from edgeresnet.peers.run import load_warning
+
+    warning = load_warning(3.9, 2)
+    section = _peer_section(_peer_document(0.38, load_warning=warning), tmp_path)
+    assert "timed under load: the 1-minute load average reached 3.90" in section
+
+
 @pytest.mark.slow
 def test_peers_are_measured_side_by_side_and_reported_as_ratios(
-    digits: dict[str, Path], fast_profile: Path, tmp_path: Path, capsys
+    digits: dict[str, Path], fast_profile: Path, tmp_path: Path, capsys, monkeypatch
 ):
     common = ["--model", "resnet18", "--weights", "random", "--calib", str(digits["train"])]
     common += ["--calib-size", "8", "--input-size", str(SIZE)]
     build = tmp_path / "build"
     assert main(["build", "--target", str(fast_profile), *common, "--out", str(build)]) == 0
+    capsys.readouterr()
+    # A busy machine: 1-minute load 2.5 at first, rising with every reading: more than the 1
+    # thread in use and one other process.
+    loads = iter(2.5 + i / 100 for i in range(10_000))
+    monkeypatch.setattr(os, "getloadavg", lambda: (next(loads), 1.0, 1.0))
     peers_out = tmp_path / "peers"
     argv = ["bench", "--compare-peers", *common, "--threads", "1", *FAST, "--rounds", "2"]
     assert main([*argv, "--against", str(build / "onnx"), "--out", str(peers_out)]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "warning: the 1-minute load average is 2.50 before any timing" in err
+    assert "warning: timed under load: the 1-minute load average reached" in err
 
     document = load_results(peers_out / "results.json")
     assert document["target"]["name"] == "peers"
     assert set(document["producer"]["load_average"]) == {"start", "end"}
+    peak = document["producer"]["load_average"]["end"][0]
+    assert document["producer"]["load_warning"].startswith(
+        f"timed under load: the 1-minute load average reached {peak:.2f} during this peer "
+        "comparison, more than the 1 thread in use and one other process"
+    )
     rows = {r["variant"]: r for r in document["rows"]}
     peers = {name: r for name, r in rows.items() if r.get("peer")}
     assert set(peers) == {
@@ -74,6 +361,17 @@ def test_peers_are_measured_side_by_side_and_reported_as_ratios(
     again = {name: r for name, r in rows.items() if r.get("remeasured")}
     assert set(again) == {"fp32", "int8"}
     assert all(r["bench"]["latency"]["p50_ms"] > 0 for r in again.values())
+    # Every timed row records its load and says it was timed under load.
+    for name, r in {**peers, **again}.items():
+        assert set(r["bench"]["load_average"]) == {"start", "end"}, name
+        assert [n for n in r["notes"] if n.startswith("timed under load: ")], name
+    # The ORT FP32 peer is the build's fp32 file byte for byte, and says so with the sha256.
+    sha = again["fp32"]["artifact"]["sha256"]
+    assert peers["ort-fp32"]["artifact"]["sha256"] == sha
+    assert (
+        f"the same file as edgeresnet's fp32 in {build / 'onnx'} (sha256 {sha[:12]})"
+        in (peers["ort-fp32"]["peer"]["how"])
+    )
 
     report = tmp_path / "report"
     results = [str(build / "onnx" / "results.json"), str(peers_out / "results.json")]
@@ -81,4 +379,6 @@ def test_peers_are_measured_side_by_side_and_reported_as_ratios(
     md = (report / "report.md").read_text()
     section = md.split("## Peer comparison")[1].split("\n## ")[0]
     assert "Same run" in section and "fastest of 2 rounds" in md
+    assert "the same file as edgeresnet's fp32" in section
+    assert "- peers/pytorch-fp32: timed under load: 1-minute load average" in md
     assert "p50 / ORT quantize_static defaults" in section and "p50 / PyTorch eager FP32" in section

@@ -48,7 +48,7 @@ ORT_FP32 = Peer(
     "fp32",
     "onnxruntime",
     "the exported FP32 ONNX in an InferenceSession (CPU execution provider, ORT_ENABLE_ALL, "
-    "N intra-op threads); the same file as edgeresnet's fp32, so its ratio shows the noise",
+    "N intra-op threads)",
     (("onnxruntime", "fp32"),),
 )
 OPENVINO_F32 = Peer(
@@ -80,6 +80,30 @@ ORT_DEFAULT = Peer(
     (("onnxruntime", "int8"),),
 )
 PEERS = (PYTORCH, ORT_FP32, OPENVINO_F32, NNCF_DEFAULT, ORT_DEFAULT)
+
+
+def ort_fp32_how(sha256: str | None, counterpart: dict[str, Any] | None) -> str:
+    """ORT FP32's "how", saying whether its file is edgeresnet's fp32 byte for byte.
+
+    ``counterpart`` is the re-measured edgeresnet fp32 row it is compared with (``--against``);
+    only when both files have the same sha256 does its ratio show nothing but timing noise.
+    """
+    theirs = ((counterpart or {}).get("artifact") or {}).get("sha256")
+    if counterpart is None or not sha256 or not theirs:
+        return (
+            f"{ORT_FP32.how}; no edgeresnet fp32 file was timed in this run (--against), so "
+            "whether it is the same file was not checked"
+        )
+    where = (counterpart.get("remeasured") or {}).get("source", "the bundle")
+    if sha256 == theirs:
+        return (
+            f"{ORT_FP32.how}; the same file as edgeresnet's fp32 in {where} (sha256 "
+            f"{sha256[:12]}), so its ratio shows the noise"
+        )
+    return (
+        f"{ORT_FP32.how}; not the same file as edgeresnet's fp32 in {where} (sha256 "
+        f"{sha256[:12]} here, {theirs[:12]} there), so its ratio compares two exports"
+    )
 
 
 def ort_quantize_static_defaults(

@@ -8,11 +8,13 @@ bundles are re-timed in the same run, so the report's ratios come from one stret
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -27,8 +29,8 @@ import torch
 from edgeresnet import __version__
 from edgeresnet.bench import Job, time_rounds
 from edgeresnet.config import BenchmarkOptions, ExportOptions
-from edgeresnet.data import Preprocess, default_calibration_dir, discover
-from edgeresnet.errors import EdgeResnetError, UsageError
+from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
+from edgeresnet.errors import EdgeResnetError, OutputError, UsageError
 from edgeresnet.evaluate import collect_logits, fidelity
 from edgeresnet.export import export_onnx
 from edgeresnet.models import LoadedModel, count_macs, count_parameters, load_model
@@ -40,7 +42,7 @@ from edgeresnet.ondevice.common import (
     write_json,
 )
 from edgeresnet.peers import byhand, measure
-from edgeresnet.peers.against import against_jobs
+from edgeresnet.peers.against import against_jobs, check_against
 from edgeresnet.peers.byhand import PEERS, Peer
 from edgeresnet.progress import stage, warn
 from edgeresnet.report import write_report
@@ -80,58 +82,205 @@ def compare_peers(request: PeerRequest) -> Path:
                 f"--against {bundle} is not an edgeresnet bundle (no manifest.json).",
                 hint="Pass the folder a build wrote, e.g. build/onnx.",
             )
+    _check_out(request.out)
     threads = request.threads or physical_cores()
     images = discover(request.calib or default_calibration_dir()).subset(
         request.calib_size, seed=request.seed
     )
     loaded = load_model(request.model, request.weights, seed=request.seed)
     pre = _preprocess(loaded, request.input_size)
-    load_start = list(os.getloadavg())
-    request.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{request.out.name}.staging-", dir=request.out.parent))
+    model = _model_record(loaded, pre)
+    for bundle in request.against:  # before minutes of work: ratios of two models mean nothing
+        check_against(bundle, model)
     try:
-        with stage(f"preprocessing {len(images)} calibration images"):
-            calib = [x for batch, _ in images.batches(pre, BATCH) for x in batch]
-        rows, jobs = _peers(request, loaded, pre, calib, staging, threads)
-        for bundle in request.against:
-            again = against_jobs(bundle, threads=threads, options=request.benchmark)
-            rows += [job.row for job in again]
-            jobs += again
-        time_rounds(jobs, request.rounds)
-        document = results_document(
-            producer={
-                "tool": "edgeresnet bench --compare-peers",
-                "version": __version__,
-                "command": request.command,
-                "python": platform.python_version(),
-                "load_average": {"start": load_start, "end": list(os.getloadavg())},
-            },
-            device=machine_info(request.device_name),
-            environment=_environment(),
-            model=_model_record(loaded, pre),
-            data={
-                "calibration": {
-                    "source": images.source if request.calib else "embedded default",
-                    "images": len(images),
-                    "seed": request.seed,
-                    "sha256": images.sha256(),
-                },
-                "evaluation": None,
-                "fidelity_images": "calibration set",
-            },
-            target={"name": "peers", "backend": "peers", "device": "CPU"},
-            rows=rows,
+        request.out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{request.out.name}.staging-", dir=request.out.parent)
         )
-        write_json(staging / RESULTS, document)
-        write_report(
-            {str(request.out / RESULTS): document},
-            staging,
-            command=f"edgeresnet report {request.out / RESULTS} --out {request.out}",
-        )
+    except OSError as exc:
+        raise _output_error(exc, request.out) from None
+    try:
+        _run(request, loaded, pre, model, images, threads, staging)
         _publish(staging, request.out)
+    except OSError as exc:
+        raise _output_error(exc, request.out) from None
+    except OutputError as exc:  # the report writer names the staging folder: name --out instead
+        message = exc.message.replace(str(staging), str(request.out))
+        raise OutputError(message, hint=exc.hint) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return request.out
+
+
+def _run(
+    request: PeerRequest,
+    loaded: LoadedModel,
+    pre: Preprocess,
+    model: dict[str, Any],
+    images: ImageSet,
+    threads: int,
+    staging: Path,
+) -> None:
+    """Make, verify and time the peers (and ``--against`` bundles); write both files in staging."""
+    load_start = list(os.getloadavg())
+    readings = [load_start[0]]  # every 1-minute load average taken during the run
+    if load_start[0] > 1:  # before the timing starts, the threads it will use are not counted
+        warn(
+            f"the 1-minute load average is {load_start[0]:.2f} before any timing: other "
+            "processes compete for the cores and can distort the ratios; the report will say so "
+            "if the load stays high"
+        )
+    with stage(f"preprocessing {len(images)} calibration images"):
+        calib = [x for batch, _ in images.batches(pre, BATCH) for x in batch]
+    rows, jobs = _peers(request, loaded, pre, calib, staging, threads)
+    for bundle in request.against:
+        again = against_jobs(bundle, threads=threads, options=request.benchmark)
+        rows += [job.row for job in again]
+        jobs += again
+    _same_file(rows)
+    time_rounds(
+        [Job(j.label, j.row, partial(_timed, j.run, readings)) for j in jobs], request.rounds
+    )
+    load_end = list(os.getloadavg())
+    readings.append(load_end[0])
+    producer = {
+        "tool": "edgeresnet bench --compare-peers",
+        "version": __version__,
+        "command": request.command,
+        "python": platform.python_version(),
+        "load_average": {"start": load_start, "end": load_end},
+        "threads": threads,
+    }
+    warning = load_warning(max(readings), threads)
+    if warning:
+        producer["load_warning"] = warning
+        warn(warning)
+        for row in rows:
+            if row["bench"] is not None:
+                row["notes"].append(_row_load_note(row["bench"], max(readings), threads))
+    document = results_document(
+        producer=producer,
+        device=machine_info(request.device_name),
+        environment=_environment(),
+        model=model,
+        data={
+            "calibration": {
+                "source": images.source if request.calib else "embedded default",
+                "images": len(images),
+                "seed": request.seed,
+                "sha256": images.sha256(),
+            },
+            "evaluation": None,
+            "fidelity_images": "calibration set",
+        },
+        target={"name": "peers", "backend": "peers", "device": "CPU"},
+        rows=rows,
+    )
+    write_json(staging / RESULTS, document)
+    write_report(
+        {str(request.out / RESULTS): document},
+        staging,
+        command=f"edgeresnet report {request.out / RESULTS} --out {request.out}",
+    )
+
+
+def load_warning(peak: float, threads: int) -> str | None:
+    """The warning for a run whose 1-minute load average reached ``peak``; None when quiet.
+
+    The timing's own threads count in the load; more than one runnable process beyond them
+    means others competed for the cores: they only ever slow a timing down, and by how much
+    differs from row to row, so a ratio can be an artefact of the load (seen: PyTorch eager
+    FP32 at 2623 ms, 62 ms when quiet).
+    """
+    if peak <= threads + 1:
+        return None
+    return (
+        f"timed under load: the 1-minute load average reached {peak:.2f} during this peer "
+        f"comparison, more than the {_threads(threads)} in use and one other process, so "
+        "other processes competed for the cores and these figures and ratios may be artefacts of "
+        "that load; re-run on a quiet machine (--rounds 3 keeps each row's least disturbed round)"
+    )
+
+
+def _row_load_note(bench: dict[str, Any], peak: float, threads: int) -> str:
+    load = bench.get("load_average") or {}
+    own = [v[0] for v in (load.get("start"), load.get("end")) if v]
+    while_timed = f"{max(own):.2f} while this row was timed, " if own else ""
+    return (
+        f"timed under load: 1-minute load average {while_timed}up to {peak:.2f} during the "
+        f"peer comparison, above the {_threads(threads)} in use; "
+        "this figure and its ratios may be an artefact of other processes"
+    )
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def _timed(run: Callable[[], dict[str, Any]], readings: list[float]) -> dict[str, Any]:
+    """Run one timing and record the machine's load average at its start and end."""
+    start = list(os.getloadavg())
+    bench = run()
+    end = list(os.getloadavg())
+    readings += [start[0], end[0]]
+    return {**bench, "load_average": {"start": start, "end": end}}
+
+
+def _same_file(rows: list[dict[str, Any]]) -> None:
+    """Say in ORT FP32's "how" whether it times edgeresnet's fp32 file itself (same sha256)."""
+    peer = next(
+        (r for r in rows if r["variant"] == byhand.ORT_FP32.variant and r.get("peer")), None
+    )
+    if peer is None:
+        return
+    counterpart = next(
+        (
+            r
+            for r in rows
+            if r.get("remeasured")
+            and (r["remeasured"].get("backend"), r["variant"]) in byhand.ORT_FP32.counterparts
+        ),
+        None,
+    )
+    sha = (peer.get("artifact") or {}).get("sha256")
+    peer["peer"]["how"] = byhand.ort_fp32_how(sha, counterpart)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot become a folder, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(
+            f"--out {out} is a file, not a folder: the peer comparison writes a folder there.",
+            hint="Pass a folder path for --out (it is created if missing).",
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(
+            f"Cannot write under {out}: {parent} is a file, not a folder.",
+            hint="Pass an --out whose parent folders are folders, or move that file away.",
+        )
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"Cannot write under {out}: {parent} is not writable.",
+            hint="Check the folder's permissions, or pass another --out.",
+        )
+
+
+def _output_error(exc: OSError, out: Path) -> OutputError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return OutputError(
+            f"No space left on the device while writing under {out}{where}: the peer comparison "
+            "stopped and the previous output, if any, was left as it was.",
+            hint="Free disk space or pass --out on another disk.",
+        )
+    return OutputError(
+        f"Cannot write under {out}: {exc.strerror or exc}{where}. Nothing was written there; "
+        "the previous output, if any, was left as it was.",
+        hint="Check the folder's permissions and free space, or pass another --out.",
+    )
 
 
 def _peers(
@@ -268,6 +417,11 @@ def _publish(staging: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
         os.replace(final, old)
-    os.replace(staging, final)
+    try:
+        os.replace(staging, final)
+    except OSError:
+        if old is not None:  # put the previous output back before saying what failed
+            os.replace(old, final)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
