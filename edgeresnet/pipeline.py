@@ -175,6 +175,16 @@ def resolve(request: BuildRequest) -> Inputs:
         PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
         for r in sorted(set(request.prune) - {0.0})
     ]
+    tags = Counter(p.tag for p in prune)
+    clash = sorted(t for t, n in tags.items() if n > 1 or t == "p00")
+    if clash:
+        name = clash[0]
+        what = "a pruned variant named p00" if name == "p00" else f"two variants named {name}"
+        raise UsageError(
+            f"--prune {','.join(f'{r:g}' for r in request.prune)} would give {what}: variants "
+            "are named by whole percent.",
+            hint="Give ratios at least 0.01 apart, each 0.005 or more.",
+        )
     if not prune and (request.distill_steps or request.train is not None):
         raise UsageError(
             "--distill-steps and --train recover a pruned model, and no --prune ratio above 0 "

@@ -220,6 +220,10 @@ def case_profile_opset_without_per_channel_qdq(tmp):
     return _edited_profile(tmp, "onnx", "opset = 17", "opset = 7"), "export.opset must be 13"
 
 
+def case_prune_ratios_with_one_name(tmp):
+    return _onnx("--prune", "0.3,0.301"), "two variants named p30"
+
+
 def case_unknown_target(tmp):
     return ["--weights", "random", "--target", "jetsn"], "Unknown target 'jetsn'"
 

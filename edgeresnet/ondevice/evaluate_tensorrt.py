@@ -166,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         manifest = json.loads((args.bundle / common.MANIFEST).read_text(encoding="utf-8"))
         images = next(iter(found.values()))["accuracy"]["images"] if found else 0
+        # The manifest's own: "int8-mixed" and "p30-int8" name their precision differently.
+        precisions = {v["variant"]: v["precision"] for v in manifest["variants"]}
         rows = [
             {
                 "variant": name,
-                "precision": name.rsplit("-", 1)[-1],
+                "precision": precisions.get(name, name.rsplit("-", 1)[-1]),
                 "artifact": None,
                 "bench": None,
                 **scored,
