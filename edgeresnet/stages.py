@@ -83,8 +83,16 @@ class Stages:
         train: ImageSet | None,
         holdout_set: ImageSet,
     ) -> ModelVariant:
-        """Prune the dense model and recover as asked; saved as channel spec + weights."""
+        """Prune the dense model and recover as asked; saved as channel spec + weights.
+
+        Distillation keeps the step with the lowest loss on held-out images: those of
+        ``holdout_set`` not trained on, else 32 images set aside from the training images.
+        """
         train = train or self.calib
+        holdout_images = holdout_set.without(train)
+        if distill_steps and not holdout_images.samples and len(train) > 1:
+            holdout_images = train.subset(min(32, len(train) // 2), seed=1)
+            train = train.without(holdout_images)
         key = stage_key(
             "prune",
             model=dense.key,
@@ -93,6 +101,7 @@ class Stages:
             calib=self.calib_sha,
             distill=distill_steps,
             train=train.sha256() if distill_steps else None,
+            holdout=holdout_images.sha256() if distill_steps else None,
             size=self.preprocess.crop_size,
             version=__version__,
         )
@@ -115,7 +124,8 @@ class Stages:
                 seen = reestimate_batchnorm(model, images(self.calib, pre))
             record["recovery"].append({"method": "batchnorm-reestimation", "images": seen})
         if distill_steps:
-            holdout, _ = next(holdout_set.subset(32, seed=1).batches(pre, 32))
+            held = holdout_images if holdout_images.samples else train  # one training image
+            holdout, _ = next(held.subset(32, seed=1).batches(pre, 32))
             with stage(
                 f"distilling from the unpruned model ({distill_steps} steps on "
                 f"{len(train)} unlabelled images)"
@@ -128,7 +138,14 @@ class Stages:
                     DistillOptions(steps=distill_steps),
                 )
             record["recovery"].append(
-                {"method": "distillation", "images": len(train), "source": train.source, **result}
+                {
+                    "method": "distillation",
+                    "images": len(train),
+                    "source": train.source,
+                    "holdout_images": min(32, len(held)),
+                    "holdout_apart_from_training": held is not train,
+                    **result,
+                }
             )
             if result["interrupted"]:
                 key = stage_key("interrupted", key=key)  # a cut-short run is never reused

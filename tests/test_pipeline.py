@@ -65,6 +65,19 @@ def test_calibration_images_are_left_out_of_the_evaluation(
     assert evaluation["calibration_images_left_out"] == 100
 
 
+def test_distillation_picks_its_best_step_on_images_it_does_not_train_on(
+    digits_build, fast_profile, tmp_path
+):
+    """No --eval and no --train: 32 calibration images are set aside to judge the steps."""
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 64, "--prune", "0.3", "--distill-steps", "3")
+    assert build(*args) == 0
+    recovery = rows(results(out))["p30-int8"]["build"]["prune"]["recovery"]
+    distilled = next(r for r in recovery if r["method"] == "distillation")
+    assert distilled["holdout_apart_from_training"] and distilled["holdout_images"] == 32
+    assert distilled["images"] == 64 - 32
+
+
 def test_bundle_is_complete_and_checksummed(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
     assert build(*digits_build(fast_profile, out, 16)) == 0
