@@ -306,6 +306,8 @@ def _load(request: BuildRequest) -> LoadedModel:
         "path": str(spec_path.resolve()),
         "sha256": sha256_file(spec_path.with_name("model.safetensors")),
         "pruned": True,
+        # The sizes the model was pruned (and its weights trained) at, where the spec says.
+        "preprocess": spec.get("preprocess"),
     }
     return LoadedModel(model, spec["arch"], spec["num_classes"], spec["width"], weights)
 
@@ -345,6 +347,9 @@ def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
     info = loaded.info
     if info is not None and input_size in (None, info.crop_size):
         return Preprocess(crop_size=info.crop_size, resize_size=info.resize_size)
+    sizes = loaded.weights.get("preprocess")  # a pruned model's channel spec
+    if sizes and input_size in (None, sizes["crop_size"]):
+        return Preprocess(crop_size=sizes["crop_size"], resize_size=sizes["resize_size"])
     return Preprocess.for_input_size(input_size or 224)
 
 

@@ -76,8 +76,16 @@ def prune(model: nn.Module, options: PruneOptions, *, input_size: int) -> nn.Mod
     return pruned
 
 
-def channel_spec(model: nn.Module, *, arch: str, num_classes: int, width: int) -> dict[str, Any]:
-    """Every conv, batch-norm and linear layer's channel counts: enough to rebuild the model."""
+def channel_spec(
+    model: nn.Module,
+    *,
+    arch: str,
+    num_classes: int,
+    width: int,
+    preprocess: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """Every conv, batch-norm and linear layer's channel counts: enough to rebuild the model;
+    with the ``resize_size``/``crop_size`` its weights expect, so a rebuild feeds it the same."""
     layers: dict[str, dict[str, int]] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -92,6 +100,7 @@ def channel_spec(model: nn.Module, *, arch: str, num_classes: int, width: int) -
         "arch": arch,
         "num_classes": num_classes,
         "width": width,
+        **({"preprocess": preprocess} if preprocess else {}),
         "layers": layers,
     }
 
@@ -103,6 +112,12 @@ def rebuild(spec: dict[str, Any]) -> nn.Module:
             f"Not an edgeresnet channel spec (format {spec.get('format')!r}, version "
             f"{spec.get('version')!r}).",
             hint=f"Expected format '{SPEC_FORMAT}' version {SPEC_VERSION}.",
+        )
+    missing = [k for k in ("arch", "num_classes", "width", "layers") if k not in spec]
+    if missing:
+        raise WeightsError(
+            f"The channel spec lacks {', '.join(missing)}.",
+            hint="Use the model.channels.json a pruning run wrote, unedited.",
         )
     model = build_model(spec["arch"], num_classes=spec["num_classes"], width=spec["width"])
     modules = dict(model.named_modules())

@@ -149,7 +149,8 @@ class Stages:
             )
             if result["interrupted"]:
                 key = stage_key("interrupted", key=key)  # a cut-short run is never reused
-        spec = channel_spec(model, **_identity(dense.model))
+        sizes = {"resize_size": pre.resize_size, "crop_size": pre.crop_size}
+        spec = channel_spec(model, **_identity(dense.model), preprocess=sizes)
         save_pruned(model, spec, folder)
         self.cache.store_entry(key, folder, record)
         return ModelVariant(options.tag, model, key, record)

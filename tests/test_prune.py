@@ -59,6 +59,8 @@ def test_spec_that_does_not_match_the_weights_is_named(tiny, tmp_path):
         load_pruned(tmp_path / "b" / "model.channels.json")
     with pytest.raises(WeightsError, match="Not an edgeresnet channel spec"):
         rebuild({"format": "other"})
+    with pytest.raises(WeightsError, match="lacks arch, layers"):
+        rebuild({"format": "edgeresnet.channels", "version": 1, "num_classes": 10, "width": 16})
 
 
 @pytest.mark.parametrize(
@@ -156,9 +158,14 @@ def test_a_saved_pruned_model_builds_again(digits_build, fast_profile, tmp_path)
     first, second = tmp_path / "a", tmp_path / "b"
     assert main(["build", *digits_build(fast_profile, first, 16, "--prune", "0.5")]) == 0
     spec = first / "onnx" / "p50" / "model.channels.json"
-    assert main(["build", *digits_build(fast_profile, second, 16, weights=spec)]) == 0
+    # No --input-size: the spec says the model was pruned at 32 px (resize 36).
+    args = digits_build(fast_profile, second, 16, weights=spec)
+    del args[args.index("--input-size") : args.index("--input-size") + 2]
+    assert main(["build", *args]) == 0
     a = json.loads((first / "onnx" / "results.json").read_text())
     b = json.loads((second / "onnx" / "results.json").read_text())
     pruned = next(r for r in a["rows"] if r["variant"] == "p50-fp32")
     assert b["model"]["params"] == pruned["params"]
     assert b["model"]["weights"]["pruned"] is True
+    assert b["model"]["input_size"] == a["model"]["input_size"] == 32
+    assert b["model"]["preprocess"] == a["model"]["preprocess"]
