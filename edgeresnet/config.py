@@ -93,6 +93,13 @@ def load_target(name_or_path: str) -> TargetProfile:
     """Load a profile by name (``onnx``) or by path to a ``.toml`` file."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
+        if not targets_dir().is_dir():
+            raise ConfigError(
+                f"The bundled target profiles are not at {targets_dir()}: edgeresnet runs from "
+                "its source checkout.",
+                hint="Install it with pip install -e . from the checkout, set EDGERESNET_TARGETS "
+                "to a folder of profiles, or pass a .toml profile's path.",
+            )
         known = available_targets()
         if name_or_path not in known:
             raise ConfigError(

@@ -50,3 +50,10 @@ def test_unknown_target_lists_the_known_ones():
     with pytest.raises(ConfigError) as info:
         load_target("jetsonn")
     assert "onnx" in info.value.hint
+
+
+def test_a_missing_profiles_folder_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERESNET_TARGETS", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="bundled target profiles are not at") as info:
+        load_target("onnx")
+    assert "pip install -e ." in info.value.hint
