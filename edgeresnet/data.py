@@ -361,7 +361,11 @@ def _scan_folder(folder: Path) -> ImageSet:
             f"Cannot list folder {folder}: {exc}", hint="Check its permissions."
         ) from exc
     if not entries:
-        raise DataError(f"Dataset folder {folder} is empty", hint=_LAYOUT_HINT)
+        raise DataError(
+            f"Dataset folder {folder} is empty",
+            hint="Put images in it (.jpg, .png, ...). Calibration takes any images; accuracy "
+            "needs labels too. " + _LAYOUT_HINT,
+        )
     images = [e for e in entries if e.is_file() and _is_image(e)]
     classes = {e.name: _images_under(e) for e in entries if e.is_dir()}
     if any(classes.values()):

@@ -309,6 +309,14 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
         sha = _sha256(path)
     except OSError as e:
         raise WeightsError(f"weights file {path} cannot be read: {e.strerror or e}") from e
+    head = _head(path)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise WeightsError(
+            f"weights file {path} is not a PyTorch checkpoint: torch.save writes a zip archive "
+            f"or a pickle, and this file starts with {head!r}",
+            hint="pass the .pth/.pt file torch.save wrote, a pruned model's model.channels.json, "
+            "--weights imagenet or --weights random",
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -335,12 +343,24 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
     return _unwrap_state_dict(obj, f"weights file {path}"), sha
 
 
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(8)
+    except OSError as e:
+        raise WeightsError(f"weights file {path} cannot be read: {e.strerror or e}") from e
+
+
 def _load_strict(model: nn.Module, sd: dict[str, Tensor], source: str) -> None:
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         lines = str(e).strip().splitlines()
-        raise WeightsError(f"{source} does not fit the model: {' '.join(lines[:4])[:600]}") from e
+        raise WeightsError(
+            f"{source} does not fit the model: {' '.join(lines[:4])[:600]}",
+            hint="check --model, and that the file holds this model's whole state_dict "
+            "(the class count is read from fc.weight)",
+        ) from e
 
 
 # ------------------------------------------------------------------------------------ loading

@@ -157,7 +157,11 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
-        raise WeightsError(f"Cannot read pruned weights {weights}: {exc}.") from None
+        raise WeightsError(
+            f"Cannot read pruned weights {weights}: {exc}.",
+            hint="Keep model.safetensors beside model.channels.json, both as the pruning run "
+            "wrote them.",
+        ) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

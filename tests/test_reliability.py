@@ -122,6 +122,19 @@ def case_weights_truncated(tmp):
     return ["--weights", str(tmp / "w.pth"), "--target", "onnx"], "w.pth"
 
 
+def case_weights_text_file(tmp):
+    (tmp / "w.pth").write_text("model weights will go here\n")
+    return ["--weights", str(tmp / "w.pth"), "--target", "onnx"], "is not a PyTorch checkpoint"
+
+
+def case_weights_missing_a_tensor(tmp):
+    state = build_model("resnet18", num_classes=10, width=8).state_dict()
+    del state["layer1.0.bn1.running_var"]
+    torch.save(state, tmp / "w.pth")
+    args = ["--model", "resnet18", "--weights", str(tmp / "w.pth"), "--target", "onnx"]
+    return args, "does not fit the model"
+
+
 def case_weights_other_architecture(tmp):
     torch.save(build_model("resnet34", num_classes=10, width=8).state_dict(), tmp / "r34.pth")
     return ["--weights", str(tmp / "r34.pth"), "--target", "onnx"], "holds resnet34 weights"
