@@ -179,7 +179,7 @@ def _command_line() -> str:
 
 def _ratios(text: str) -> list[float]:
     try:
-        ratios = [float(part) for part in text.split(",") if part.strip()]
+        ratios = [float(part) for part in text.split(",")]  # "0.3,,0.5" is a typo: refused
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected ratios like 0.3 or 0,0.2,0.5, got {text!r}"
@@ -214,8 +214,10 @@ def _batch_sizes(text: str) -> list[int]:
         sizes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, got {text!r}")
+    if not sizes or min(sizes) < 1 or sizes[0] != 1:
+        raise argparse.ArgumentTypeError(
+            f"batch sizes must start with 1 (the batch-1 latency) and be at least 1, got {text!r}"
+        )
     return sizes
 
 
@@ -304,14 +306,14 @@ def parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=0,
-        help="runtime threads (default: the profile's, else one per physical core)",
+        help="runtime threads (default 0: the profile's, else one per physical core)",
     )
     b.add_argument(
         "--rounds",
         type=_positive,
         default=1,
         help="time every artifact N times, order reversed each round, and keep each figure "
-        "from its least disturbed round (default 1; 3 on a shared machine)",
+        "from its least disturbed round (default 1; pass 3 on a shared machine)",
     )
     b.add_argument(
         "--pairs",
@@ -449,7 +451,9 @@ def parser() -> argparse.ArgumentParser:
         "--calib-size", type=int, default=300, help="images drawn with --seed (default 300)"
     )
     m.add_argument("--input-size", type=_positive, help="input resolution (default 224)")
-    m.add_argument("--threads", type=int, default=0, help="threads (default one per core)")
+    m.add_argument(
+        "--threads", type=int, default=0, help="threads (default 0: one per physical core)"
+    )
     m.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
     m.add_argument(
         "--against",
@@ -474,7 +478,7 @@ def parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         help="time every row N times, order reversed each round, and keep each row's fastest "
-        "run, the one other processes disturbed least (default 1; 3 on a shared machine)",
+        "run, the one other processes disturbed least (default 1; pass 3 on a shared machine)",
     )
     m.set_defaults(func=_bench)
     return root

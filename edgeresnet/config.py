@@ -126,9 +126,11 @@ def _check(profile: TargetProfile, path: Path) -> None:
             f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}.",
             hint=_FIX,
         )
-    if not profile.benchmark.batch_sizes or min(profile.benchmark.batch_sizes) < 1:
+    sizes = profile.benchmark.batch_sizes
+    if not sizes or min(sizes) < 1 or sizes[0] != 1:
         raise ConfigError(
-            f"{path}: benchmark.batch_sizes must list positive batch sizes.",
+            f"{path}: benchmark.batch_sizes must start with 1 (the latency every report compares "
+            f"at batch 1) and list positive sizes, got {sizes}.",
             hint="For example batch_sizes = [1, 8].",
         )
     if profile.benchmark.threads < 0:

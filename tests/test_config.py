@@ -31,7 +31,7 @@ def write(tmp_path, text):
     [
         ('precisions = ["fp32"]\ncolour = "red"\n', "unknown key(s) colour"),
         ('precisions = ["fp32"]\n[benchmark]\nwarmup = "ten"\n', "warmup must be int"),
-        ('precisions = ["fp32"]\n[benchmark]\nbatch_sizes = [0]\n', "positive batch sizes"),
+        ('precisions = ["fp32"]\n[benchmark]\nbatch_sizes = [0]\n', "list positive sizes"),
         ('precisions = ["int4"]\n', "must be a non-empty subset"),
         ('precisions = ["fp32"]\n[quantization]\nper_channel = 1\n', "per_channel must be bool"),
         ('precisions = ["fp32"]\n[export]\nopset = true\n', "opset must be int"),

@@ -237,6 +237,11 @@ def case_prune_ratios_with_one_name(tmp):
     return _onnx("--prune", "0.3,0.301"), "two variants named p30"
 
 
+def case_profile_latency_not_at_batch_1(tmp):
+    args = _edited_profile(tmp, "onnx", "batch_sizes = [1, 8]", "batch_sizes = [8, 1]")
+    return args, "must start with 1"
+
+
 def case_unknown_target(tmp):
     return ["--weights", "random", "--target", "jetsn"], "Unknown target 'jetsn'"
 
