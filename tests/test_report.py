@@ -657,6 +657,22 @@ def test_rounds_of_a_slow_row_keep_their_digits(tmp_path):
     assert "img/s 0.38/0.37, the most kept" in (tmp_path / "report.md").read_text()
 
 
+def test_rows_timed_under_load_are_named_at_the_top(tmp_path):
+    """Threads 2: a 1-minute load of 3.0 is the timing and one more process; 3.4 is more."""
+    fp32 = row("fp32", "fp32", 40.0, 102_000_000, None, "fp32")
+    int8 = row("int8", "int8", 12.0, 25_800_000, None, "int8")
+    fp32["bench"]["load_average"] = {"start": [2.1, 1.0, 1.0], "end": [3.0, 1.2, 1.0]}
+    int8["bench"]["load_average"] = {"start": [3.0, 1.2, 1.0], "end": [3.4, 1.3, 1.0]}
+    write_report({"a.json": document("box", rows=[fp32, int8])}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    warning = md.split("**Timed under load.**", 1)[1].split("\n\n", 1)[0]
+    assert "box onnx:int8" in warning and "onnx:fp32" not in warning
+    assert "Timed under load." in (tmp_path / "report.html").read_text()
+    fp32["bench"]["load_average"] = int8["bench"]["load_average"] = None
+    write_report({"a.json": document("box", rows=[fp32, int8])}, tmp_path / "quiet", command="c")
+    assert "Timed under load" not in (tmp_path / "quiet" / "report.md").read_text()
+
+
 def test_a_peer_run_timed_under_load_says_so_in_its_section(tmp_path):
     peers = peers_document("box")
     peers["producer"]["load_warning"] = "timed under load: the 1-minute load average reached 3.90"

@@ -13,7 +13,7 @@ from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
 from edgeresnet.report.output import staged
 from edgeresnet.report.plots import Plot, scatter, y_metric
-from edgeresnet.report.schema import Row, Runs, rate, rows_of, runs
+from edgeresnet.report.schema import Row, Runs, rate, rows_of, runs, under_load
 from edgeresnet.report.select import RANKING, Constraints, select
 
 _TEMPLATES = jinja2.Environment(
@@ -109,6 +109,7 @@ def render(
         "selection": _selection(rows, constraints, entry, named) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),
+        "under_load": [row_name(r, named) for r in rows if r.candidate and under_load(r)],
         "measurements": [entry(r) for r in rows],
         "provenance": [_provenance(source, doc) for source, doc in documents.items()],
         "plots": [_plot_entry(p, named) for p in plots if p.path is not None],

@@ -93,6 +93,7 @@ class Row:
     timing: str = ""  # how many timing rounds the figure was chosen from
     streams: int | str | None = None
     load: str = ""  # the machine's 1-minute load average when the benchmark started and ended
+    peak_load: float | None = None  # the higher of those two
     # A by-hand reference ("peer") rather than an edgeresnet artifact.
     peer: str | None = None
     peer_how: str = ""
@@ -327,6 +328,7 @@ def _row(
         timing=_rounds(bench.get("rounds")),
         streams=bench.get("streams"),
         load=_load(bench.get("load_average")),
+        peak_load=_peak_load(bench.get("load_average")),
         peer=peer.get("label") if peer else None,
         peer_how=str(peer.get("how", "")),
         counterparts=tuple(
@@ -407,6 +409,21 @@ def _paired(paired: Any) -> Paired | None:
     if len(values) != 5 or not isinstance(count, int) or not paired.get("reference"):
         return None
     return Paired(str(paired["reference"]), count, *values)
+
+
+def _peak_load(load: Any) -> float | None:
+    """The higher 1-minute load average of the benchmark's start and end, where recorded."""
+    if not isinstance(load, dict):
+        return None
+    ends = [v[0] for v in (load.get("start"), load.get("end")) if isinstance(v, list) and v]
+    values = [number(v) for v in ends]
+    return max((v for v in values if v is not None), default=None)
+
+
+def under_load(row: Row) -> bool:
+    """Timed while more processes than its threads and one other were runnable: other work
+    competed for the cores, and only ever slows a timing down."""
+    return row.peak_load is not None and row.peak_load > (row.threads or 1) + 1
 
 
 def _load(load: Any) -> str:
