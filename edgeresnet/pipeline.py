@@ -620,7 +620,8 @@ def _shareable(root: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     for path in [root, *root.rglob("*")]:
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        runnable = path.is_dir() or path.stat().st_mode & 0o111  # folders, trtexec.sh
+        path.chmod((0o777 if runnable else 0o666) & ~umask)
 
 
 def _remove_stale(out: Path) -> None:

@@ -107,7 +107,7 @@ def test_bundle_is_complete_and_checksummed(digits_build, fast_profile, tmp_path
     umask = os.umask(0)
     os.umask(umask)
     for path in [bundle, *bundle.rglob("*")]:
-        wanted = (0o777 if path.is_dir() else 0o666) & ~umask
+        wanted = (0o777 if path.is_dir() else 0o666) & ~umask  # no executable file in it
         assert stat.S_IMODE(path.stat().st_mode) == wanted, path
 
 
