@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeresnet import results
+from edgeresnet import publish, results
 from edgeresnet.backends import Artifact, Backend, get_backend
 from edgeresnet.bench import Job, time_rounds
 from edgeresnet.bundle import add_scripts, write_manifest
@@ -109,7 +109,7 @@ def build(request: BuildRequest) -> Path:
     final = request.out / inputs.profile.name
     try:
         with output_lock(request.out):
-            _remove_stale(request.out)
+            publish.clean_stale(request.out)
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=request.out))
             try:
                 with tempfile.TemporaryDirectory(prefix="edgeresnet-work-") as work:
@@ -123,7 +123,7 @@ def build(request: BuildRequest) -> Path:
                         staging,
                         command=f"edgeresnet report {final / RESULTS} --out {final}",
                     )
-                _publish(staging, final)
+                publish.replace_folder(staging, final)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
@@ -600,46 +600,6 @@ def _document(
         rows=rows,
         load_average=load_average,
     )
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Replace ``final`` with ``staging`` so readers see the old or the new folder, never half."""
-    _shareable(staging)
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _shareable(root: Path) -> None:
-    """The modes the user's umask gives new files: temporary files and folders are private
-    (0600/0700), and a bundle is copied to devices and shared."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [root, *root.rglob("*")]:
-        runnable = path.is_dir() or path.stat().st_mode & 0o111  # folders, trtexec.sh
-        path.chmod((0o777 if runnable else 0o666) & ~umask)
-
-
-def _remove_stale(out: Path) -> None:
-    """Staging and replaced folders of builds that were killed (we hold the lock: none runs).
-
-    A build killed between its two renames left the previous output only as ``.NAME.old-PID``:
-    that one is put back.
-    """
-    for path in out.glob(".*"):
-        if not path.is_dir():
-            continue
-        if ".old-" in path.name:
-            previous = out / path.name[1:].partition(".old-")[0]
-            if not previous.exists():
-                os.replace(path, previous)
-                continue
-        if ".staging-" in path.name or ".old-" in path.name:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _output_error(exc: OSError, out: Path) -> OutputError:

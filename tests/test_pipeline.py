@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_ratio_of_p50s
 
-from edgeresnet import pipeline
+from edgeresnet import publish
 from edgeresnet.backends import onnxruntime as ort_backend
 from edgeresnet.cli import main
 from edgeresnet.errors import QuantizationError
@@ -117,7 +117,7 @@ def test_a_build_killed_between_its_renames_gets_its_previous_output_back(tmp_pa
     (out / ".onnx.old-123" / "results.json").write_text("{}")
     (out / ".jetson.old-77").mkdir()  # replaced, and its new output is in place
     (out / "jetson").mkdir()
-    pipeline._remove_stale(out)
+    publish.clean_stale(out)
     assert (out / "onnx" / "results.json").read_text() == "{}"
     assert sorted(p.name for p in out.iterdir()) == ["jetson", "onnx"]
 

@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,7 +25,7 @@ import onnx
 import onnxruntime
 import torch
 
-from edgeresnet import __version__
+from edgeresnet import __version__, publish
 from edgeresnet.bench import Job, time_rounds
 from edgeresnet.config import BenchmarkOptions, ExportOptions
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
@@ -101,7 +100,7 @@ def compare_peers(request: PeerRequest) -> Path:
         raise _output_error(exc, request.out) from None
     try:
         _run(request, loaded, pre, model, images, threads, staging)
-        _publish(staging, request.out)
+        publish.replace_folder(staging, request.out)
     except OSError as exc:
         raise _output_error(exc, request.out) from None
     except OutputError as exc:  # the report writer names the staging folder: name --out instead
@@ -409,19 +408,3 @@ def _environment() -> dict[str, Any]:
             pass
     env["edgeresnet"] = __version__
     return env
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Replace ``final`` with ``staging``: readers see the old or the new folder, never half."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(final, old)
-    try:
-        os.replace(staging, final)
-    except OSError:
-        if old is not None:  # put the previous output back before saying what failed
-            os.replace(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

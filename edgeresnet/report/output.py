@@ -9,7 +9,6 @@ runs through a file leaves the output folder as it was. Every ``OSError`` become
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgeresnet.errors import OutputError
+from edgeresnet.publish import umask
 
 _HINT = "Pass --out a folder that can be written (it may not exist yet)."
 
@@ -28,7 +28,7 @@ def staged(out_dir: Path) -> Iterator[Path]:
     anchor = _writable_anchor(out_dir)
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-report-", dir=anchor))
-        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would stay on a new ``out_dir``
+        staging.chmod(0o777 & ~umask())  # mkdtemp's 0700 would stay on a new ``out_dir``
     except OSError as exc:
         raise output_error(exc, out_dir) from None
     try:
@@ -54,12 +54,6 @@ def output_error(exc: OSError, out_dir: Path) -> OutputError:
         "nothing was written there.",
         hint=f"Check the folder's permissions and free space. {_HINT}",
     )
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _writable_anchor(out_dir: Path) -> Path:
