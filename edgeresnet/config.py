@@ -21,7 +21,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TARGETS_DIR = Path(__file__).resolve().parents[1] / "targets"
+
+def shipped(*parts: str) -> Path:
+    """A folder the project ships beside the package (``targets``, ``calibration/default``):
+    at the top of the source checkout, else where a wheel installs it (``<prefix>/share/
+    edgeresnet``)."""
+    checkout = Path(__file__).resolve().parents[1].joinpath(*parts)
+    return checkout if checkout.is_dir() else Path(sys.prefix, "share", "edgeresnet", *parts)
+
+
+TARGETS_DIR = shipped("targets")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # Per-channel QuantizeLinear/DequantizeLinear (the axis attribute) came with opset 13; the
 # newest is what the installed onnx knows.
@@ -95,10 +104,9 @@ def load_target(name_or_path: str) -> TargetProfile:
     if path.suffix != ".toml":
         if not targets_dir().is_dir():
             raise ConfigError(
-                f"The bundled target profiles are not at {targets_dir()}: edgeresnet runs from "
-                "its source checkout.",
-                hint="Install it with pip install -e . from the checkout, set EDGERESNET_TARGETS "
-                "to a folder of profiles, or pass a .toml profile's path.",
+                f"The bundled target profiles are not at {targets_dir()}.",
+                hint="Reinstall edgeresnet (pip install -e . from the checkout, or its wheel), set "
+                "EDGERESNET_TARGETS to a folder of profiles, or pass a .toml profile's path.",
             )
         known = available_targets()
         if name_or_path not in known:

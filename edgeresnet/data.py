@@ -20,6 +20,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
+from edgeresnet.config import shipped
 from edgeresnet.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -539,5 +540,5 @@ def _class_names(entries: list[tuple[int, str, int | None, str | None]]) -> list
 
 
 def default_calibration_dir() -> Path:
-    """The tiny embedded calibration set, ``<repo root>/calibration/default``."""
-    return Path(__file__).resolve().parents[1] / "calibration" / "default"
+    """The tiny embedded calibration set, ``calibration/default`` as the project ships it."""
+    return shipped("calibration", "default")

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 
-from edgeresnet.config import available_targets, load_target
+from edgeresnet.config import available_targets, load_target, shipped
 from edgeresnet.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", sorted(available_targets()))
@@ -56,4 +64,37 @@ def test_a_missing_profiles_folder_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERESNET_TARGETS", str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="bundled target profiles are not at") as info:
         load_target("onnx")
-    assert "pip install -e ." in info.value.hint
+    assert "pip install -e ." in info.value.hint and "EDGERESNET_TARGETS" in info.value.hint
+
+
+def test_shipped_folders_are_found_where_a_wheel_installs_them():
+    assert shipped("targets") == REPO / "targets"  # the checkout first
+    assert shipped("nowhere") == Path(sys.prefix, "share", "edgeresnet", "nowhere")
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_profiles_and_the_calibration_set(tmp_path):
+    """Installed from its wheel, outside a checkout, edgeresnet finds them under <prefix>/share."""
+    pytest.importorskip("setuptools", minversion="69")
+    source = tmp_path / "src"  # a copy: building writes build/ beside pyproject.toml
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("edgeresnet", "targets", "calibration"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + ["-w", str(tmp_path), str(source)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("edgeresnet-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.data/data/share/edgeresnet"
+    for profile in (REPO / "targets").glob("*.toml"):
+        assert f"{data}/targets/{profile.name}" in names
+    for image in (REPO / "calibration" / "default").iterdir():
+        assert f"{data}/calibration/default/{image.name}" in names
