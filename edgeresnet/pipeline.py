@@ -7,7 +7,6 @@ finished stages are kept in ``OUT/.cache`` so the next run resumes where the las
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import resource
@@ -31,7 +30,6 @@ from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, disco
 from edgeresnet.errors import (
     BackendUnavailableError,
     DataError,
-    OutputError,
     UsageError,
     WeightsError,
 )
@@ -127,7 +125,13 @@ def build(request: BuildRequest) -> Path:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
-        raise _output_error(exc, request.out) from None
+        raise publish.output_error(
+            exc,
+            request.out,
+            "the build",
+            space_hint=f"Free disk space (the stage cache is {request.out / CACHE}) or pass "
+            "--out on another disk.",
+        ) from None
     return final
 
 
@@ -145,11 +149,7 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--calib-size must be at least 1, got {request.calib_size}.",
             hint="Pass the number of calibration images to draw, e.g. 300.",
         )
-    if request.out.exists() and not request.out.is_dir():
-        raise UsageError(
-            f"--out {request.out} is a file; the build writes a folder there.",
-            hint="Pass a folder path (it is created if missing).",
-        )
+    publish.check_out(request.out, "the build")
     if request.input_size is not None and not MIN_INPUT <= request.input_size <= MAX_INPUT:
         raise UsageError(
             f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels, got {request.input_size}.",
@@ -599,20 +599,6 @@ def _document(
         target=target,
         rows=rows,
         load_average=load_average,
-    )
-
-
-def _output_error(exc: OSError, out: Path) -> OutputError:
-    if exc.errno == errno.ENOSPC:
-        return OutputError(
-            f"No space left on the device while writing under {out}: the build stopped and "
-            "the previous output was left as it was.",
-            hint=f"Free disk space (the stage cache is {out / CACHE}) or pass --out on another "
-            "disk.",
-        )
-    return OutputError(
-        f"Cannot write under {out}: {exc.strerror or exc} ({exc.filename or out}).",
-        hint="Check the folder's permissions and free space, or pass another --out.",
     )
 
 

@@ -7,10 +7,13 @@ reader sees the old folder or the new one, never half of either.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
 from pathlib import Path
+
+from edgeresnet.errors import OutputError
 
 
 def umask() -> int:
@@ -62,3 +65,47 @@ def clean_stale(out: Path) -> None:
                 continue
         if ".staging-" in path.name or ".old-" in path.name:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def check_out(out: Path, what: str) -> None:
+    """Refuse an output folder that cannot be made, before ``what`` (the job) does any work."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(
+            f"--out {out} is a file, not a folder: {what} writes a folder there.",
+            hint="Pass a folder path for --out (it is created if missing).",
+        )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(
+            f"Cannot write under {out}: {parent} is a file, not a folder.",
+            hint="Pass an --out whose parent folders are folders, or move that file away.",
+        )
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"Cannot write under {out}: {parent} is not writable.",
+            hint="Check the folder's permissions, or pass another --out.",
+        )
+
+
+def output_error(
+    exc: OSError,
+    out: Path,
+    what: str,
+    *,
+    space_hint: str = "Free disk space or pass --out on another disk.",
+) -> OutputError:
+    """``exc``, met while ``what`` (the job) wrote under ``out``, in words with a hint."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return OutputError(
+            f"No space left on the device while writing under {out}{where}: {what} stopped and "
+            "the previous output, if any, was left as it was.",
+            hint=space_hint,
+        )
+    return OutputError(
+        f"Cannot write under {out}: {exc.strerror or exc}{where}. Nothing was published there; "
+        "the previous output, if any, was left as it was.",
+        hint="Check the folder's permissions and free space, or pass another --out.",
+    )

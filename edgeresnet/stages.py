@@ -89,10 +89,9 @@ class Stages:
         ``holdout_set`` not trained on, else 32 images set aside from the training images.
         """
         train = train or self.calib
-        holdout_images = holdout_set.without(train)
-        if distill_steps and not holdout_images.samples and len(train) > 1:
-            holdout_images = train.subset(min(32, len(train) // 2), seed=1)
-            train = train.without(holdout_images)
+        held = None
+        if distill_steps:
+            held, train = _held_out(holdout_set, train)
         key = stage_key(
             "prune",
             model=dense.key,
@@ -101,7 +100,7 @@ class Stages:
             calib=self.calib_sha,
             distill=distill_steps,
             train=train.sha256() if distill_steps else None,
-            holdout=holdout_images.sha256() if distill_steps else None,
+            holdout=held.sha256() if held else None,
             size=self.preprocess.crop_size,
             version=__version__,
         )
@@ -123,8 +122,7 @@ class Stages:
             with stage("re-estimating BatchNorm statistics on the calibration images"):
                 seen = reestimate_batchnorm(model, images(self.calib, pre))
             record["recovery"].append({"method": "batchnorm-reestimation", "images": seen})
-        if distill_steps:
-            held = holdout_images if holdout_images.samples else train  # one training image
+        if held is not None:
             holdout, _ = next(held.subset(32, seed=1).batches(pre, 32))
             with stage(
                 f"distilling from the unpruned model ({distill_steps} steps on "
@@ -491,6 +489,16 @@ def calibration(image_set: ImageSet, pre: Preprocess) -> CalibrationBatches:
                 advance(len(x))
 
     return batches
+
+
+def _held_out(pool: ImageSet, train: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """Images to judge distillation steps by, and the images left to train on: ``pool``'s that
+    are not training images, else 32 set aside from ``train`` (one training image: itself)."""
+    free = pool.without(train)
+    if free.samples or len(train) < 2:
+        return (free if free.samples else train), train
+    held = train.subset(min(32, len(train) // 2), seed=1)
+    return held, train.without(held)
 
 
 def _identity(dense: torch.nn.Module) -> dict[str, Any]:

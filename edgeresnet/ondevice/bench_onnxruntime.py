@@ -273,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.model.is_file():
         parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
-        document = {"model_file": str(args.model), "reference_file": str(args.reference)}
-        document.update(
-            paired(
+        document = {
+            "model_file": str(args.model),
+            "reference_file": str(args.reference),
+            **paired(
                 args.model,
                 args.reference,
                 pairs=pairs,
@@ -284,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                 input_size=args.input_size,
                 optimization=args.optimization,
                 providers=args.providers,
-            )
-        )
+            ),
+        }
         out = args.json
     else:
         document = measure(

@@ -418,9 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.model.is_file():
         parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
-        document = {"model_file": str(args.model), "reference_file": str(args.reference)}
-        document.update(
-            paired(
+        document = {
+            "model_file": str(args.model),
+            "reference_file": str(args.reference),
+            **paired(
                 args.model,
                 args.reference,
                 pairs=pairs,
@@ -429,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                 hints=(hint, args.reference_precision_hint or hint),
                 threads=args.threads,
                 input_size=args.input_size,
-            )
-        )
+            ),
+        }
         out = args.json
     else:
         document = measure(

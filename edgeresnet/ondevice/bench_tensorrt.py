@@ -246,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.engine} does not exist")
     elif args.reference is not None:
         trt = trt_runtime.import_tensorrt()
-        result = {"engine_file": str(args.engine), "reference_file": str(args.reference)}
-        result.update(
-            paired(
+        result = {
+            "engine_file": str(args.engine),
+            "reference_file": str(args.reference),
+            **paired(
                 trt,
                 args.engine,
                 args.reference,
@@ -256,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=args.warmup,
                 input_size=args.input_size,
                 dla_cores=(args.dla_core, args.dla_core),
-            )
-        )
+            ),
+        }
         out = args.json
     else:
         trt = trt_runtime.import_tensorrt()

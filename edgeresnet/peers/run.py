@@ -8,7 +8,6 @@ bundles are re-timed in the same run, so the report's ratios come from one stret
 
 from __future__ import annotations
 
-import errno
 import os
 import platform
 import shutil
@@ -81,7 +80,7 @@ def compare_peers(request: PeerRequest) -> Path:
                 f"--against {bundle} is not an edgeresnet bundle (no manifest.json).",
                 hint="Pass the folder a build wrote, e.g. build/onnx.",
             )
-    _check_out(request.out)
+    publish.check_out(request.out, "the peer comparison")
     threads = request.threads or physical_cores()
     images = discover(request.calib or default_calibration_dir()).subset(
         request.calib_size, seed=request.seed
@@ -97,12 +96,12 @@ def compare_peers(request: PeerRequest) -> Path:
             tempfile.mkdtemp(prefix=f".{request.out.name}.staging-", dir=request.out.parent)
         )
     except OSError as exc:
-        raise _output_error(exc, request.out) from None
+        raise publish.output_error(exc, request.out, "the peer comparison") from None
     try:
         _run(request, loaded, pre, model, images, threads, staging)
         publish.replace_folder(staging, request.out)
     except OSError as exc:
-        raise _output_error(exc, request.out) from None
+        raise publish.output_error(exc, request.out, "the peer comparison") from None
     except OutputError as exc:  # the report writer names the staging folder: name --out instead
         message = exc.message.replace(str(staging), str(request.out))
         raise OutputError(message, hint=exc.hint) from None
@@ -243,43 +242,6 @@ def _same_file(rows: list[dict[str, Any]]) -> None:
     )
     sha = (peer.get("artifact") or {}).get("sha256")
     peer["peer"]["how"] = byhand.ort_fp32_how(sha, counterpart)
-
-
-def _check_out(out: Path) -> None:
-    """Refuse an --out that cannot become a folder, before any work is done."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(
-            f"--out {out} is a file, not a folder: the peer comparison writes a folder there.",
-            hint="Pass a folder path for --out (it is created if missing).",
-        )
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(
-            f"Cannot write under {out}: {parent} is a file, not a folder.",
-            hint="Pass an --out whose parent folders are folders, or move that file away.",
-        )
-    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"Cannot write under {out}: {parent} is not writable.",
-            hint="Check the folder's permissions, or pass another --out.",
-        )
-
-
-def _output_error(exc: OSError, out: Path) -> OutputError:
-    where = f" ({exc.filename})" if exc.filename else ""
-    if exc.errno == errno.ENOSPC:
-        return OutputError(
-            f"No space left on the device while writing under {out}{where}: the peer comparison "
-            "stopped and the previous output, if any, was left as it was.",
-            hint="Free disk space or pass --out on another disk.",
-        )
-    return OutputError(
-        f"Cannot write under {out}: {exc.strerror or exc}{where}. Nothing was written there; "
-        "the previous output, if any, was left as it was.",
-        hint="Check the folder's permissions and free space, or pass another --out.",
-    )
 
 
 def _peers(
