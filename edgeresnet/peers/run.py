@@ -44,6 +44,7 @@ from edgeresnet.peers.against import against_jobs, check_against
 from edgeresnet.peers.byhand import PEERS, Peer
 from edgeresnet.progress import stage, warn
 from edgeresnet.report import write_report
+from edgeresnet.report.schema import crowded
 
 RESULTS = "results.json"
 BATCH = 16
@@ -190,7 +191,7 @@ def load_warning(peak: float, threads: int) -> str | None:
     differs from row to row, so a ratio can be an artefact of the load (seen: PyTorch eager
     FP32 at 2623 ms, 62 ms when quiet).
     """
-    if peak <= threads + 1:
+    if not crowded(peak, threads):
         return None
     return (
         f"timed under load: the 1-minute load average reached {peak:.2f} during this peer "

@@ -420,10 +420,15 @@ def _peak_load(load: Any) -> float | None:
     return max((v for v in values if v is not None), default=None)
 
 
+def crowded(peak_load: float | None, threads: int | None) -> bool:
+    """A 1-minute load average above the timing's own threads and one other process: other
+    work competed for the cores, and only ever slows a timing down."""
+    return peak_load is not None and peak_load > (threads or 1) + 1
+
+
 def under_load(row: Row) -> bool:
-    """Timed while more processes than its threads and one other were runnable: other work
-    competed for the cores, and only ever slows a timing down."""
-    return row.peak_load is not None and row.peak_load > (row.threads or 1) + 1
+    """The row was timed on a crowded machine (see :func:`crowded`)."""
+    return crowded(row.peak_load, row.threads)
 
 
 def _load(load: Any) -> str:
