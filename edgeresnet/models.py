@@ -460,13 +460,37 @@ def _load_file(arch: str, path: Path, num_classes: int | None) -> LoadedModel:
     return LoadedModel(model.eval(), arch, file_classes, width, prov, None)
 
 
+# How random weights are made; part of their provenance, so a change of recipe is a new model.
+RANDOM_INIT = "kaiming-normal convs, random BatchNorm affine and statistics"
+
+
+def _trained_like_batchnorm(model: nn.Module) -> None:
+    """Give every BatchNorm random, non-trivial parameters and statistics, as training does.
+
+    Freshly initialised BatchNorm is the identity (scale 1, shift 0, mean 0, variance 1), which
+    folds into convolutions as all-zero biases that OpenVINO and ONNX Runtime then drop: a
+    random model would run a lighter graph than any trained ResNet or any pruned variant with
+    re-estimated statistics, and look faster than it is. Values stay near the identity, so
+    activations keep their scale.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            with torch.no_grad():
+                m.weight.copy_(1 + 0.1 * torch.randn(n))
+                m.bias.copy_(0.1 * torch.randn(n))
+                m.running_mean.copy_(0.1 * torch.randn(n))
+                m.running_var.copy_(1 + 0.1 * torch.rand(n))
+
+
 def _load_random(arch: str, seed: int, num_classes: int | None) -> LoadedModel:
     classes = 1000 if num_classes is None else num_classes
     # fork_rng: seed deterministically without disturbing the caller's global RNG.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(arch, num_classes=classes)
-    prov = _provenance("random", name="random", seed=seed)
+        _trained_like_batchnorm(model)
+    prov = _provenance("random", name="random", seed=seed, init=RANDOM_INIT)
     return LoadedModel(model.eval(), arch, classes, 64, prov, None)
 
 

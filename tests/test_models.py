@@ -419,6 +419,22 @@ def test_random_weights_are_deterministic() -> None:
         load_model("resnet18", "random:x")
 
 
+def test_random_weights_run_the_graph_a_trained_model_runs(tmp_path: Path) -> None:
+    """Identity BatchNorm folds to zero conv biases, which OpenVINO drops: a random model would
+    run one Add fewer per conv than a trained ResNet and time faster than one."""
+    import openvino as ov
+
+    from edgeresnet.config import ExportOptions
+    from edgeresnet.export import export_onnx
+
+    model = load_model("resnet18", "random:5").model
+    export_onnx(model, tmp_path / "m.onnx", input_size=64, options=ExportOptions())
+    ops = [op.get_type_name() for op in ov.convert_model(tmp_path / "m.onnx").get_ops()]
+    residual_adds = 8  # resnet18: one per BasicBlock
+    assert ops.count("Add") == ops.count("Convolution") + residual_adds + 1  # + the fc bias
+    assert "init" in load_model("resnet18", "random:5").weights
+
+
 def test_random_does_not_disturb_global_rng() -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
