@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from edgeresnet.cli import main
+from edgeresnet.models import RANDOM_INIT
 from edgeresnet.ondevice.common import results_document
 from edgeresnet.report import load_results, write_report
 
@@ -37,7 +38,14 @@ QUICK_MODEL = {
     "num_classes": 1000,
     "width": 64,
     "input_size": SIZE,
-    "weights": {"kind": "random", "name": "random", "url": None, "sha256": None, "seed": 0},
+    "weights": {
+        "kind": "random",
+        "name": "random",
+        "url": None,
+        "sha256": None,
+        "seed": 0,
+        "init": RANDOM_INIT,
+    },
 }
 
 
@@ -81,6 +89,10 @@ def _fake_bundle(path: Path, model: dict[str, Any], results_model: dict | None =
         (
             {"weights": {**QUICK_MODEL["weights"], "seed": 1}},
             "weights random (seed 1) there, random (seed 0) here",
+        ),
+        (  # built before random weights had BatchNorm statistics: another model
+            {"weights": {k: v for k, v in QUICK_MODEL["weights"].items() if k != "init"}},
+            "weights random (seed 0, identity BatchNorm: an older recipe) there",
         ),
         (
             {"weights": {"kind": "file", "name": "mine.pth", "sha256": "ab" * 32}},

@@ -338,8 +338,7 @@ def paired_ratio(
     The interval resamples whole pairs, so it keeps what the two series share. It holds the
     noise within one run, not a change of the machine between runs: ResNet-50 30 % pruned
     against dense, OpenVINO INT8 on 2 shared cores, gave 0.52-0.68x timed in separate runs,
-    then 0.599x (0.597-0.602) and 0.585x (0.581-0.591) in two paired runs (README, "Paired
-    ratios").
+    and 0.566-0.622x in paired runs at different times (README, "Paired ratios").
     """
     ms = np.asarray(times_s) * 1000.0
     ref = np.asarray(reference_s) * 1000.0

@@ -26,7 +26,7 @@ def check_against(bundle: Path, model: dict[str, Any]) -> None:
 
     A ratio of two timings means something only for one model: the architecture, width, class
     count and input size must match, and so must the weights wherever the bundle recorded them
-    (random seed, ImageNet version, or sha256 of a weights file).
+    (random seed and recipe, ImageNet version, or sha256 of a weights file).
     """
     theirs = bundle_model(bundle)
     differences = []
@@ -58,7 +58,8 @@ def bundle_model(bundle: Path) -> dict[str, Any]:
 def describe_weights(weights: dict[str, Any]) -> str:
     kind = weights.get("kind")
     if kind == "random":
-        return f"random (seed {weights.get('seed')})"
+        older = "" if weights.get("init") else ", identity BatchNorm: an older recipe"
+        return f"random (seed {weights.get('seed')}{older})"
     sha = f", sha256 {weights['sha256'][:12]}" if weights.get("sha256") else ""
     if kind == "imagenet":
         return f"ImageNet {weights.get('name')}{sha}"
@@ -70,6 +71,8 @@ def _weights_differ(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
         return True
     if mine.get("sha256") and theirs.get("sha256"):
         return bool(mine["sha256"] != theirs["sha256"])
+    if theirs.get("kind") == "random" and mine.get("init") != theirs.get("init"):
+        return True  # another recipe for random weights: another model, whatever the seed
     key = "seed" if theirs.get("kind") == "random" else "name"
     return theirs.get(key) is not None and mine.get(key) != theirs.get(key)
 
