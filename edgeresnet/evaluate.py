@@ -46,8 +46,13 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 def fidelity(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
-    """How closely ``logits`` follow ``reference``: top-1 agreement, mean KL, SQNR, max error."""
-    agree = np.argmax(reference, axis=1) == np.argmax(logits, axis=1)
+    """How closely ``logits`` follow ``reference``: top-1 agreement, mean KL, SQNR, max error.
+
+    ``reference_classes`` counts the distinct classes the reference predicts: an untrained
+    network tends to predict one class for every image, where agreement says little.
+    """
+    predicted = np.argmax(reference, axis=1)
+    agree = predicted == np.argmax(logits, axis=1)
     p = _log_softmax(reference)
     q = _log_softmax(logits)
     kl = (np.exp(p) * (p - q)).sum(axis=1)
@@ -61,6 +66,7 @@ def fidelity(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
         "sqnr_db": sqnr,
         "max_abs_diff": float(f"{np.abs(reference - logits).max():.6g}"),
         "images": int(reference.shape[0]),
+        "reference_classes": len(np.unique(predicted)),
     }
 
 

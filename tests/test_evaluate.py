@@ -26,6 +26,10 @@ def test_fidelity_identical_and_perturbed():
     assert noisy["mean_kl"] > 0
     flipped = fidelity(ref, -ref)
     assert flipped["top1_agreement"] < 30.0
+    assert same["reference_classes"] == len(set(ref.argmax(axis=1))) > 5
+    one_class = ref.copy()
+    one_class[:, 3] += 100.0  # an untrained network's habit: the same class for every input
+    assert fidelity(one_class, one_class)["reference_classes"] == 1
     # Plain Python numbers: a report rendered fresh reads the same as one rendered from JSON.
     assert all(type(v) in (int, float) for v in noisy.values()), noisy
     assert repr(noisy) == repr(json.loads(json.dumps(noisy)))

@@ -182,6 +182,19 @@ def test_random_weights_never_show_accuracy_and_are_marked(tmp_path):
     assert 'class="baseline random"' in (tmp_path / "report.html").read_text()
 
 
+def test_random_weights_say_how_few_classes_their_agreement_covers(tmp_path):
+    doc = document("box", weights="random", top1=False)
+    for entry in doc["rows"]:
+        entry["fidelity"]["reference_classes"] = 1 if entry["variant"] == "int8" else 3
+    write_report({"r.json": doc}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    assert "predicted as few as 1\n> distinct class over 100 images; SQNR says more." in md
+    assert "as few as 1\ndistinct class over 100 images" in (tmp_path / "report.html").read_text()
+    # Without the count (results written before it was recorded) the sentence is left out.
+    write_report({"r.json": document("box", weights="random", top1=False)}, tmp_path, command="c")
+    assert "as few as" not in (tmp_path / "report.md").read_text()
+
+
 def test_power_pruned_params_and_notes_show_and_missing_is_a_dash(tmp_path):
     rows = [
         row("fp32", "fp32", 40.0, 102_000_000, None, "fp32"),

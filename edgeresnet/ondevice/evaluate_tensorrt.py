@@ -113,6 +113,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None)
             "top1_agreement": round(100.0 * float(agree), 3),
             "sqnr_db": round(10.0 * np.log10(signal / noise), 2) if noise > 0 else None,
             "images": int(labels.size),
+            "reference_classes": len(np.unique(reference.argmax(axis=1))),
         }
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ def render(
         "selection": _selection(rows, constraints, entry, named) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),
+        "random_classes": _fewest_classes(r for r in rows if r.random_weights),
         "under_load": [row_name(r, named) for r in rows if r.candidate and under_load(r)],
         "measurements": [entry(r) for r in rows],
         "provenance": [_provenance(source, doc) for source, doc in documents.items()],
@@ -252,6 +254,16 @@ def _load_warning(document: dict[str, Any] | None) -> str:
     producer = (document or {}).get("producer")
     warning = producer.get("load_warning") if isinstance(producer, dict) else None
     return str(warning) if warning else ""
+
+
+def _fewest_classes(rows: Iterable[Row]) -> dict[str, int] | None:
+    """The fewest distinct classes a random-weight row's FP32 reference predicted, and over how
+    many images: the measure of how little its top-1 agreement says."""
+    counted = [r for r in rows if r.reference_classes is not None and r.fidelity_images]
+    if not counted:
+        return None
+    fewest = min(counted, key=lambda r: r.reference_classes or 0)
+    return {"classes": fewest.reference_classes or 0, "images": fewest.fidelity_images or 0}
 
 
 def _peer_section(

@@ -32,7 +32,7 @@ _ROW_NUMBERS: dict[tuple[str, ...], tuple[str, ...]] = {
     (): ("params", "macs"),
     ("artifact",): ("bytes",),
     ("accuracy",): ("top1", "top5"),
-    ("fidelity",): ("top1_agreement", "sqnr_db", "mean_kl"),
+    ("fidelity",): ("top1_agreement", "sqnr_db", "mean_kl", "images", "reference_classes"),
     ("bench",): ("threads", "load_s", "peak_rss_mb", "power_w", "samples_per_joule"),
     ("bench", "latency"): ("p50_ms", "p90_ms", "p99_ms"),
     ("bench", "throughput"): ("images_per_s", "batch"),
@@ -85,6 +85,9 @@ class Row:
     peak_rss_mb: float | None
     power_w: float | None = None
     samples_per_joule: float | None = None
+    # Over how many images agreement was measured, and how many classes the reference predicted.
+    fidelity_images: int | None = None
+    reference_classes: int | None = None
     notes: tuple[str, ...] = ()
     # Provenance of the numbers: how the executed precision was read, clocks, streams.
     executed_detail: str = ""
@@ -321,6 +324,8 @@ def _row(
         peak_rss_mb=number(bench.get("peak_rss_mb")),
         power_w=power,
         samples_per_joule=per_joule,
+        fidelity_images=_count(fid.get("images")),
+        reference_classes=_count(fid.get("reference_classes")),
         notes=tuple(str(n) for n in entry.get("notes") or ()),
         executed_detail=_executed_detail(executed),
         clocks=clocks(bench),
@@ -362,6 +367,10 @@ def rate(value: float | None) -> str:
 
 def number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if number(value) is not None else None
 
 
 def _executed_detail(executed: dict[str, Any]) -> str:
