@@ -100,8 +100,8 @@ def output_error(
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno == errno.ENOSPC:
         return OutputError(
-            f"No space left on the device while writing under {out}{where}: {what} stopped and "
-            "the previous output, if any, was left as it was.",
+            f"No space left on the device while writing under {out}{where}: {what} stopped, "
+            "nothing was written there and the previous output, if any, was left as it was.",
             hint=space_hint,
         )
     return OutputError(

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgeresnet.errors import OutputError
-from edgeresnet.publish import umask
+from edgeresnet.publish import output_error, umask
 
 _HINT = "Pass --out a folder that can be written (it may not exist yet)."
 
@@ -30,30 +30,14 @@ def staged(out_dir: Path) -> Iterator[Path]:
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-report-", dir=anchor))
         staging.chmod(0o777 & ~umask())  # mkdtemp's 0700 would stay on a new ``out_dir``
     except OSError as exc:
-        raise output_error(exc, out_dir) from None
+        raise output_error(exc, out_dir, "the report") from None
     try:
         yield staging
         _publish(staging, out_dir)
     except OSError as exc:
-        raise output_error(exc, out_dir) from None
+        raise output_error(exc, out_dir, "the report") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def output_error(exc: OSError, out_dir: Path) -> OutputError:
-    """``exc``, met while writing the report to ``out_dir``, in words with a hint."""
-    if exc.errno == errno.ENOSPC:
-        return OutputError(
-            f"No space left on the device while writing the report to {out_dir}: "
-            "nothing was written there.",
-            hint="Free disk space or pass --out on another disk.",
-        )
-    where = exc.filename or out_dir
-    return OutputError(
-        f"Cannot write the report to {out_dir}: {exc.strerror or exc} ({where}); "
-        "nothing was written there.",
-        hint=f"Check the folder's permissions and free space. {_HINT}",
-    )
 
 
 def _writable_anchor(out_dir: Path) -> Path:

@@ -256,14 +256,15 @@ def _load_warning(document: dict[str, Any] | None) -> str:
     return str(warning) if warning else ""
 
 
-def _fewest_classes(rows: Iterable[Row]) -> dict[str, int] | None:
+def _fewest_classes(rows: Iterable[Row]) -> dict[str, int | None] | None:
     """The fewest distinct classes a random-weight row's FP32 reference predicted, and over how
     many images: the measure of how little its top-1 agreement says."""
-    counted = [r for r in rows if r.reference_classes is not None and r.fidelity_images]
-    if not counted:
-        return None
-    fewest = min(counted, key=lambda r: r.reference_classes or 0)
-    return {"classes": fewest.reference_classes or 0, "images": fewest.fidelity_images or 0}
+    counted = [
+        {"classes": r.reference_classes, "images": r.fidelity_images}
+        for r in rows
+        if r.reference_classes is not None and r.fidelity_images
+    ]
+    return min(counted, key=lambda c: c["classes"], default=None)
 
 
 def _peer_section(
