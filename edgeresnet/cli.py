@@ -378,7 +378,8 @@ def parser() -> argparse.ArgumentParser:
         "--prune-round-to",
         type=_positive,
         default=8,
-        help="keep channel counts multiples of N (default 8)",
+        help="keep channel counts multiples of N, rounded down (default 8; OpenVINO on AVX-512 "
+        "CPUs works in blocks of 16)",
     )
     p.add_argument(
         "--no-bn-recalibrate",
