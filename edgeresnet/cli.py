@@ -193,7 +193,10 @@ def _ratios(text: str) -> list[float]:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -397,7 +400,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train",
         type=Path,
-        help="unlabelled images for distillation (default: the calibration images)",
+        help="unlabelled images for distillation, with --distill-steps (default: the "
+        "calibration images)",
     )
     b.set_defaults(func=_build)
 

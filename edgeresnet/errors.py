@@ -40,6 +40,10 @@ class WeightsError(EdgeResnetError):
     """Weights cannot be fetched, read, or do not fit the architecture."""
 
 
+class PruneError(EdgeResnetError):
+    """A model could not be pruned to the channel counts asked for."""
+
+
 class ExportError(EdgeResnetError):
     """A model could not be exported or failed its export check."""
 

@@ -377,6 +377,19 @@ class LoadedModel:
     weights: dict[str, Any]  # JSON-able provenance
     info: WeightsInfo | None = None
 
+    @property
+    def origin(self) -> dict[str, Any]:
+        """Provenance of the dense weights: a pruned model's ``pruned_from``, else its own
+        (less the local path)."""
+        if self.weights.get("pruned_from"):
+            return dict(self.weights["pruned_from"])
+        return {k: v for k, v in self.weights.items() if k != "path"}
+
+    @property
+    def random_weights(self) -> bool:
+        """Random weights, or pruned from random ones: accuracy means nothing for either."""
+        return self.origin.get("kind") == "random"
+
 
 def _provenance(kind: str, **fields: Any) -> dict[str, Any]:
     return {

@@ -44,7 +44,7 @@ from edgeresnet.models import (
 )
 from edgeresnet.ondevice.common import physical_cores, sha256_file, write_json
 from edgeresnet.progress import console, stage, warn
-from edgeresnet.prune import PruneOptions, load_pruned
+from edgeresnet.prune import PruneOptions, check_prunable, load_pruned
 from edgeresnet.report import write_report
 from edgeresnet.stages import ModelVariant, Stages
 
@@ -191,6 +191,11 @@ def resolve(request: BuildRequest) -> Inputs:
             "was given.",
             hint="Add e.g. --prune 0.3, or leave them out.",
         )
+    if request.train is not None and not request.distill_steps:
+        raise UsageError(
+            "--train gives distillation its images, and --distill-steps is 0 (off).",
+            hint="Add e.g. --distill-steps 300, or leave --train out.",
+        )
     if request.eval_size is not None and request.eval is None:
         raise UsageError(
             "--eval-size picks images of --eval, which was not given.",
@@ -229,6 +234,8 @@ def resolve(request: BuildRequest) -> Inputs:
     if request.eval is not None:
         evaluation, overlap = _evaluation(discover(request.eval), calib, request)
     loaded = _load(request)
+    for options in prune:
+        check_prunable(loaded.model, options)
     if evaluation is not None and evaluation.labelled:
         top = max(s.label for s in evaluation.samples)
         if top >= loaded.num_classes:
@@ -308,6 +315,8 @@ def _load(request: BuildRequest) -> LoadedModel:
         "pruned": True,
         # The sizes the model was pruned (and its weights trained) at, where the spec says.
         "preprocess": spec.get("preprocess"),
+        # The dense weights it was pruned from; random ones keep their results marked random.
+        "pruned_from": spec.get("pruned_from"),
     }
     return LoadedModel(model, spec["arch"], spec["num_classes"], spec["width"], weights)
 
@@ -394,6 +403,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
             distill_steps=request.distill_steps,
             train=inputs.train,
             holdout_set=check_set,
+            pruned_from=loaded.origin,
         )
         for options in inputs.prune
     ]
@@ -416,7 +426,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
                     max_drop=request.max_drop,
                     reference=stages.reference(exported),
                     heldout=inputs.heldout,
-                    use_labels=loaded.weights["kind"] != "random",
+                    use_labels=not loaded.random_weights,
                 )
             )
         for artifact in made:
@@ -428,7 +438,7 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
         logits, labels, notes = stages.logits(artifacts, reference, check_set)
     # Accuracy only on a labelled --eval set, never on calibration images, and never for random
     # weights, whose "accuracy" means nothing.
-    scored = inputs.evaluation is not None and loaded.weights["kind"] != "random"
+    scored = inputs.evaluation is not None and not loaded.random_weights
     rows = results.measured_rows(
         artifacts, logits, labels, notes, scored=scored and labels is not None
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeresnet.errors import UsageError, WeightsError
+from edgeresnet.errors import PruneError, UsageError, WeightsError
 from edgeresnet.models import build_model
 
 SPEC_FORMAT = "edgeresnet.channels"
 SPEC_VERSION = 1
 IMPORTANCES = ("l1", "l2", "bn-scale")
+_SPEC_HINT = "Use the model.channels.json a pruning run wrote, unedited."
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,53 @@ class PruneOptions:
         return asdict(self)
 
 
+def planned_channels(model: nn.Module, options: PruneOptions) -> dict[str, int]:
+    """Each convolution's output channels after pruning, as torch-pruning's local pruning counts
+    them: ``int(C * (1 - ratio))`` kept, rounded down to a multiple of ``round_to``."""
+    plan = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            channels = module.out_channels
+            kept = int(channels * (1.0 - options.ratio))
+            plan[name] = kept - kept % options.round_to if kept < channels else channels
+    return plan
+
+
+def check_prunable(model: nn.Module, options: PruneOptions) -> None:
+    """Refuse a ratio and rounding that would empty a layer (torch-pruning would skip it and
+    leave it whole, so the "pruned" model would keep that layer's every channel)."""
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    empty = [n for n, kept in planned_channels(model, options).items() if kept == 0]
+    if not empty:
+        return
+    channels = convs[empty[0]].out_channels
+    smallest = min(m.out_channels for m in convs.values())
+    fixes = []
+    max_ratio = math.floor((1.0 - options.round_to / smallest) * 100) / 100
+    if max_ratio >= 0.01:
+        fixes.append(f"--prune at most {max_ratio:.2f}")
+    max_round = int(smallest * (1.0 - options.ratio))
+    if max_round >= 1:
+        fixes.append(f"--prune-round-to at most {max_round}")
+    kept = int(channels * (1.0 - options.ratio))
+    raise UsageError(
+        f"--prune {options.ratio:g} in multiples of {options.round_to} channels would leave "
+        f"{empty[0]} ({channels} channels) with none"
+        + (f": it keeps {kept}, rounded down to 0." if kept else "."),
+        hint=f"Pass {' or '.join(fixes)}." if fixes else "Pass a smaller --prune-round-to.",
+    )
+
+
 def prune(model: nn.Module, options: PruneOptions, *, input_size: int) -> nn.Module:
-    """A pruned copy of ``model``; the original is left untouched."""
+    """A pruned copy of ``model``; the original is left untouched.
+
+    Every convolution is checked against ``planned_channels`` afterwards, so a layer that
+    torch-pruning left at another width is an error, never a quietly mislabelled variant.
+    """
     import torch_pruning as tp
 
+    check_prunable(model, options)
+    plan = planned_channels(model, options)
     pruned = copy.deepcopy(model).eval()
     importance = {
         "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
@@ -73,6 +118,15 @@ def prune(model: nn.Module, options: PruneOptions, *, input_size: int) -> nn.Mod
         round_to=options.round_to,
     )
     pruner.step()
+    for name, module in pruned.named_modules():
+        if isinstance(module, nn.Conv2d) and module.out_channels != plan[name]:
+            raise PruneError(
+                f"torch-pruning left {name} at {module.out_channels} output channels, where "
+                f"--prune {options.ratio:g} in multiples of {options.round_to} gives "
+                f"{plan[name]}.",
+                hint="The model's layers are coupled in a way this pruning does not cover; "
+                "try another --prune or --prune-round-to.",
+            )
     return pruned
 
 
@@ -83,9 +137,11 @@ def channel_spec(
     num_classes: int,
     width: int,
     preprocess: dict[str, int] | None = None,
+    pruned_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every conv, batch-norm and linear layer's channel counts: enough to rebuild the model;
-    with the ``resize_size``/``crop_size`` its weights expect, so a rebuild feeds it the same."""
+    with the ``resize_size``/``crop_size`` its weights expect, so a rebuild feeds it the same,
+    and ``pruned_from``, the provenance of the dense weights (random ones stay marked random)."""
     layers: dict[str, dict[str, int]] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -101,12 +157,18 @@ def channel_spec(
         "num_classes": num_classes,
         "width": width,
         **({"preprocess": preprocess} if preprocess else {}),
+        **({"pruned_from": pruned_from} if pruned_from else {}),
         "layers": layers,
     }
 
 
-def rebuild(spec: dict[str, Any]) -> nn.Module:
+def rebuild(spec: Any) -> nn.Module:
     """The architecture a channel spec describes, with fresh weights."""
+    if not isinstance(spec, dict):
+        raise WeightsError(
+            f"A channel spec is a JSON object, and this one is a {type(spec).__name__}.",
+            hint=_SPEC_HINT,
+        )
     if spec.get("format") != SPEC_FORMAT or spec.get("version") != SPEC_VERSION:
         raise WeightsError(
             f"Not an edgeresnet channel spec (format {spec.get('format')!r}, version "
@@ -115,19 +177,32 @@ def rebuild(spec: dict[str, Any]) -> nn.Module:
         )
     missing = [k for k in ("arch", "num_classes", "width", "layers") if k not in spec]
     if missing:
+        raise WeightsError(f"The channel spec lacks {', '.join(missing)}.", hint=_SPEC_HINT)
+    if not isinstance(spec["arch"], str):
         raise WeightsError(
-            f"The channel spec lacks {', '.join(missing)}.",
-            hint="Use the model.channels.json a pruning run wrote, unedited.",
+            f"The channel spec's arch {spec['arch']!r} is not a name.", hint=_SPEC_HINT
         )
-    model = build_model(spec["arch"], num_classes=spec["num_classes"], width=spec["width"])
+    if not isinstance(spec["layers"], dict):
+        raise WeightsError("The channel spec's layers are not a JSON object.", hint=_SPEC_HINT)
+    if not isinstance(spec.get("pruned_from", {}), dict):
+        raise WeightsError("The channel spec's pruned_from is not a JSON object.", hint=_SPEC_HINT)
+    if "preprocess" in spec:
+        for key in ("resize_size", "crop_size"):
+            _count(spec["preprocess"], key, "preprocess")
+    model = build_model(
+        spec["arch"],
+        num_classes=_count(spec, "num_classes", "the model"),
+        width=_count(spec, "width", "the model"),
+    )
     modules = dict(model.named_modules())
     unknown = sorted(set(spec["layers"]) - set(modules))
     if unknown:
         raise WeightsError(
-            f"The channel spec names layers {unknown[:3]} that {spec['arch']} does not have."
+            f"The channel spec names layers {unknown[:3]} that {spec['arch']} does not have.",
+            hint=_SPEC_HINT,
         )
     for name, shape in spec["layers"].items():
-        _set_module(model, name, _resized(modules[name], shape))
+        _set_module(model, name, _resized(modules[name], shape, name))
     return model.eval()
 
 
@@ -173,11 +248,11 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), spec
 
 
-def _resized(module: nn.Module, shape: dict[str, int]) -> nn.Module:
+def _resized(module: nn.Module, shape: Any, name: str) -> nn.Module:
     if isinstance(module, nn.Conv2d):
         return nn.Conv2d(
-            shape["in"],
-            shape["out"],
+            _count(shape, "in", name),
+            _count(shape, "out", name),
             module.kernel_size,
             module.stride,
             module.padding,
@@ -186,10 +261,27 @@ def _resized(module: nn.Module, shape: dict[str, int]) -> nn.Module:
             module.bias is not None,
         )
     if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(shape["features"], module.eps, module.momentum)
+        return nn.BatchNorm2d(_count(shape, "features", name), module.eps, module.momentum)
     if isinstance(module, nn.Linear):
-        return nn.Linear(shape["in"], shape["out"], module.bias is not None)
-    raise WeightsError(f"The channel spec resizes a {type(module).__name__}, which it cannot.")
+        return nn.Linear(
+            _count(shape, "in", name), _count(shape, "out", name), module.bias is not None
+        )
+    raise WeightsError(
+        f"The channel spec resizes {name}, a {type(module).__name__}, which it cannot.",
+        hint=_SPEC_HINT,
+    )
+
+
+def _count(entry: Any, key: str, name: str) -> int:
+    """``entry[key]`` where it is a whole number of at least 1, else a clear error."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WeightsError(
+            f"The channel spec gives {name} {key}={value!r}, where a whole number of at least 1 "
+            "belongs.",
+            hint=_SPEC_HINT,
+        )
+    return value
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:

@@ -82,8 +82,10 @@ class Stages:
         distill_steps: int,
         train: ImageSet | None,
         holdout_set: ImageSet,
+        pruned_from: dict[str, Any],
     ) -> ModelVariant:
-        """Prune the dense model and recover as asked; saved as channel spec + weights.
+        """Prune the dense model and recover as asked; saved as channel spec + weights, the
+        spec naming ``pruned_from``, the provenance of the dense weights.
 
         Distillation keeps the step with the lowest loss on held-out images: those of
         ``holdout_set`` not trained on, else 32 images set aside from the training images.
@@ -101,6 +103,7 @@ class Stages:
             distill=distill_steps,
             train=train.sha256() if distill_steps else None,
             holdout=held.sha256() if held else None,
+            pruned_from=pruned_from,
             size=self.preprocess.crop_size,
             version=__version__,
         )
@@ -148,7 +151,9 @@ class Stages:
             if result["interrupted"]:
                 key = stage_key("interrupted", key=key)  # a cut-short run is never reused
         sizes = {"resize_size": pre.resize_size, "crop_size": pre.crop_size}
-        spec = channel_spec(model, **_identity(dense.model), preprocess=sizes)
+        spec = channel_spec(
+            model, **_identity(dense.model), preprocess=sizes, pruned_from=pruned_from
+        )
         save_pruned(model, spec, folder)
         self.cache.store_entry(key, folder, record)
         return ModelVariant(options.tag, model, key, record)

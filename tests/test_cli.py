@@ -46,6 +46,9 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--calib", "missing-folder"], "missing-folder"),
         (["--target", "onnx", "--calib-size", "0"], "--calib-size must be at least 1"),
         (["--target", "onnx", "--model", "resnet49"], "resnet49"),
+        (["--target", "onnx", "--prune", "0.3", "--prune-round-to", "1000"], "with none"),
+        (["--target", "onnx", "--prune-round-to", "x"], "expected a whole number, got 'x'"),
+        (["--target", "onnx", "--prune", "0.3", "--train", "."], "--distill-steps is 0"),
     ],
 )
 def test_bad_input_gives_one_clear_error(tmp_path, args, message):

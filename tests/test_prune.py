@@ -9,11 +9,20 @@ import pytest
 import torch
 from conftest import DIGITS_SIZE, _arrays
 
+from edgeresnet import prune as prune_module
 from edgeresnet.cli import main
 from edgeresnet.data import Preprocess
-from edgeresnet.errors import UsageError, WeightsError
-from edgeresnet.models import build_model, count_macs, count_parameters, load_model
-from edgeresnet.prune import PruneOptions, channel_spec, load_pruned, prune, rebuild, save_pruned
+from edgeresnet.errors import PruneError, UsageError, WeightsError
+from edgeresnet.models import LoadedModel, build_model, count_macs, count_parameters, load_model
+from edgeresnet.prune import (
+    PruneOptions,
+    channel_spec,
+    load_pruned,
+    planned_channels,
+    prune,
+    rebuild,
+    save_pruned,
+)
 from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
 
 
@@ -39,6 +48,36 @@ def test_resnet50_at_30_percent_is_under_2_gmacs():
     assert pruned.layer1[0].conv3.out_channels == pruned.layer1[0].downsample[0].out_channels
 
 
+def test_resnet50_layers_get_the_planned_widths():
+    model = build_model("resnet50")
+    plan = planned_channels(model, PruneOptions(0.3))
+    pruned = prune(model, PruneOptions(0.3), input_size=64)
+    assert {n: m.out_channels for n, m in pruned.named_modules() if n in plan} == plan
+    # int(C * 0.7) rounded down to 8: 64 -> 40, 128 -> 88, 2048 -> 1432
+    assert (plan["conv1"], plan["layer2.0.conv1"], plan["layer4.0.conv3"]) == (40, 88, 1432)
+
+
+def test_a_ratio_that_would_empty_a_layer_is_refused(tiny):
+    # conv1 has 16 channels: 0.3 keeps 11, which rounds down to 0 in multiples of 16.
+    with pytest.raises(UsageError, match=r"conv1 \(16 channels\) with none") as info:
+        prune(tiny, PruneOptions(0.3, round_to=16), input_size=32)
+    assert info.value.hint == "Pass --prune-round-to at most 11."
+    with pytest.raises(UsageError) as info:
+        prune(tiny, PruneOptions(0.6, round_to=8), input_size=32)
+    assert info.value.hint == "Pass --prune at most 0.50 or --prune-round-to at most 6."
+
+
+def test_a_layer_left_at_another_width_is_an_error(tiny, monkeypatch):
+    real = planned_channels
+    monkeypatch.setattr(
+        prune_module,
+        "planned_channels",
+        lambda model, options: {**real(model, options), "layer1.0.conv1": 24},
+    )
+    with pytest.raises(PruneError, match="left layer1.0.conv1 at 8 output channels"):
+        prune(tiny, PruneOptions(0.3), input_size=32)
+
+
 def test_spec_round_trip_without_pickle(tiny, tmp_path):
     pruned = prune(tiny, PruneOptions(0.5, importance="l1"), input_size=32)
     spec = channel_spec(pruned, arch="resnet18", num_classes=10, width=16)
@@ -61,6 +100,47 @@ def test_spec_that_does_not_match_the_weights_is_named(tiny, tmp_path):
         rebuild({"format": "other"})
     with pytest.raises(WeightsError, match="lacks arch, layers"):
         rebuild({"format": "edgeresnet.channels", "version": 1, "num_classes": 10, "width": 16})
+
+
+def _spec(**changes):
+    spec = channel_spec(
+        build_model("resnet18", num_classes=10, width=16), arch="resnet18", num_classes=10, width=16
+    )
+    spec.update(changes)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([1, 2], "is a list"),
+        (_spec(layers={"conv1": {"in": 3}}), r"conv1 out=None"),
+        (_spec(layers={"conv1": {"in": 3, "out": "40"}}), r"conv1 out='40'"),
+        (_spec(layers={"bn1": {"features": -1}}), r"bn1 features=-1"),
+        (_spec(layers={"conv9": {"in": 3, "out": 8}}), r"\['conv9'\] that resnet18"),
+        (_spec(layers=[]), "layers are not a JSON object"),
+        (_spec(width=True), "the model width=True"),
+        (_spec(arch=50), "arch 50 is not a name"),
+        (_spec(preprocess={"crop_size": 32}), "preprocess resize_size=None"),
+        (_spec(pruned_from="random"), "pruned_from is not a JSON object"),
+    ],
+)
+def test_a_malformed_spec_is_refused_with_a_hint(spec, message):
+    with pytest.raises(WeightsError, match=message) as info:
+        rebuild(spec)
+    assert info.value.hint
+
+
+def test_a_spec_keeps_the_provenance_of_the_weights_it_was_pruned_from(tiny, tmp_path):
+    origin = {"kind": "random", "name": "random", "seed": 0}
+    spec = channel_spec(tiny, arch="resnet18", num_classes=10, width=16, pruned_from=origin)
+    spec_path, _ = save_pruned(tiny, spec, tmp_path)
+    model, loaded_spec = load_pruned(spec_path)
+    assert loaded_spec["pruned_from"] == origin
+    pruned = LoadedModel(model, "resnet18", 10, 16, {"kind": "file", "pruned_from": origin})
+    assert pruned.random_weights and pruned.origin == origin
+    dense = LoadedModel(model, "resnet18", 10, 16, {"kind": "file", "path": "/x/w.pt", "name": "w"})
+    assert not dense.random_weights and dense.origin == {"kind": "file", "name": "w"}
 
 
 @pytest.mark.parametrize(
@@ -167,5 +247,6 @@ def test_a_saved_pruned_model_builds_again(digits_build, fast_profile, tmp_path)
     pruned = next(r for r in a["rows"] if r["variant"] == "p50-fp32")
     assert b["model"]["params"] == pruned["params"]
     assert b["model"]["weights"]["pruned"] is True
+    assert b["model"]["weights"]["pruned_from"]["sha256"] == a["model"]["weights"]["sha256"]
     assert b["model"]["input_size"] == a["model"]["input_size"] == 32
     assert b["model"]["preprocess"] == a["model"]["preprocess"]

@@ -182,6 +182,19 @@ def test_random_weights_never_show_accuracy_and_are_marked(tmp_path):
     assert 'class="baseline random"' in (tmp_path / "report.html").read_text()
 
 
+def test_a_model_pruned_from_random_weights_stays_marked_random(tmp_path):
+    doc = document("box", weights="file", top1=False)
+    doc["model"]["weights"] = {
+        "kind": "file",
+        "name": "model.channels.json",
+        "pruned": True,
+        "pruned_from": {"kind": "random", "name": "random", "seed": 0},
+    }
+    write_report({"r.json": doc}, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    assert "Random weights." in md and "model.channels.json (random)" in md
+
+
 def test_random_weights_say_how_few_classes_their_agreement_covers(tmp_path):
     doc = document("box", weights="random", top1=False)
     for entry in doc["rows"]:

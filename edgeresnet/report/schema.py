@@ -292,6 +292,7 @@ def _row(
     if per_joule is None and power and images_per_s is not None:
         per_joule = round(images_per_s / power, 2)
     executed = _obj(bench, "precision_executed")
+    origin = _obj(weights, "pruned_from") or weights  # a pruned model's dense weights
     return Row(
         source=source,
         device=str((document["device"]).get("name") or "unknown"),
@@ -305,7 +306,7 @@ def _row(
         precision=str(entry.get("precision", "?")),
         executed=str(executed.get("label") or "not measured"),
         weights=str(weights.get("name") or weights.get("kind") or "?"),
-        random_weights=weights.get("kind") == "random",
+        random_weights=origin.get("kind") == "random",
         threads=bench.get("threads"),
         params=entry.get("params", model.get("params")),
         gmacs=round(macs / 1e9, 3) if isinstance(macs, (int, float)) and macs else None,
