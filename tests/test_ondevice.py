@@ -189,6 +189,54 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
     assert "does not match its sha256" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-sizes", "0"], "batch sizes must start with 1"),
+        (["--batch-sizes", "8"], "batch sizes must start with 1 (the batch-1 latency)"),
+        (["--batch-sizes", "1,,8"], "expected batch sizes like 1,8, got '1,,8'"),
+        (["--threads", "0"], "must be at least 1, got 0"),
+        (["--pairs", "1"], "--pairs must be 0 (off) or at least 2, got 1"),
+        (["--json", "/nonexistent/x.json"], "/nonexistent is not a folder this user can write"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_timed(bundle, extra, message):
+    proc = run_script(bundle, *extra)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "timing" not in proc.stdout
+
+
+def test_a_device_name_with_a_slash_still_names_a_file_in_the_bundle(bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    proc = run_script(copy, "--device-name", "lab/orin 1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((copy / "results.lab-orin-1.json").read_text())["device"]["name"] == (
+        "lab/orin 1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("a file entry lost its size", "files[0] needs a path, bytes and sha256"),
+        ("the files list was emptied", "model.fp32.onnx (variant fp32) is not in its files"),
+    ],
+)
+def test_a_manifest_that_was_edited_is_refused(bundle, tmp_path, damage, message):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / common.MANIFEST).read_text())
+    if damage == "a file entry lost its size":
+        del manifest["files"][0]["bytes"]
+    else:
+        manifest["files"] = []
+    (copy / common.MANIFEST).write_text(json.dumps(manifest))
+    proc = run_script(copy)
+    assert proc.returncode == 1 and message in proc.stderr and "hint:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_alternate_flips_the_order_every_pair():
     calls: list[str] = []
     a, b = common.alternate(lambda: calls.append("a"), lambda: calls.append("b"), pairs=4, warmup=1)

@@ -369,9 +369,12 @@ def test_scripts_check_the_manifest_before_tensorrt(digits_bundle, tmp_path):
 
 
 @pytest.mark.slow
-def test_trtexec_script_builds_the_same_engines(digits_bundle):
+def test_trtexec_script_builds_the_same_engines(digits_bundle, tmp_path):
     script = digits_bundle / "ondevice" / "trtexec.sh"
-    env = {**os.environ, "TRTEXEC": "echo"}
+    fake = tmp_path / "fake"  # stands in for the device's tensorrt package: its version only
+    fake.mkdir()
+    (fake / "tensorrt.py").write_text("__version__ = '10.3.0'\n")
+    env = {**os.environ, "TRTEXEC": "echo", "PYTHONPATH": str(fake)}
     explicit = subprocess.run(
         ["sh", str(script), "model.int8.onnx", "int8"],
         capture_output=True, text=True, env=env, cwd=digits_bundle, check=True,
@@ -383,7 +386,14 @@ def test_trtexec_script_builds_the_same_engines(digits_bundle):
         capture_output=True, text=True, env={**env, "INT8_MODE": "implicit"},
         cwd=digits_bundle, check=True,
     ).stdout  # fmt: skip
-    assert "--onnx=./model.fp32.onnx --int8 --calib=./calibration.cache" in implicit
+    assert "--onnx=./model.fp32.onnx --int8 --calib=engines/calibration.cache" in implicit
+    cache = (digits_bundle / "engines" / "calibration.cache").read_text().splitlines()
+    shipped = (digits_bundle / "calibration.cache").read_text().splitlines()
+    assert cache == ["TRT-100300-EntropyCalibration2", *shipped[1:]]
+    wrong = subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert wrong.returncode == 2 and "error: expected a model" in wrong.stderr
 
 
 @pytest.mark.slow
@@ -440,3 +450,19 @@ def test_resnet50_int8_onnx_is_tensorrt_ready(imagenet_samples, tmp_path):
     assert int8["build"]["validator"]["quantized_conv"] == 53
     assert int8["build"]["validator"]["residual_adds"] == 16
     assert int8["fidelity"]["sqnr_db"] >= 25.0 and int8["fidelity"]["images"] == 32
+
+
+def test_evaluation_refuses_a_results_file_it_cannot_merge_into(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text('{"rows": "none"}')
+    with pytest.raises(SystemExit, match="is not a results file to merge into"):
+        evaluate_tensorrt._results(bad)
+
+
+def test_implicit_int8_without_its_calibration_cache_is_refused(tmp_path):
+    from edgeresnet.ondevice import build_engine
+
+    model = tmp_path / "model.fp32.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(SystemExit, match="--int8-mode implicit and --calibration-cache go"):
+        build_engine.main(["--onnx", str(model), "--precision", "int8", "--int8-mode", "implicit"])

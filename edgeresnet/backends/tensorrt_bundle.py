@@ -50,7 +50,11 @@ def trtexec_script(s: dict[str, Any]) -> str:
 # (TensorRT {s["tensorrt_versions"]}). Builds the engine and prints trtexec's own timings.
 # Usage, from the bundle folder:  sh ondevice/trtexec.sh MODEL.onnx fp32|fp16|int8|best
 set -eu
+fail() {{ printf 'error: %s\n  hint: %s\n' "$1" "$2" >&2; exit 2; }}
+[ $# -eq 2 ] || fail "expected a model and a precision" "sh ondevice/trtexec.sh MODEL.onnx int8"
+[ -f manifest.json ] || fail "no manifest.json here" "run it from the bundle folder"
 TRTEXEC=${{TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}}
+command -v "$TRTEXEC" >/dev/null || fail "no trtexec at $TRTEXEC" "set TRTEXEC=/path/to/trtexec"
 model=$1
 precision=$2
 int8_mode=${{INT8_MODE:-{s["int8_mode"]}}}
@@ -60,17 +64,22 @@ case $precision in
   fp16) flags="--fp16" ;;
   int8) flags="--int8" ;;
   best) flags="--best" ;;
-  *) echo "precision must be fp32, fp16, int8 or best" >&2; exit 2 ;;
+  *) fail "precision must be fp32, fp16, int8 or best, got $precision" "e.g. int8" ;;
 esac
+mkdir -p engines
 if [ "$precision" = int8 ] || [ "$precision" = best ]; then
   if [ "$int8_mode" = implicit ]; then
-    # Implicit INT8: the FP32 ONNX plus the per-tensor scales of the calibration cache.
+    # Implicit INT8: the FP32 ONNX plus the per-tensor scales of the calibration cache, its
+    # header naming the TensorRT here (as build_engine.py does), or TensorRT ignores it.
     folder=$(dirname "$model")
     model=$folder/model.fp32.onnx
-    flags="$flags --calib=$folder/{s["calibration_cache"]}"
+    code=$(python3 -c 'import sys; sys.path.insert(0, "ondevice"); import tensorrt, trt_runtime
+print(trt_runtime.version_code(tensorrt.__version__))')
+    {{ echo "TRT-$code-EntropyCalibration2"; tail -n +2 "$folder/{s["calibration_cache"]}"; }} \
+      > engines/{s["calibration_cache"]}
+    flags="$flags --calib=engines/{s["calibration_cache"]}"
   fi
 fi
-mkdir -p engines
 name=$(basename "$model" .onnx).$precision
 exec "$TRTEXEC" --onnx="$model" $flags{dla} \\
   --minShapes={s["input_name"]}:{low}x{shape} --optShapes={s["input_name"]}:{low}x{shape} \\

@@ -25,13 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
-
 try:
     from . import common  # inside the edgeresnet package
 except ImportError:  # standalone, copied into a bundle next to common.py
     import common  # type: ignore[no-redef]
+
+# isort: split
+import numpy as np  # noqa: E402 (common says how to install it where it is missing)
+
+ort = common.require("onnxruntime", pip="onnxruntime (or onnxruntime-gpu)")
 
 INT8_OPS = {
     "QLinearConv",
@@ -265,11 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device-name", help="name of this device in reports")
     common.add_pairing_arguments(parser, "ONNX file")
-    args = common.parse_timing(parser, argv)
+    args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    out = common.output_file(args)
     if args.bundle:
         document = bench_bundle(args.bundle, args, pairs)
-        out = args.json or args.bundle / f"results.{document['device']['name']}.json"
     elif not args.model.is_file():
         parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
@@ -287,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
                 providers=args.providers,
             ),
         }
-        out = args.json
     else:
         document = measure(
             args.model,
@@ -296,7 +297,6 @@ def main(argv: list[str] | None = None) -> int:
             providers=args.providers,
             **common.timing(args),
         )
-        out = args.json
     common.emit(document, out)
     return 0
 

@@ -24,13 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import openvino as ov
-
 try:
     from . import common  # inside the edgeresnet package
 except ImportError:  # standalone, copied into a bundle next to common.py
     import common  # type: ignore[no-redef]
+
+# isort: split
+import numpy as np  # noqa: E402 (common says how to install it where it is missing)
+
+ov = common.require("openvino", pip="openvino")
 
 # The inference precision each variant runs at. OpenVINO's CPU plugin runs an FP32 IR in bf16
 # on CPUs with avx512_bf16/AMX unless told f32 (ResNet-50 FP32 IR on 2 Zen 5 cores: 9.8 ms by
@@ -405,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_timing_arguments(parser)
     parser.add_argument("--device-name", help="name of this device in reports")
     common.add_pairing_arguments(parser, "IR .xml file")
-    args = common.parse_timing(parser, argv)
+    args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    out = common.output_file(args)
     available = ov.Core().available_devices
     device = args.device or ("CPU" if args.model else None)
     if device and not device_present(device, available):
@@ -414,7 +417,6 @@ def main(argv: list[str] | None = None) -> int:
     hint = args.precision_hint or "f32"
     if args.bundle:
         document = bench_bundle(args.bundle, args, pairs)
-        out = args.json or args.bundle / f"results.{document['device']['name']}.json"
     elif not args.model.is_file():
         parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
@@ -432,7 +434,6 @@ def main(argv: list[str] | None = None) -> int:
                 input_size=args.input_size,
             ),
         }
-        out = args.json
     else:
         document = measure(
             args.model,
@@ -441,7 +442,6 @@ def main(argv: list[str] | None = None) -> int:
             input_size=args.input_size,
             **common.timing(args),
         )
-        out = args.json
     common.emit(document, out)
     return 0
 

@@ -24,13 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = Path(__file__).resolve().parent.name
 
 from . import common, trt_runtime  # noqa: E402
+
+# isort: split
+import numpy as np  # noqa: E402 (common says how to install it where it is missing)
 
 LATENCY_TIMING = "host wall clock per batch, host->device copy + execute + device->host copy"
 TIMING = f"latency: {LATENCY_TIMING}; gpu_compute: CUDA events around execute only"
@@ -228,20 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--engine", type=Path, help="one engine file")
     parser.add_argument("--json", type=Path, help="output (default BUNDLE/results.<device>.json)")
-    parser.add_argument("--batch-sizes", type=lambda s: [int(b) for b in s.split(",")])
-    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch-sizes", type=common.batch_sizes)
+    parser.add_argument("--input-size", type=common.at_least(32), default=224)
     parser.add_argument("--dla-core", type=int, default=-1)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--min-iterations", type=int, default=100)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=common.at_least(0), default=20)
+    parser.add_argument("--min-iterations", type=common.at_least(1), default=100)
+    parser.add_argument("--min-seconds", type=common.at_least(0.0, float), default=3.0)
     parser.add_argument("--ignore-version", action="store_true")
     parser.add_argument("--device-name", help="name of this device in reports")
     common.add_pairing_arguments(parser, "engine file")
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    out = common.output_file(args)
     if args.bundle:
         result = bench_bundle(args.bundle, args, pairs)
-        out = args.json or args.bundle / f"results.{result['device']['name']}.json"
     elif not args.engine.is_file():
         parser.error(f"{args.engine} does not exist")
     elif args.reference is not None:
@@ -259,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
                 dla_cores=(args.dla_core, args.dla_core),
             ),
         }
-        out = args.json
     else:
         trt = trt_runtime.import_tensorrt()
         result = measure(
@@ -272,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
             min_seconds=args.min_seconds,
             dla_core=args.dla_core,
         )
-        out = args.json
     common.emit(result, out)
     return 0
 

@@ -182,9 +182,10 @@ def _layer_info(trt: Any, logger: Any, engine_path: Path, dla_core: int) -> dict
     return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
-def bundle_jobs(bundle: Path, settings: dict[str, Any], args: argparse.Namespace) -> list[tuple]:
+def bundle_jobs(
+    bundle: Path, manifest: dict[str, Any], settings: dict[str, Any], args: argparse.Namespace
+) -> list[tuple]:
     """(variant, ONNX file, engine file, options) for every variant the manifest lists."""
-    manifest = common.check_manifest(bundle)
     jobs = []
     for variant in manifest["variants"]:
         onnx = bundle / variant["file"]
@@ -248,10 +249,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-mode", choices=("explicit", "implicit"))
     p.add_argument("--best", action="store_true", help="with --bundle: also INT8+FP16 engines")
     p.add_argument("--calibration-cache", type=Path, help="for --int8-mode implicit with --onnx")
-    p.add_argument("--batch-sizes", type=lambda s: [int(b) for b in s.split(",")])
-    p.add_argument("--opt-batch", type=int, help="batch size TensorRT tunes for (default 1)")
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--workspace-mb", type=int)
+    p.add_argument("--batch-sizes", type=common.batch_sizes)
+    p.add_argument(
+        "--opt-batch", type=common.at_least(1), help="batch size TensorRT tunes for (default 1)"
+    )
+    p.add_argument("--input-size", type=common.at_least(32))
+    p.add_argument("--workspace-mb", type=common.at_least(1))
     p.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson Xavier/Orin)")
     p.add_argument("--gpu-fallback", action="store_true", help="let DLA hand layers to the GPU")
     p.add_argument("--timing-cache", type=Path, help="reuse and update this timing cache")
@@ -264,14 +267,21 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.bundle:
+        manifest = common.check_manifest(args.bundle)  # a damaged bundle is refused first
         settings = trt_runtime.load_settings(args.bundle)
-        jobs = bundle_jobs(args.bundle, settings, args)  # refuses a damaged bundle first
+        jobs = bundle_jobs(args.bundle, manifest, settings, args)
         spec = args.tensorrt_versions or settings.get("tensorrt_versions", "")
         out = args.json or args.bundle / ENGINES / "build.json"
     else:
         if not args.onnx.is_file():
-            raise SystemExit(f"error: {args.onnx} does not exist")
-        cache = args.calibration_cache if args.int8_mode == "implicit" else None
+            common.fail(f"{args.onnx} does not exist.", "Pass --onnx with an ONNX file.")
+        if (args.int8_mode == "implicit") != (args.calibration_cache is not None):
+            common.fail(
+                "--int8-mode implicit and --calibration-cache go together.",
+                "Pass both (INT8 from an FP32 ONNX and its scales), or neither (explicit "
+                "INT8 from a QDQ ONNX).",
+            )
+        cache = args.calibration_cache
         options = _options(args, {}, args.precision, 224, cache)
         jobs = [
             (args.precision, args.onnx, args.engine or args.onnx.with_suffix(".engine"), options)

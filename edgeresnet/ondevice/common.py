@@ -8,17 +8,24 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
+import importlib
 import json
 import os
 import platform
+import re
 import resource
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # a device without numpy: one error line, not a traceback
+    raise SystemExit(
+        "error: numpy is not installed here.\n  hint: pip3 install numpy, then run this again."
+    ) from None
 
 SCHEMA = "edgeresnet.results"
 SCHEMA_VERSION = 1
@@ -53,7 +60,7 @@ def machine_info(name: str | None = None) -> dict[str, Any]:
     flags = set((_cpuinfo_field(cpuinfo, ("flags", "Features")) or "").split())
     board = _read("/proc/device-tree/model").strip("\x00\n ") or None
     return {
-        "name": name or platform.node() or "unknown",
+        "name": device_name(name),
         "cpu": model or platform.machine(),
         "arch": platform.machine(),
         "isa": [f for f in _ISA_FLAGS if f in flags],
@@ -63,6 +70,24 @@ def machine_info(name: str | None = None) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "board": board,
     }
+
+
+def device_name(name: str | None = None) -> str:
+    """This device's name in reports: ``--device-name``, else the host name."""
+    return name or platform.node() or "unknown"
+
+
+def fail(message: str, hint: str) -> NoReturn:
+    """End the script with one ``error:`` line and a ``hint:`` line, exit code 1."""
+    raise SystemExit(f"error: {message}\n  hint: {hint}")
+
+
+def require(module: str, *, pip: str) -> Any:
+    """Import a script's runtime, or end with how to install it on this device."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        fail(f"{module} is not installed here.", f"pip3 install {pip}, then run this again.")
 
 
 def physical_cores() -> int:
@@ -134,10 +159,13 @@ def bundle_document(
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
+    """Write JSON atomically: a reader never sees half a file, and a failed write leaves none."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -158,6 +186,9 @@ def manifest_problems(bundle: Path) -> tuple[dict[str, Any] | None, list[str]]:
         entries = manifest["files"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         return None, [f"{manifest_path} is not a readable manifest: {exc}."]
+    shape = _manifest_shape(manifest, entries)
+    if shape:
+        return None, [f"{manifest_path} is not a readable manifest: {shape}."]
     problems = []
     for entry in entries:
         path = bundle / entry["path"]
@@ -165,37 +196,107 @@ def manifest_problems(bundle: Path) -> tuple[dict[str, Any] | None, list[str]]:
             problems.append(f"{path} is listed in the manifest but missing.")
         elif path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
             problems.append(f"{path} does not match its sha256 in {manifest_path}.")
+    listed = {entry["path"]: entry["sha256"] for entry in entries}
+    for variant in manifest["variants"]:
+        sha = (variant.get("artifact") or {}).get("sha256")
+        if variant["file"] not in listed:
+            problems.append(
+                f"{variant['file']} (variant {variant['variant']}) is not in its files."
+            )
+        elif sha and sha != listed[variant["file"]]:
+            problems.append(
+                f"{variant['file']} (variant {variant['variant']}) has two sha256s in "
+                f"{manifest_path}."
+            )
     return manifest, problems
+
+
+def _manifest_shape(manifest: Any, entries: Any) -> str | None:
+    """What is wrong with the manifest's layout, or None: listed files and variants."""
+    if not isinstance(entries, list) or not isinstance(manifest.get("variants"), list):
+        return "'files' and 'variants' must be lists"
+    for i, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return f"files[{i}] needs a path, bytes and sha256"
+    for i, variant in enumerate(manifest["variants"]):
+        if not (
+            isinstance(variant, dict)
+            and isinstance(variant.get("variant"), str)
+            and isinstance(variant.get("file"), str)
+        ):
+            return f"variants[{i}] needs a variant name and a file"
+    return None
 
 
 def check_manifest(bundle: Path) -> dict[str, Any]:
     """Load a bundle's manifest and refuse the bundle if any listed file differs from it."""
     manifest, problems = manifest_problems(bundle)
     if problems or manifest is None:
-        raise SystemExit(
-            "error: " + " ".join(problems) + " The bundle is damaged or was changed: copy it "
-            "again from the build machine."
+        fail(
+            " ".join(problems) + " The bundle is damaged or was changed.",
+            "Copy the bundle again from the build machine (edgeresnet verify BUNDLE checks it).",
         )
     return manifest
 
 
+def batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes``: whole numbers of at least 1, the first 1 (the batch-1 latency)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}") from None
+    if min(sizes) < 1 or sizes[0] != 1:
+        raise argparse.ArgumentTypeError(
+            f"batch sizes must start with 1 (the batch-1 latency) and be at least 1, got {text!r}"
+        )
+    return sizes
+
+
+def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
+
+    def number(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return number
+
+
 def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     """The timing options of the CPU benchmark scripts, with the target profiles' defaults."""
-    parser.add_argument("--threads", type=int, default=physical_cores())
-    parser.add_argument(
-        "--batch-sizes", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8]
-    )
-    parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--min-iterations", type=int, default=50)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--threads", type=at_least(1), default=physical_cores())
+    parser.add_argument("--batch-sizes", type=batch_sizes, default=[1, 8])
+    parser.add_argument("--input-size", type=at_least(32), default=224)
+    parser.add_argument("--warmup", type=at_least(0), default=10)
+    parser.add_argument("--min-iterations", type=at_least(1), default=50)
+    parser.add_argument("--min-seconds", type=at_least(0.0, float), default=3.0)
 
 
-def parse_timing(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error("--threads must be at least 1")
-    return args
+def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
+    """Where the results go, checked before anything is measured: ``--json``, else with
+    ``--bundle`` BUNDLE/results.<device><suffix>, else None (standard output)."""
+    if args.json is None and not getattr(args, "bundle", None):
+        return None
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", device_name(args.device_name)).strip("-.")
+    out = Path(args.json or Path(args.bundle) / f"results.{safe or 'device'}{suffix}")
+    if out.is_dir():
+        fail(f"{out} is a folder.", "Pass --json with a file name, e.g. results.mydevice.json.")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        fail(
+            f"cannot write {out}: {out.parent} is not a folder this user can write.",
+            "Pass --json with a path in a folder that exists and is writable.",
+        )
+    return out
 
 
 def timing(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,8 +329,8 @@ def add_pairing_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 def pairs_wanted(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The pairs to time (0: none), after checking ``--reference`` and ``--pairs``."""
     if args.reference is None:
-        if args.pairs is not None and args.pairs < 0:
-            parser.error(f"--pairs must be 0 or more, got {args.pairs}")
+        if args.pairs is not None and (args.pairs < 0 or args.pairs == 1):
+            parser.error(f"--pairs must be 0 (off) or at least 2, got {args.pairs}")
         return args.pairs or 0
     if args.bundle:
         parser.error(

@@ -21,13 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = Path(__file__).resolve().parent.name
 
 from . import common, trt_runtime  # noqa: E402
+
+# isort: split
+import numpy as np  # noqa: E402 (common says how to install it where it is missing)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -147,23 +148,43 @@ def evaluate(bundle: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]
     return {name: scores(out, labels, reference) for name, out in logits.items()}
 
 
+def _results(path: Path) -> dict[str, Any]:
+    """The bench_tensorrt.py results file that ``--results`` names, read before any work."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        why = "it holds no rows of variants"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        document, why = None, str(exc)
+    rows = document.get("rows") if isinstance(document, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "variant" in r for r in rows):
+        common.fail(
+            f"--results {path} is not a results file to merge into: {why}.",
+            "Pass the results.<device>.json that bench_tensorrt.py --bundle wrote, or leave "
+            "--results out.",
+        )
+    return document
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--images", type=Path, required=True, help="labelled image folder")
-    parser.add_argument("--limit", type=int, default=0, help="first N images only")
+    parser.add_argument(
+        "--limit", type=common.at_least(0), default=0, help="first N images only (0: all)"
+    )
     parser.add_argument("--results", type=Path, help="merge into this results.json")
     parser.add_argument("--json", type=Path, help="output when --results is not given")
     parser.add_argument("--device-name", help="name of this device in reports")
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         parser.error(f"{args.images} is not a folder")
+    merged = _results(args.results) if args.results else None
+    out = args.results or common.output_file(args, suffix=".eval.json")
     found = evaluate(args.bundle, args)
-    if args.results:
-        document = json.loads(args.results.read_text(encoding="utf-8"))
+    if merged is not None:
+        document = merged
         for entry in document["rows"]:
             entry.update(found.get(entry["variant"], {}))
-        out = args.results
     else:
         manifest = json.loads((args.bundle / common.MANIFEST).read_text(encoding="utf-8"))
         images = next(iter(found.values()))["accuracy"]["images"] if found else 0
@@ -188,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
             target=manifest["target"],
             rows=rows,
         )
-        name = document["device"]["name"]
-        out = args.json or args.bundle / f"results.{name}.eval.json"
     common.write_json(out, document)
     print(f"wrote {out}")
     return 0

@@ -293,8 +293,20 @@ def load_settings(bundle: Path) -> dict[str, Any]:
     """The profile's TensorRT settings the backend wrote next to the scripts."""
     path = bundle / "ondevice" / "tensorrt.json"
     if not path.is_file():
-        raise SystemExit(f"error: {path} is missing: this bundle was not built for TensorRT.")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise SystemExit(
+            f"error: {path} is missing: this bundle was not built for TensorRT.\n"
+            "  hint: Build the bundle with edgeresnet build --target jetson (or tensorrt)."
+        )
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        settings = exc
+    if not isinstance(settings, dict):
+        raise SystemExit(
+            f"error: {path} is not the TensorRT settings a build writes ({settings}).\n"
+            "  hint: Copy the bundle again from the build machine."
+        )
+    return settings
 
 
 def _read(path: str) -> str:

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, required=True, help="output file")
     common.add_timing_arguments(parser)
-    args = common.parse_timing(parser, argv)
+    args = parser.parse_args(argv)
     result = measure(
         args.model, args.weights, input_size=args.input_size, seed=args.seed, **common.timing(args)
     )
