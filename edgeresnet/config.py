@@ -94,20 +94,21 @@ def targets_dir() -> Path:
 
 
 def available_targets() -> dict[str, Path]:
+    """The profiles by name; a missing profiles folder is an error, not an empty list."""
     folder = targets_dir()
-    return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+    if not folder.is_dir():
+        raise ConfigError(
+            f"The target profiles are not at {folder}.",
+            hint="Reinstall edgeresnet (pip install -e . from the checkout, or its wheel), set "
+            "EDGERESNET_TARGETS to a folder of profiles, or pass a .toml profile's path.",
+        )
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
 def load_target(name_or_path: str) -> TargetProfile:
     """Load a profile by name (``onnx``) or by path to a ``.toml`` file."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
-        if not targets_dir().is_dir():
-            raise ConfigError(
-                f"The bundled target profiles are not at {targets_dir()}.",
-                hint="Reinstall edgeresnet (pip install -e . from the checkout, or its wheel), set "
-                "EDGERESNET_TARGETS to a folder of profiles, or pass a .toml profile's path.",
-            )
         known = available_targets()
         if name_or_path not in known:
             raise ConfigError(

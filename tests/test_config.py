@@ -62,9 +62,11 @@ def test_unknown_target_lists_the_known_ones():
 
 def test_a_missing_profiles_folder_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERESNET_TARGETS", str(tmp_path / "nowhere"))
-    with pytest.raises(ConfigError, match="bundled target profiles are not at") as info:
+    with pytest.raises(ConfigError, match="target profiles are not at") as info:
         load_target("onnx")
     assert "pip install -e ." in info.value.hint and "EDGERESNET_TARGETS" in info.value.hint
+    with pytest.raises(ConfigError, match="target profiles are not at"):
+        available_targets()  # `edgeresnet targets` says so too, rather than list nothing
 
 
 def test_shipped_folders_are_found_where_a_wheel_installs_them():

@@ -100,6 +100,13 @@ def readme(s: dict[str, Any]) -> str:
         if jetson
         else "nvidia-smi -q -d CLOCK      # note the clocks; lock them for stable numbers\n"
     )
+    conditions = (
+        "the TensorRT and JetPack versions, the power mode (`nvpmodel -q`) and whether clocks "
+        "were locked (`jetson_clocks --show`, needs sudo); it warns when they were not"
+        if jetson
+        else "the TensorRT version and, from `nvidia-smi`, the SM clock against its maximum, "
+        "the power limit and persistence mode"
+    )
     return f"""# TensorRT bundle for target `{s["target"]}`
 
 Written for TensorRT {s["tensorrt_versions"]}{f", JetPack {s['jetpack']}" if jetson else ""}
@@ -146,9 +153,7 @@ the CUDA driver (`libcuda.so.1`) through ctypes.
 
 `bench_tensorrt.py` times each engine at batch sizes {s["batch_sizes"]}: latency p50/p90/p99
 (host clock per batch, copies included), GPU compute time (CUDA events), throughput at the
-largest batch, load time and peak memory, and records the TensorRT and JetPack versions, the
-power mode (`nvpmodel -q`) and whether clocks were locked (`jetson_clocks --show`, needs sudo);
-it warns when they were not.
+largest batch, load time and peak memory, and records {conditions}.
 """
 
 
