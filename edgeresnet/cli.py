@@ -96,7 +96,11 @@ def _select(args: argparse.Namespace) -> int:
     for problem in problems:
         warn(f"left out: {problem.message}")
     if not documents:
-        raise ReportError(f"None of the {len(args.results)} results file(s) could be read.")
+        raise ReportError(
+            f"None of the {len(args.results)} results file(s) could be read.",
+            hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
+            "or a bundle's on-device scripts.",
+        )
     rows = [row for source, doc in documents.items() for row in rows_of(doc, source)]
     selection = select(rows, _constraints(args))
     print(format_text(selection))
@@ -174,7 +178,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _command_line() -> str:
-    return shlex.join(["edgeresnet", *sys.argv[1:]])
+    """This command as typed, from the folder it ran in (its paths may be relative to it)."""
+    return f"cd {shlex.quote(os.getcwd())} && " + shlex.join(["edgeresnet", *sys.argv[1:]])
 
 
 def _ratios(text: str) -> list[float]:
@@ -207,8 +212,15 @@ def _non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    if not value >= 0 or value == float("inf"):  # NaN fails every comparison
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
+def _percent(text: str) -> float:
+    value = _non_negative(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"is a percentage, at most 100, got {text}")
     return value
 
 
@@ -231,9 +243,7 @@ def _add_constraints(parser: argparse.ArgumentParser) -> None:
         "fastest first, and why each other one is excluded)"
     )
     g.add_argument("--max-latency-ms", type=_non_negative, help="batch-1 p50 latency limit")
-    g.add_argument(
-        "--min-top1", type=_non_negative, help="least top-1 %% (rows without top-1 fail)"
-    )
+    g.add_argument("--min-top1", type=_percent, help="least top-1 %% (rows without top-1 fail)")
     g.add_argument("--max-size-mb", type=_non_negative, help="artifact size limit (10^6 bytes)")
     g.add_argument(
         "--min-fps", type=_non_negative, help="least throughput, img/s at the benchmarked batch"

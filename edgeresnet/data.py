@@ -6,6 +6,7 @@ PIL + numpy only (no torchvision). ``Preprocess`` reproduces torchvision's eval 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -265,9 +266,21 @@ class ImageSet:
         return replace(self, samples=[self.samples[i] for i in keep])
 
     def without(self, other: ImageSet) -> ImageSet:
-        """The samples whose files are not in ``other`` (held-out images, say), order kept."""
-        taken = {s.path.resolve() for s in other.samples}
-        return replace(self, samples=[s for s in self.samples if s.path.resolve() not in taken])
+        """The samples whose files are not in ``other``, as the same path or a copy with the
+        same content (held-out images, say), order kept."""
+        paths = {s.path.resolve() for s in other.samples}
+        contents = {_file_sha256(s.path) for s in other.samples}
+        kept = [
+            s
+            for s in self.samples
+            if s.path.resolve() not in paths and _file_sha256(s.path) not in contents
+        ]
+        return replace(self, samples=kept)
+
+    @property
+    def ranked(self) -> bool:
+        """Labels are ranks of the class names present (class folders, synset prefixes)."""
+        return self.layout in ("class-folders", "synset-prefix")
 
     def shuffled(self, seed: int) -> ImageSet:
         """The same samples in a seeded random order (for training passes)."""
@@ -293,15 +306,22 @@ class ImageSet:
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        stat = path.stat()
+        return _content_sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     except OSError as exc:
         raise DataError(
             f"Cannot read {path}: {exc}", hint="Check it exists and is readable."
         ) from exc
+
+
+@functools.cache
+def _content_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """A file's SHA-256, hashed once per version of the file (path, mtime and size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 

@@ -257,12 +257,26 @@ def _unwrap_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
+    hint = (
+        "Save the weights with torch.save(model.state_dict(), path) (a checkpoint holding it "
+        "under 'state_dict' or 'model' works too)."
+    )
     if not isinstance(obj, Mapping) or not obj:
-        raise WeightsError(f"{source} does not hold a state_dict (got {type(obj).__name__})")
+        raise WeightsError(
+            f"{source} does not hold a state_dict (got {type(obj).__name__})", hint=hint
+        )
     out: dict[str, Tensor] = {}
     for key, value in obj.items():
         if not isinstance(key, str) or not isinstance(value, Tensor):
-            raise WeightsError(f"{source} is not a state_dict: entry {key!r} is not a tensor")
+            raise WeightsError(
+                f"{source} is not a state_dict: entry {key!r} is not a tensor", hint=hint
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsError(
+                f"{source}: {key} holds NaN or infinite values",
+                hint="The training run diverged or the file is damaged: use a checkpoint from "
+                "before the loss went NaN.",
+            )
         out[_strip_prefix(key)] = value
     return out
 

@@ -201,9 +201,9 @@ def resolve(request: BuildRequest) -> Inputs:
             "--eval-size picks images of --eval, which was not given.",
             hint="Add --eval DIR, or leave --eval-size out.",
         )
-    if request.max_drop is not None and request.max_drop < 0:
+    if request.max_drop is not None and not 0 <= request.max_drop <= 100:
         raise UsageError(
-            f"--max-drop must be 0 or more points, got {request.max_drop}.",
+            f"--max-drop must be 0 to 100 points, got {request.max_drop}.",
             hint="For example --max-drop 0.5 (top-1 points against FP32).",
         )
     if request.rounds < 1:
@@ -229,22 +229,21 @@ def resolve(request: BuildRequest) -> Inputs:
         where=profile.source,
     )
     pool = discover(request.calib or default_calibration_dir())
+    if request.calib_size > len(pool):
+        warn(
+            f"--calib-size {request.calib_size} asks for more images than {pool.source} holds; "
+            f"calibrating on all {len(pool)}"
+        )
     calib = pool.subset(request.calib_size, seed=request.seed)
-    evaluation, overlap = None, 0
+    evaluation, overlap, found = None, 0, None
     if request.eval is not None:
-        evaluation, overlap = _evaluation(discover(request.eval), calib, request)
+        found = discover(request.eval)
+        evaluation, overlap = _evaluation(found, calib, request)
     loaded = _load(request)
     for options in prune:
         check_prunable(loaded.model, options)
-    if evaluation is not None and evaluation.labelled:
-        top = max(s.label for s in evaluation.samples)
-        if top >= loaded.num_classes:
-            raise DataError(
-                f"The evaluation set {request.eval} has class index {top}, but the model has "
-                f"{loaded.num_classes} classes.",
-                hint="Evaluate on data labelled with the model's classes, or pass the matching "
-                "--weights file.",
-            )
+    if found is not None:
+        _check_labels(found, loaded.num_classes)
     heldout = None
     if request.max_drop is not None:
         heldout = _heldout(evaluation or pool, calib, request)
@@ -262,6 +261,34 @@ def resolve(request: BuildRequest) -> Inputs:
         train=discover(request.train) if request.train is not None else None,
         heldout=heldout,
     )
+
+
+def _check_labels(found: ImageSet, num_classes: int) -> None:
+    """Refuse labels that cannot be the model's class indices; say when there are none."""
+    if not found.labelled:
+        warn(
+            f"--eval {found.source} has no labels (layout: {found.layout}): agreement with FP32 "
+            "is measured on it, top-1 is not"
+        )
+        return
+    top = max(s.label for s in found.samples)
+    if top >= num_classes:
+        raise DataError(
+            f"The evaluation set {found.source} has class index {top}, but the model has "
+            f"{num_classes} classes.",
+            hint="Evaluate on data labelled with the model's classes, or pass the matching "
+            "--weights file.",
+        )
+    present = len(found.class_names or {s.label for s in found.samples})
+    if found.ranked and present < num_classes:
+        raise DataError(
+            f"The evaluation set {found.source} labels its images by the rank of their "
+            f"{'class folder' if found.layout == 'class-folders' else 'synset'} among the "
+            f"{present} present, which is not their class index for a model of {num_classes} "
+            "classes (a part of ImageNet would be scored against the wrong classes).",
+            hint="Give the class indices in a labels file (lines `relative/path class_index`, "
+            "or a labels.tsv with file and class_index columns), or a folder with every class.",
+        )
 
 
 def _evaluation(found: ImageSet, calib: ImageSet, request: BuildRequest) -> tuple[ImageSet, int]:

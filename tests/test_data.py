@@ -276,6 +276,14 @@ def test_synset_prefixed_files(tmp_path):
     }
 
 
+def test_copies_of_held_out_images_are_left_out_too(tmp_path):
+    calib = discover(write_image(tmp_path / "calib" / "a.png", color=(1, 2, 3)).parent)
+    write_image(tmp_path / "eval" / "copy-of-a.png", color=(1, 2, 3))
+    write_image(tmp_path / "eval" / "other.png", color=(9, 9, 9))
+    left = discover(tmp_path / "eval").without(calib)
+    assert [s.path.name for s in left.samples] == ["other.png"]
+
+
 def test_flat_folder_is_unlabelled(tmp_path):
     for name in ("b.webp", "a.tiff", ".DS_Store", "readme.md"):
         touch(tmp_path / name)

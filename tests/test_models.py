@@ -294,6 +294,16 @@ def test_non_state_dict_file(tmp_path: Path) -> None:
         load_model("resnet18", str(path))
 
 
+def test_weights_with_nan_are_refused_at_load(tmp_path: Path) -> None:
+    state = build_model("resnet18", num_classes=10, width=8).state_dict()
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "diverged.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="layer1.0.conv1.weight holds NaN") as err:
+        load_model("resnet18", str(path))
+    assert err.value.hint
+
+
 def test_torch_load_always_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
     real_load = torch.load

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_ratio_of_p50s
+from PIL import Image
 
 from edgeresnet import publish
 from edgeresnet.backends import onnxruntime as ort_backend
 from edgeresnet.cli import main
-from edgeresnet.errors import QuantizationError
+from edgeresnet.errors import DataError, QuantizationError
 from edgeresnet.ondevice.common import sha256_file
 
 pytestmark = pytest.mark.slow
@@ -269,3 +270,20 @@ def test_pairs_must_be_off_or_at_least_two(digits_build, fast_profile, tmp_path,
     assert build(*digits_build(fast_profile, tmp_path / "out", 16, "--pairs", pairs)) == 2
     assert f"--pairs must be 0 (off) or at least 2, got {pairs}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_ranked_labels_of_a_part_of_the_classes_are_refused(tmp_path, capsys):
+    from edgeresnet.data import discover
+    from edgeresnet.pipeline import _check_labels
+
+    for synset in ("n01440764", "n15075141"):  # the first and last ImageNet classes
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{synset}_1.png")
+    found = discover(tmp_path)
+    with pytest.raises(DataError, match="rank of their synset among the 2 present"):
+        _check_labels(found, 1000)
+    _check_labels(found, 2)  # a 2-class model: ranks are its class indices
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "x.png")
+    _check_labels(discover(flat), 1000)
+    assert "has no labels (layout: flat)" in " ".join(capsys.readouterr().err.split())

@@ -294,6 +294,45 @@ def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (("bench", "latency", "p50_ms"), float("nan"), "must be a finite number or null"),
+        (("accuracy", "top1"), float("nan"), "must be a finite number or null"),
+        (("artifact", "bytes"), -5, "must be 0 or more, or null"),
+    ],
+)
+def test_nan_and_negative_measurements_never_pass_a_constraint(
+    tmp_path, capsys, field, value, message
+):
+    doc = document("box")
+    holder = doc["rows"][1]
+    for key in field[:-1]:
+        holder = holder[key]
+    holder[field[-1]] = value
+    bad = write(tmp_path, "bad.json", doc)
+    limits = ["--max-latency-ms", "50", "--min-top1", "1", "--max-size-mb", "200"]
+    assert main(["select", bad, *limits]) == 0
+    captured = capsys.readouterr()
+    assert message in " ".join(captured.err.split())
+    assert re.search(r"1\s+box\s+onnx\s+fp32", captured.out) and "int8" not in captured.out
+
+
+@pytest.mark.parametrize(
+    "option", [("--max-size-mb", "nan"), ("--max-latency-ms", "inf"), ("--min-top1", "150")]
+)
+def test_constraints_that_are_no_limit_are_refused(tmp_path, option):
+    with pytest.raises(SystemExit) as info:
+        main(["select", write(tmp_path, "a.json", document("box")), *option])
+    assert info.value.code == 2
+
+
+def test_select_on_peer_rows_alone_says_there_are_no_candidates(tmp_path, capsys):
+    peers = write(tmp_path, "peers.json", peers_document("box"))
+    assert main(["select", peers, "--max-latency-ms", "1000"]) == 3
+    assert "no candidates: these files hold no edgeresnet variants" in capsys.readouterr().out
+
+
 def test_select_cli_prints_table_writes_report_and_exit_codes(tmp_path, capsys):
     good = write(tmp_path, "a.json", document("box"))
     out = tmp_path / "rep"
@@ -740,7 +779,7 @@ def test_a_row_with_a_wrongly_typed_number_is_left_out_with_a_warning(tmp_path, 
     assert main(["report", bad, "--out", str(out)]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "left out:" in err and "bad.json: rows[1] (variant 'int8')" in err
-    assert "'bench.latency.p50_ms' must be a number or null, got a string (\"fast\")" in err
+    assert "'bench.latency.p50_ms' must be a finite number or null, got a string (\"fast\")" in err
     md = (out / "report.md").read_text()
     assert [r["variant"] for r in table(md, "## Across devices")] == ["**fp32**"]
     assert "Results files and rows left out" in md and "bench.latency.p50_ms" in md
@@ -751,10 +790,22 @@ def test_a_row_with_a_wrongly_typed_number_is_left_out_with_a_warning(tmp_path, 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        (("accuracy", "top5"), "99", "'accuracy.top5' must be a number or null, got a string"),
-        (("fidelity", "sqnr_db"), True, "'fidelity.sqnr_db' must be a number or null, got a bool"),
+        (
+            ("accuracy", "top5"),
+            "99",
+            "'accuracy.top5' must be a finite number or null, got a string",
+        ),
+        (
+            ("fidelity", "sqnr_db"),
+            True,
+            "'fidelity.sqnr_db' must be a finite number or null, got a bool",
+        ),
         (("bench", "throughput"), 5, "'bench.throughput' must be an object or null, got int"),
-        (("artifact", "bytes"), [1], "'artifact.bytes' must be a number or null, got a list"),
+        (
+            ("artifact", "bytes"),
+            [1],
+            "'artifact.bytes' must be a finite number or null, got a list",
+        ),
     ],
 )
 def test_every_read_number_is_type_checked(tmp_path, field, value, message):

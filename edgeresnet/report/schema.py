@@ -8,6 +8,7 @@ and an error names the file and the exact field.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ _ROW_NUMBERS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bench", "throughput"): ("images_per_s", "batch"),
 }
 _MODEL_NUMBERS = ("params", "macs", "input_size")
+# The only row numbers that may be negative: quantization noise louder than the signal.
+_SIGNED = {"sqnr_db"}
 
 
 @dataclass(frozen=True)
@@ -238,9 +241,11 @@ def _row_types(path: Path, i: int, entry: dict[str, Any]) -> ReportError | None:
             continue
         for key in keys:
             value = holder.get(key)
+            field = ".".join((*parents, key))
             if value is not None and number(value) is None:
-                field = ".".join((*parents, key))
-                return _row_problem(path, i, entry, field, "a number or null", value)
+                return _row_problem(path, i, entry, field, "a finite number or null", value)
+            if value is not None and value < 0 and key not in _SIGNED:
+                return _row_problem(path, i, entry, field, "0 or more, or null", value)
     return None
 
 
@@ -367,7 +372,10 @@ def rate(value: float | None) -> str:
 
 
 def number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number as float, else None (NaN and infinity are no measurement)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _count(value: Any) -> int | None:

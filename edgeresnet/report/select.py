@@ -147,6 +147,12 @@ def format_text(selection: Selection) -> str:
                 for row in table
             ),
         ]
+    elif not selection.excluded:
+        lines += [
+            "",
+            "no candidates: these files hold no edgeresnet variants of their own (peer rows, and "
+            "artifacts re-timed in a peer run, are references for comparison, never choices)",
+        ]
     else:
         lines += ["", "no variant meets every constraint"]
     if selection.excluded:
