@@ -170,6 +170,7 @@ def test_bundle_benchmark_writes_results_in_the_shared_schema(bundle, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["schema"] == common.SCHEMA and doc["schema_version"] == common.SCHEMA_VERSION
     assert doc["device"]["name"] == "bench-box"
+    assert "ondevice/bench_onnxruntime.py --bundle" in doc["producer"]["command"]
     (row,) = doc["rows"]
     assert row["bench"]["latency"]["batch"] == 1 and row["bench"]["threads"] == 1
     assert row["bench"]["precision_executed"]["label"] == "fp32"

@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -148,6 +149,7 @@ def bundle_document(
         producer={
             "tool": f"edgeresnet ondevice/{script}",
             "version": manifest.get("edgeresnet_version"),
+            "command": command_line(),
         },
         device=device,
         environment=environment,
@@ -156,6 +158,12 @@ def bundle_document(
         target=target or manifest["target"],
         rows=rows,
     )
+
+
+def command_line() -> str:
+    """This script's command as typed, from the folder it ran in: what measures again."""
+    command = " ".join(shlex.quote(part) for part in ["python3", *sys.argv])
+    return f"cd {shlex.quote(os.getcwd())} && {command}"
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -201,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, scored in found.items()
         ]
         document = common.results_document(
-            producer={"tool": "edgeresnet ondevice/evaluate_tensorrt.py"},
+            producer={
+                "tool": "edgeresnet ondevice/evaluate_tensorrt.py",
+                "command": common.command_line(),
+            },
             device=common.machine_info(args.device_name),
             environment={"tensorrt": trt_runtime.import_tensorrt().__version__},
             model=manifest["model"],
