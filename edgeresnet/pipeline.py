@@ -243,7 +243,7 @@ def resolve(request: BuildRequest) -> Inputs:
     for options in prune:
         check_prunable(loaded.model, options)
     if found is not None:
-        _check_labels(found, loaded.num_classes)
+        _check_labels(found, loaded.num_classes, scored=not loaded.random_weights)
     heldout = None
     if request.max_drop is not None:
         heldout = _heldout(evaluation or pool, calib, request)
@@ -263,8 +263,9 @@ def resolve(request: BuildRequest) -> Inputs:
     )
 
 
-def _check_labels(found: ImageSet, num_classes: int) -> None:
-    """Refuse labels that cannot be the model's class indices; say when there are none."""
+def _check_labels(found: ImageSet, num_classes: int, *, scored: bool) -> None:
+    """Refuse labels that cannot be the model's class indices where accuracy is ``scored``
+    (not for random weights); say when there are none."""
     if not found.labelled:
         warn(
             f"--eval {found.source} has no labels (layout: {found.layout}): agreement with FP32 "
@@ -280,7 +281,7 @@ def _check_labels(found: ImageSet, num_classes: int) -> None:
             "--weights file.",
         )
     present = len(found.class_names or {s.label for s in found.samples})
-    if found.ranked and present < num_classes:
+    if scored and found.ranked and present < num_classes:
         raise DataError(
             f"The evaluation set {found.source} labels its images by the rank of their "
             f"{'class folder' if found.layout == 'class-folders' else 'synset'} among the "

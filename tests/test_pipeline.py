@@ -280,10 +280,11 @@ def test_ranked_labels_of_a_part_of_the_classes_are_refused(tmp_path, capsys):
         Image.new("RGB", (8, 8)).save(tmp_path / f"{synset}_1.png")
     found = discover(tmp_path)
     with pytest.raises(DataError, match="rank of their synset among the 2 present"):
-        _check_labels(found, 1000)
-    _check_labels(found, 2)  # a 2-class model: ranks are its class indices
+        _check_labels(found, 1000, scored=True)
+    _check_labels(found, 2, scored=True)  # a 2-class model: ranks are its class indices
+    _check_labels(found, 1000, scored=False)  # random weights: no accuracy, labels unused
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (8, 8)).save(flat / "x.png")
-    _check_labels(discover(flat), 1000)
+    _check_labels(discover(flat), 1000, scored=True)
     assert "has no labels (layout: flat)" in " ".join(capsys.readouterr().err.split())
