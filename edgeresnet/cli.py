@@ -367,7 +367,6 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--sensitivity-images",
         type=_positive,
-        default=500,
         help="held-out images for the sensitivity ranking and the budget search: drawn from "
         "--eval, else from the --calib folder's images not drawn for calibration; never "
         "calibration images (default 500; the ranking runs on 100 of them)",

@@ -76,7 +76,7 @@ class BuildRequest:
     calib_method: str | None = None
     percentile: float | None = None
     max_drop: float | None = None
-    sensitivity_images: int = 500
+    sensitivity_images: int | None = None  # --max-drop's held-out images (SENSITIVITY_IMAGES)
     rounds: int = 1
     pairs: int = 0
     command: str = ""
@@ -138,6 +138,8 @@ def build(request: BuildRequest) -> Path:
 # Input sizes a build takes: a ResNet halves its input 5 times; beyond 1024 px one image's
 # activations alone run to gigabytes.
 MIN_INPUT, MAX_INPUT = 32, 1024
+# Held-out images of the --max-drop search unless --sensitivity-images says otherwise.
+SENSITIVITY_IMAGES = 500
 # Quantizers whose activation ranges --calib-method and --percentile choose.
 RANGE_CALIBRATED = ("ort-static", "trt-qdq")
 
@@ -216,10 +218,15 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--pairs must be 0 (off) or at least 2, got {request.pairs}.",
             hint="0 turns paired timing off; 500 pairs of ResNet-50 take 10-35 s on 2 cores.",
         )
-    if request.sensitivity_images < 1:
+    if request.sensitivity_images is not None and request.max_drop is None:
+        raise UsageError(
+            "--sensitivity-images sizes the --max-drop search, and --max-drop was not given.",
+            hint="Add --max-drop POINTS, or leave --sensitivity-images out.",
+        )
+    if request.sensitivity_images is not None and request.sensitivity_images < 1:
         raise UsageError(
             f"--sensitivity-images must be at least 1, got {request.sensitivity_images}.",
-            hint="500 is the default.",
+            hint=f"{SENSITIVITY_IMAGES} is the default.",
         )
     profile = _with_calibration(load_target(request.target), request)
     backend = get_backend(
@@ -321,7 +328,7 @@ def _heldout(source: ImageSet, calib: ImageSet, request: BuildRequest) -> ImageS
             hint="Pass --eval DIR with images of your task that are not in --calib, or a "
             "smaller --calib-size.",
         )
-    return free.subset(request.sensitivity_images, seed=request.seed + 1)
+    return free.subset(request.sensitivity_images or SENSITIVITY_IMAGES, seed=request.seed + 1)
 
 
 def _load(request: BuildRequest) -> LoadedModel:

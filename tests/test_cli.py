@@ -49,6 +49,7 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--prune", "0.3", "--prune-round-to", "1000"], "with none"),
         (["--target", "onnx", "--prune-round-to", "x"], "expected a whole number, got 'x'"),
         (["--target", "onnx", "--prune", "0.3", "--train", "."], "--distill-steps is 0"),
+        (["--target", "onnx", "--sensitivity-images", "10"], "sizes the --max-drop search"),
     ],
 )
 def test_bad_input_gives_one_clear_error(tmp_path, args, message):

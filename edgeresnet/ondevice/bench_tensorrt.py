@@ -142,7 +142,7 @@ def conditions() -> dict[str, Any]:
 def engine_records(bundle: Path) -> list[dict[str, Any]]:
     built = bundle / "engines" / "build.json"
     if not built.is_file():
-        raise SystemExit(f"error: {built} is missing: run ondevice/build_engine.py --bundle first.")
+        common.fail(f"{built} is missing.", "Run ondevice/build_engine.py --bundle . first.")
     return json.loads(built.read_text(encoding="utf-8"))["engines"]
 
 

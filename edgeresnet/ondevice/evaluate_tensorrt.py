@@ -127,7 +127,7 @@ def evaluate(bundle: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]
     trt = trt_runtime.import_tensorrt()
     built = bundle / "engines" / "build.json"
     if not built.is_file():
-        raise SystemExit(f"error: {built} is missing: run ondevice/build_engine.py --bundle first.")
+        common.fail(f"{built} is missing.", "Run ondevice/build_engine.py --bundle . first.")
     records = json.loads(built.read_text(encoding="utf-8"))["engines"]
     cuda = trt_runtime.Cuda()
     labels = np.array([label for _, label in pairs])

@@ -28,8 +28,8 @@ def import_tensorrt() -> Any:
         import tensorrt
     except ImportError as exc:
         raise SystemExit(
-            f"error: {NOT_INSTALLED} (import tensorrt failed: {exc}). Run this script on the "
-            "device, where JetPack or the TensorRT Python wheel provides it "
+            f"error: {NOT_INSTALLED} (import tensorrt failed: {exc}).\n  hint: Run this script "
+            "on the device, where JetPack or the TensorRT Python wheel provides it "
             "(python3 -c 'import tensorrt' must work)."
         ) from None
     return tensorrt
@@ -41,7 +41,10 @@ def version_matches(version: str, spec: str) -> bool:
     for clause in filter(None, (c.strip() for c in spec.split(","))):
         match = _CLAUSE.match(clause)
         if match is None:
-            raise SystemExit(f"error: cannot read the TensorRT version range {spec!r}.")
+            raise SystemExit(
+                f"error: cannot read the TensorRT version range {spec!r}.\n"
+                "  hint: Write it as comparisons joined by commas, e.g. >=10.0,<11."
+            )
         want = _numbers(match[2])
         size = max(len(have), len(want))
         a, b = have + [0] * (size - len(have)), want + [0] * (size - len(want))
@@ -59,7 +62,7 @@ def check_version(version: str, spec: str, *, ignore: bool = False) -> None:
         )
         if not ignore:
             raise SystemExit(
-                f"error: {message} Use the matching target profile, or pass "
+                f"error: {message}\n  hint: Use the matching target profile, or pass "
                 "--ignore-version to build anyway."
             )
         print(f"warning: {message}", flush=True)
@@ -82,7 +85,10 @@ class Cuda:
         try:
             self._lib = ctypes.CDLL("libcuda.so.1")
         except OSError as exc:
-            raise SystemExit(f"error: no NVIDIA driver here (libcuda.so.1: {exc}).") from None
+            raise SystemExit(
+                f"error: no NVIDIA driver here (libcuda.so.1: {exc}).\n"
+                "  hint: Run this on the GPU device, with its NVIDIA driver (JetPack) installed."
+            ) from None
         lib = self._lib
         lib.cuGetErrorString.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
         lib.cuMemcpyHtoD_v2.argtypes = [ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
@@ -116,7 +122,10 @@ class Cuda:
         if code != 0:
             text = ctypes.c_char_p()
             self._lib.cuGetErrorString(code, ctypes.byref(text))
-            raise SystemExit(f"error: CUDA {name} failed: {(text.value or b'?').decode()}")
+            raise SystemExit(
+                f"error: CUDA {name} failed: {(text.value or b'?').decode()}\n"
+                "  hint: Check nvidia-smi (or tegrastats) for another process holding the GPU."
+            )
 
     def malloc(self, nbytes: int) -> int:
         pointer = ctypes.c_uint64()
@@ -169,7 +178,8 @@ class EngineRunner:
         if self.engine is None:
             raise SystemExit(
                 f"error: {engine_path} could not be loaded: engines only load with the "
-                "TensorRT version and GPU that built them. Rebuild it with build_engine.py."
+                "TensorRT version and GPU that built them.\n"
+                "  hint: Rebuild it here with ondevice/build_engine.py --bundle ."
             )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -193,8 +203,8 @@ class EngineRunner:
         if not self.context.set_input_shape(self.input, shape):
             low, high = self.batch_range
             raise SystemExit(
-                f"error: the engine takes batches of {low} to {high}, not input shape {shape}. "
-                "Rebuild it with build_engine.py --batch-sizes covering that batch."
+                f"error: the engine takes batches of {low} to {high}, not input shape {shape}.\n"
+                "  hint: Rebuild it with build_engine.py --batch-sizes covering that batch."
             )
         for name in (self.input, *self.outputs):
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
@@ -217,7 +227,10 @@ class EngineRunner:
 
     def execute(self) -> None:
         if not self.context.execute_async_v3(self.stream.value):
-            raise SystemExit("error: TensorRT execute_async_v3 failed (see the log above).")
+            raise SystemExit(
+                "error: TensorRT execute_async_v3 failed (see the log above).\n"
+                "  hint: Rebuild the engine with build_engine.py; if it fails again, see the log."
+            )
         self.cuda.synchronize(self.stream)
 
     def gpu_ms(self, start: ctypes.c_void_p, end: ctypes.c_void_p) -> float:
