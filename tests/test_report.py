@@ -331,6 +331,10 @@ def test_select_on_peer_rows_alone_says_there_are_no_candidates(tmp_path, capsys
     peers = write(tmp_path, "peers.json", peers_document("box"))
     assert main(["select", peers, "--max-latency-ms", "1000"]) == 3
     assert "no candidates: these files hold no edgeresnet variants" in capsys.readouterr().out
+    write_report({"peers.json": peers_document("box")}, tmp_path, command="c")
+    for name in ("report.md", "report.html"):
+        text = " ".join((tmp_path / name).read_text().split())
+        assert "No edgeresnet variants of their own in these results" in text
 
 
 def test_select_cli_prints_table_writes_report_and_exit_codes(tmp_path, capsys):
