@@ -2,9 +2,10 @@
 
 A stage's key is the sha256 of everything that decides its output (model and weights, data
 hashes, options, tool versions). Every file is written under a temporary name and renamed when
-complete. A stage that leaves files stores them as a folder and then its record; the record marks
-the entry complete, so a build killed between the two leaves a folder that is not an entry and
-is replaced by the next run.
+complete. A stage that leaves files stores them as a folder, the folder's checksums and then its
+record; the record marks the entry complete, so a build killed between the two leaves a folder
+that is not an entry and is replaced by the next run. An entry damaged afterwards (a file cut
+short or changed, unreadable JSON or array) counts as missing: its stage runs again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgeresnet.ondevice.common import sha256_file
+from edgeresnet.progress import warn
 
 
 def stage_key(stage: str, **parts: Any) -> str:
@@ -34,10 +38,16 @@ class StageCache:
         self.reuse = reuse
 
     def entry(self, key: str) -> tuple[Path, Any] | None:
-        """The cached folder of ``key`` and its record, or None unless both are complete."""
+        """The cached folder of ``key`` and its record, or None unless both are complete and
+        every file matches the checksums stored with it."""
         path = self.root / key
         record = self.json(key)
-        return (path, record) if record is not None and path.is_dir() else None
+        if record is None or not path.is_dir():
+            return None
+        if self.json(f"{key}.files") != _checksums(path):
+            warn(f"the cached stage {path} is damaged or incomplete; running it again")
+            return None
+        return path, record
 
     def store_entry(self, key: str, source: Path, record: Any) -> Path:
         """Copy ``source`` into the cache as ``key``, then its record; returns the folder."""
@@ -48,19 +58,32 @@ class StageCache:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        self.store_json(f"{key}.files", _checksums(final))
         self.store_json(key, record)
         return final
 
     def json(self, key: str) -> Any | None:
         path = self._file(key, ".json")
-        return None if path is None else json.loads(path.read_text(encoding="utf-8"))
+        if path is None:
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            warn(f"the cached record {path} is unreadable; running its stage again")
+            return None
 
     def store_json(self, key: str, value: Any) -> None:
         self._write(key, ".json", json.dumps(value, sort_keys=True).encode("utf-8"))
 
     def array(self, key: str) -> np.ndarray | None:
         path = self._file(key, ".npy")
-        return None if path is None else np.load(path, allow_pickle=False)
+        if path is None:
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            warn(f"the cached array {path} is unreadable; running its stage again")
+            return None
 
     def store_array(self, key: str, value: np.ndarray) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -79,3 +102,12 @@ class StageCache:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(tmp, self.root / f"{key}{suffix}")
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path."""
+    return {
+        path.relative_to(folder).as_posix(): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

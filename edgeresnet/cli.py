@@ -207,6 +207,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be 0 to {2**32 - 1}, got {text}")
+    return value
+
+
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -336,7 +346,7 @@ def parser() -> argparse.ArgumentParser:
         "precision; others: FP32) in N alternating batch-1 pairs, for a latency ratio with a "
         "95%% interval that holds on a noisy machine (default 0: off; 500 is typical)",
     )
-    b.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
+    b.add_argument("--seed", type=_seed, default=0, help="seed for sampling and random weights")
     b.add_argument(
         "--out",
         type=Path,
@@ -468,7 +478,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--threads", type=int, default=0, help="threads (default 0: one per physical core)"
     )
-    m.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
+    m.add_argument("--seed", type=_seed, default=0, help="seed for sampling and random weights")
     m.add_argument(
         "--against",
         type=Path,

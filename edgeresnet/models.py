@@ -539,11 +539,13 @@ def load_model(
         if ":" in low:
             try:
                 seed = int(low.split(":", 1)[1])
-            except ValueError as e:
-                raise WeightsError(
-                    f"bad random seed in {spec!r}",
-                    hint="use --weights random:SEED with an integer SEED",
-                ) from e
+            except ValueError:
+                seed = -1
+        if not 0 <= seed < 2**32:
+            raise WeightsError(
+                f"bad random seed in {spec!r}",
+                hint=f"use --weights random:SEED with a whole number SEED from 0 to {2**32 - 1}",
+            )
         return _load_random(arch, seed, num_classes)
     return _load_file(arch, Path(os.path.expanduser(spec)), num_classes)
 

@@ -110,7 +110,10 @@ def build(request: BuildRequest) -> Path:
             publish.clean_stale(request.out)
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=request.out))
             try:
-                with tempfile.TemporaryDirectory(prefix="edgeresnet-work-") as work:
+                # Under OUT, named as staging: a run killed with -9 leaves it for the next to clean.
+                with tempfile.TemporaryDirectory(
+                    prefix=f".{final.name}.work.staging-", dir=request.out
+                ) as work:
                     document = _run(request, inputs, staging, Path(work))
                 document["producer"]["build_seconds"] = round(time.perf_counter() - started, 1)
                 document["producer"]["build_peak_rss_mb"] = _peak_rss_mb()

@@ -380,6 +380,7 @@ class Stages:
                 artifact=a.identity(),
                 backend=self.backend.name,
                 device=self.profile.device,
+                runtime=self.profile.runtime,
                 images=images_sha,
                 pre=self.preprocess.to_dict(),
             )
@@ -456,6 +457,7 @@ class Stages:
             device=self.profile.device,
             threads=self.threads,
             options=self.profile.to_dict()["benchmark"],
+            runtime=self.profile.runtime,
             machine=machine_info(),
         )
         cached = self.cache.json(key)

@@ -50,6 +50,7 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--prune-round-to", "x"], "expected a whole number, got 'x'"),
         (["--target", "onnx", "--prune", "0.3", "--train", "."], "--distill-steps is 0"),
         (["--target", "onnx", "--sensitivity-images", "10"], "sizes the --max-drop search"),
+        (["--target", "onnx", "--seed", "99999999999999999999"], "must be 0 to 4294967295"),
     ],
 )
 def test_bad_input_gives_one_clear_error(tmp_path, args, message):
