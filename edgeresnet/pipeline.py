@@ -498,7 +498,10 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
             f"{', '.join(reused)} (pass --fresh to redo every stage)"
         )
     load = {"start": load_start, "end": list(os.getloadavg())}
-    return _document(request, inputs, artifacts, rows, references, staging, calib_sha, load)
+    document = _document(request, inputs, artifacts, rows, references, staging, calib_sha, load)
+    # What an earlier run measured or made: the figures of these stages predate this run.
+    document["producer"]["reused_from_cache"] = sorted(set(stages.reused))
+    return document
 
 
 def _references(artifacts: list[Artifact], owners: list[ModelVariant]) -> dict[str, str]:

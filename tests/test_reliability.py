@@ -392,6 +392,8 @@ def test_a_stage_cut_between_its_files_and_its_record_is_done_again(
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "ONNX export dense" in " ".join(err.split()) and "compiling fp32" in err
+    doc = json.loads((tmp_path / "out" / "onnx" / "results.json").read_text())
+    assert "ONNX export dense" in doc["producer"]["reused_from_cache"]
 
 
 def test_a_damaged_cache_entry_counts_as_missing(tmp_path, capsys):
