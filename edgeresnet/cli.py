@@ -234,18 +234,6 @@ def _percent(text: str) -> float:
     return value
 
 
-def _batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}") from None
-    if not sizes or min(sizes) < 1 or sizes[0] != 1:
-        raise argparse.ArgumentTypeError(
-            f"batch sizes must start with 1 (the batch-1 latency) and be at least 1, got {text!r}"
-        )
-    return sizes
-
-
 def _add_constraints(parser: argparse.ArgumentParser) -> None:
     """Deployment limits shared by `report` and `select`; a row missing a number never passes."""
     g = parser.add_argument_group(
@@ -268,6 +256,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
+    from edgeresnet.ondevice import common  # --batch-sizes as the on-device scripts read it
+
     root = _Parser(
         prog="edgeresnet",
         description="Quantize, compile, verify and benchmark ResNets for edge targets.",
@@ -492,7 +482,10 @@ def parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
     m.add_argument(
-        "--batch-sizes", type=_batch_sizes, default=[1, 8], help="default 1,8 (as the targets)"
+        "--batch-sizes",
+        type=common.batch_sizes,
+        default=[1, 8],
+        help="default 1,8 (as the targets)",
     )
     m.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     m.add_argument("--min-iterations", type=_positive, default=50, help="default 50")

@@ -73,10 +73,10 @@ if [ "$precision" = int8 ] || [ "$precision" = best ]; then
     # header naming the TensorRT here (as build_engine.py does), or TensorRT ignores it.
     folder=$(dirname "$model")
     model=$folder/model.fp32.onnx
-    code=$(python3 -c 'import sys; sys.path.insert(0, "ondevice"); import tensorrt, trt_runtime
-print(trt_runtime.version_code(tensorrt.__version__))')
-    {{ echo "TRT-$code-EntropyCalibration2"; tail -n +2 "$folder/{s["calibration_cache"]}"; }} \
-      > engines/{s["calibration_cache"]}
+    python3 -c 'import sys; sys.path.insert(0, "ondevice"); import tensorrt, trt_runtime
+from pathlib import Path
+sys.stdout.buffer.write(trt_runtime.calibration_cache(Path(sys.argv[1]), tensorrt.__version__))' \
+      "$folder/{s["calibration_cache"]}" > engines/{s["calibration_cache"]}
     flags="$flags --calib=engines/{s["calibration_cache"]}"
   fi
 fi

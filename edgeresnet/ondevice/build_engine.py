@@ -136,14 +136,7 @@ def _precision_flags(trt: Any, config: Any, options: BuildOptions) -> list[str]:
 
 def _calibrator(trt: Any, cache_path: Path) -> Any:
     """An entropy calibrator that only hands TensorRT the bundle's cache (no data here)."""
-    if not cache_path.is_file():
-        raise SystemExit(
-            f"error: implicit INT8 needs the calibration cache, {cache_path} is missing."
-        )
-    lines = cache_path.read_text(encoding="ascii").splitlines()
-    # The scales do not depend on the TensorRT version; the header names the one that reads them.
-    header = f"TRT-{trt_runtime.version_code(trt.__version__)}-EntropyCalibration2"
-    data = "\n".join([header, *lines[1:]]).encode() + b"\n"
+    data = trt_runtime.calibration_cache(cache_path, trt.__version__)
 
     class CacheCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

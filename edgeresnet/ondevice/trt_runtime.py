@@ -18,6 +18,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    from . import common  # inside the edgeresnet package, or a bundle's scripts
+except ImportError:  # imported alone from the bundle's ondevice/ folder (trtexec.sh)
+    import common  # type: ignore[no-redef]
+
 NOT_INSTALLED = "TensorRT is not installed here"
 _CLAUSE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 
@@ -27,11 +32,11 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt
     except ImportError as exc:
-        raise SystemExit(
-            f"error: {NOT_INSTALLED} (import tensorrt failed: {exc}).\n  hint: Run this script "
-            "on the device, where JetPack or the TensorRT Python wheel provides it "
-            "(python3 -c 'import tensorrt' must work)."
-        ) from None
+        common.fail(
+            f"{NOT_INSTALLED} (import tensorrt failed: {exc}).",
+            "Run this script on the device, where JetPack or the TensorRT Python wheel provides "
+            "it (python3 -c 'import tensorrt' must work).",
+        )
     return tensorrt
 
 
@@ -41,9 +46,9 @@ def version_matches(version: str, spec: str) -> bool:
     for clause in filter(None, (c.strip() for c in spec.split(","))):
         match = _CLAUSE.match(clause)
         if match is None:
-            raise SystemExit(
-                f"error: cannot read the TensorRT version range {spec!r}.\n"
-                "  hint: Write it as comparisons joined by commas, e.g. >=10.0,<11."
+            common.fail(
+                f"cannot read the TensorRT version range {spec!r}.",
+                "Write it as comparisons joined by commas, e.g. >=10.0,<11.",
             )
         want = _numbers(match[2])
         size = max(len(have), len(want))
@@ -61,9 +66,9 @@ def check_version(version: str, spec: str, *, ignore: bool = False) -> None:
             f"({spec}): engines and INT8 behaviour differ between TensorRT versions."
         )
         if not ignore:
-            raise SystemExit(
-                f"error: {message}\n  hint: Use the matching target profile, or pass "
-                "--ignore-version to build anyway."
+            common.fail(
+                message,
+                "Use the matching target profile, or pass --ignore-version to build anyway.",
             )
         print(f"warning: {message}", flush=True)
 
@@ -72,6 +77,22 @@ def version_code(version: str) -> int:
     """TensorRT's integer version as its headers define it: '8.6.1' -> 8601, '10.3' -> 100300."""
     major, minor, patch = (_numbers(version) + [0, 0, 0])[:3]
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+
+
+def calibration_cache(path: Path, version: str) -> bytes:
+    """The bundle's calibration cache with its header naming TensorRT ``version``.
+
+    The per-tensor scales do not depend on the TensorRT version, but TensorRT reads a cache only
+    when its header names the running version; build_engine.py and trtexec.sh both use this.
+    """
+    if not path.is_file():
+        common.fail(
+            f"implicit INT8 needs the calibration cache, {path} is missing.",
+            "Copy the bundle again from the build machine.",
+        )
+    lines = path.read_text(encoding="ascii").splitlines()
+    header = f"TRT-{version_code(version)}-EntropyCalibration2"
+    return "\n".join([header, *lines[1:]]).encode() + b"\n"
 
 
 def _numbers(version: str) -> list[int]:
@@ -85,10 +106,10 @@ class Cuda:
         try:
             self._lib = ctypes.CDLL("libcuda.so.1")
         except OSError as exc:
-            raise SystemExit(
-                f"error: no NVIDIA driver here (libcuda.so.1: {exc}).\n"
-                "  hint: Run this on the GPU device, with its NVIDIA driver (JetPack) installed."
-            ) from None
+            common.fail(
+                f"no NVIDIA driver here (libcuda.so.1: {exc}).",
+                "Run this on the GPU device, with its NVIDIA driver (JetPack) installed.",
+            )
         lib = self._lib
         lib.cuGetErrorString.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
         lib.cuMemcpyHtoD_v2.argtypes = [ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
@@ -122,9 +143,9 @@ class Cuda:
         if code != 0:
             text = ctypes.c_char_p()
             self._lib.cuGetErrorString(code, ctypes.byref(text))
-            raise SystemExit(
-                f"error: CUDA {name} failed: {(text.value or b'?').decode()}\n"
-                "  hint: Check nvidia-smi (or tegrastats) for another process holding the GPU."
+            common.fail(
+                f"CUDA {name} failed: {(text.value or b'?').decode()}",
+                "Check nvidia-smi (or tegrastats) for another process holding the GPU.",
             )
 
     def malloc(self, nbytes: int) -> int:
@@ -176,10 +197,10 @@ class EngineRunner:
             self.runtime.DLA_core = dla_core
         self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise SystemExit(
-                f"error: {engine_path} could not be loaded: engines only load with the "
-                "TensorRT version and GPU that built them.\n"
-                "  hint: Rebuild it here with ondevice/build_engine.py --bundle ."
+            common.fail(
+                f"{engine_path} could not be loaded: engines only load with the TensorRT "
+                "version and GPU that built them.",
+                "Rebuild it here with ondevice/build_engine.py --bundle .",
             )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -202,9 +223,9 @@ class EngineRunner:
         self._buffers = {}
         if not self.context.set_input_shape(self.input, shape):
             low, high = self.batch_range
-            raise SystemExit(
-                f"error: the engine takes batches of {low} to {high}, not input shape {shape}.\n"
-                "  hint: Rebuild it with build_engine.py --batch-sizes covering that batch."
+            common.fail(
+                f"the engine takes batches of {low} to {high}, not input shape {shape}.",
+                "Rebuild it with build_engine.py --batch-sizes covering that batch.",
             )
         for name in (self.input, *self.outputs):
             dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
@@ -227,9 +248,9 @@ class EngineRunner:
 
     def execute(self) -> None:
         if not self.context.execute_async_v3(self.stream.value):
-            raise SystemExit(
-                "error: TensorRT execute_async_v3 failed (see the log above).\n"
-                "  hint: Rebuild the engine with build_engine.py; if it fails again, see the log."
+            common.fail(
+                "TensorRT execute_async_v3 failed (see the log above).",
+                "Rebuild the engine with build_engine.py; if it fails again, see the log.",
             )
         self.cuda.synchronize(self.stream)
 
@@ -306,18 +327,20 @@ def load_settings(bundle: Path) -> dict[str, Any]:
     """The profile's TensorRT settings the backend wrote next to the scripts."""
     path = bundle / "ondevice" / "tensorrt.json"
     if not path.is_file():
-        raise SystemExit(
-            f"error: {path} is missing: this bundle was not built for TensorRT.\n"
-            "  hint: Build the bundle with edgeresnet build --target jetson (or tensorrt)."
+        common.fail(
+            f"{path} is missing: this bundle was not built for TensorRT.",
+            "Build the bundle with edgeresnet build --target jetson (or tensorrt).",
         )
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        settings = exc
+        common.fail(
+            f"{path} cannot be read: {exc}.", "Copy the bundle again from the build machine."
+        )
     if not isinstance(settings, dict):
-        raise SystemExit(
-            f"error: {path} is not the TensorRT settings a build writes ({settings}).\n"
-            "  hint: Copy the bundle again from the build machine."
+        common.fail(
+            f"{path} is not the TensorRT settings a build writes.",
+            "Copy the bundle again from the build machine.",
         )
     return settings
 
