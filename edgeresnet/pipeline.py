@@ -245,10 +245,15 @@ def resolve(request: BuildRequest) -> Inputs:
             f"calibrating on all {len(pool)}"
         )
     calib = pool.subset(request.calib_size, seed=request.seed)
+    calib.check_readable("--calib", decode=True)
     evaluation, overlap, found = None, 0, None
     if request.eval is not None:
         found = discover(request.eval)
         evaluation, overlap = _evaluation(found, calib, request)
+        evaluation.check_readable("--eval", decode=False)
+    train = discover(request.train) if request.train is not None else None
+    if train is not None:
+        train.check_readable("--train", decode=False)
     loaded = _load(request)
     for options in prune:
         check_prunable(loaded.model, options)
@@ -268,7 +273,7 @@ def resolve(request: BuildRequest) -> Inputs:
         calibration_left_out=overlap,
         threads=request.threads or profile.benchmark.threads or physical_cores(),
         prune=prune,
-        train=discover(request.train) if request.train is not None else None,
+        train=train,
         heldout=heldout,
     )
 
@@ -331,7 +336,9 @@ def _heldout(source: ImageSet, calib: ImageSet, request: BuildRequest) -> ImageS
             hint="Pass --eval DIR with images of your task that are not in --calib, or a "
             "smaller --calib-size.",
         )
-    return free.subset(request.sensitivity_images or SENSITIVITY_IMAGES, seed=request.seed + 1)
+    heldout = free.subset(request.sensitivity_images or SENSITIVITY_IMAGES, seed=request.seed + 1)
+    heldout.check_readable("--eval" if request.eval is not None else "--calib", decode=False)
+    return heldout
 
 
 def _load(request: BuildRequest) -> LoadedModel:

@@ -273,6 +273,30 @@ def test_ratio_one_is_refused(capsys):
     assert info.value.code == 2 and "must be in [0, 1)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "option, damage",
+    [("--calib", "truncate"), ("--eval", "text"), ("--train", "text"), ("--train", "empty")],
+)
+def test_a_bad_image_is_found_before_any_stage_runs(option, damage, tmp_path, monkeypatch, capsys):
+    folder = photos(tmp_path / "images", n=6)
+    if damage == "truncate":  # the header parses; only decoding finds it
+        data = (folder / "img3.png").read_bytes()
+        (folder / "img3.png").write_bytes(data[: len(data) // 2])
+    elif damage == "text":
+        (folder / "img3.png").write_text("<html>not an image</html>")
+    else:
+        (folder / "img3.png").write_bytes(b"")
+    loads = []
+    monkeypatch.setattr(pipeline, "_load", lambda request: loads.append(request))
+    args = ["--weights", "random", "--target", "onnx", "--input-size", "32", option, str(folder)]
+    if option == "--train":
+        args += ["--prune", "0.3", "--distill-steps", "1"]
+    assert run_build(tmp_path, *args) != 0
+    err = capsys.readouterr().err
+    assert f"error: {option}: " in err and "img3.png" in err and "hint:" in err, err
+    assert not loads, "the weights were loaded before the images were checked"
+
+
 def test_odd_but_valid_images_are_converted(digits_build, fast_profile, tmp_path):
     folder = photos(tmp_path / "calib", n=2)
     Image.new("CMYK", (40, 40), (10, 20, 30, 0)).save(folder / "cmyk.jpg")
