@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_ratio_of_p50s
 from PIL import Image
 
-from edgeresnet import publish
+from edgeresnet import pipeline, publish
 from edgeresnet.backends import onnxruntime as ort_backend
 from edgeresnet.cli import main
 from edgeresnet.errors import DataError, QuantizationError
@@ -164,6 +164,73 @@ def test_failed_build_keeps_previous_output(digits_build, fast_profile, tmp_path
     assert build(*args, "--fresh") == 1
     assert sha256_file(out / "onnx" / "results.json") == before
     assert sorted(p.name for p in out.iterdir()) == [".cache", ".edgeresnet.lock", "onnx"]
+
+
+def test_runtime_settings_are_part_of_the_evaluation_and_benchmark_keys(
+    digits_build, fast_profile, tmp_path, capsys
+):
+    """Timings and logits taken with one graph optimization level are not reused for another."""
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 8, evaluate=20)
+    assert build(*args) == 0
+    assert build(*args) == 0  # the same settings: every stage reused
+    reused = set(results(out)["producer"]["reused_from_cache"])
+    assert {"fp32 evaluation", "int8 benchmark"} <= reused
+    fast_profile.write_text(fast_profile.read_text() + '[runtime]\ngraph_optimization = "basic"\n')
+    assert build(*args) == 0
+    reused = set(results(out)["producer"]["reused_from_cache"])
+    assert "ONNX export dense" in reused
+    assert not {r for r in reused if r.endswith(("evaluation", "benchmark"))}, reused
+
+
+def test_the_work_folder_lives_under_out_and_is_removed(
+    digits_build, fast_profile, tmp_path, monkeypatch
+):
+    """Intermediate files go under OUT (not the system's temporary folder), named as staging."""
+    out = tmp_path / "out"
+    seen = []
+    real_run = pipeline._run
+
+    def spy(request, inputs, staging, work):
+        seen.append(work)
+        assert work.is_dir()
+        return real_run(request, inputs, staging, work)
+
+    monkeypatch.setattr(pipeline, "_run", spy)
+    assert build(*digits_build(fast_profile, out, 8)) == 0
+    assert len(seen) == 1 and seen[0].parent == out and ".work.staging-" in seen[0].name
+    assert not seen[0].exists()
+    assert sorted(p.name for p in out.iterdir()) == [".cache", ".edgeresnet.lock", "onnx"]
+
+
+def test_calib_size_beyond_the_images_warns_and_uses_them_all(
+    digits_build, fast_profile, tmp_path, capsys
+):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(5):
+        Image.new("L", (32, 32), color=40 * i).save(calib / f"{i}.png")
+    out = tmp_path / "out"
+    assert build(*digits_build(fast_profile, out, 50, calib=calib)) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--calib-size 50 asks for more images than" in err and "calibrating on all 5" in err
+    assert results(out)["data"]["calibration"]["images"] == 5
+
+
+def test_the_recorded_command_runs_from_any_folder(digits_build, fast_profile, tmp_path):
+    """producer.command starts with `cd <folder> &&`, so its relative paths still resolve."""
+    out = tmp_path / "out"
+    args = digits_build(fast_profile, out, 8)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeresnet", "build", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    command = results(out)["producer"]["command"]
+    assert command.startswith(f"cd {tmp_path} && edgeresnet build --target ")
 
 
 def test_rounds_keep_each_figure_from_its_least_disturbed_round(
