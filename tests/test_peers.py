@@ -126,6 +126,19 @@ def test_against_weights_recorded_only_in_the_results_are_checked(
     assert "--weights random --seed 7 --input-size 32" in err
 
 
+def test_against_a_damaged_bundle_is_one_error_with_one_hint(digits, tmp_path: Path, capsys):
+    bundle = _fake_bundle(tmp_path / "bundle", QUICK_MODEL)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = [{"path": "model.onnx", "bytes": 4, "sha256": "0" * 64}]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (bundle / "model.onnx").write_bytes(b"onnx")
+    assert main(_quick(digits, tmp_path / "peers", "--against", str(bundle))) != 0
+    err = capsys.readouterr().err
+    assert "model.onnx does not match its sha256" in err, err
+    assert err.count("error:") == 1 and err.count("hint:") == 1, err
+    assert "Traceback" not in err
+
+
 def test_against_a_bundle_of_the_same_model_passes_the_check(tmp_path: Path):
     from edgeresnet.peers.against import check_against
 

@@ -27,7 +27,7 @@ from edgeresnet.backends.tensorrt_rules import RULES, check_rules
 from edgeresnet.cli import main
 from edgeresnet.data import Preprocess, load_image
 from edgeresnet.errors import BackendUnavailableError, VerificationError
-from edgeresnet.ondevice import bench_tensorrt, evaluate_tensorrt, trt_runtime
+from edgeresnet.ondevice import bench_tensorrt, common, evaluate_tensorrt, trt_runtime
 from edgeresnet.quantize import trt_qdq
 from edgeresnet.report.schema import rows_of
 
@@ -229,7 +229,7 @@ class _EngineOfBatch8:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) > 8:
-            raise SystemExit(f"error: the engine takes batches of 1 to 8, not {batch.shape}.")
+            common.fail(f"the engine takes batches of 1 to 8, not {batch.shape}.", "slice it")
         self.batches.append(len(batch))
         return batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
 
@@ -455,7 +455,7 @@ def test_resnet50_int8_onnx_is_tensorrt_ready(imagenet_samples, tmp_path):
 def test_evaluation_refuses_a_results_file_it_cannot_merge_into(tmp_path):
     bad = tmp_path / "results.json"
     bad.write_text('{"rows": "none"}')
-    with pytest.raises(SystemExit, match="is not a results file to merge into"):
+    with pytest.raises(common.ScriptError, match="is not a results file to merge into"):
         evaluate_tensorrt._results(bad)
 
 
@@ -464,5 +464,5 @@ def test_implicit_int8_without_its_calibration_cache_is_refused(tmp_path):
 
     model = tmp_path / "model.fp32.onnx"
     model.write_bytes(b"onnx")
-    with pytest.raises(SystemExit, match="--int8-mode implicit and --calibration-cache go"):
+    with pytest.raises(common.ScriptError, match="--int8-mode implicit and --calibration-cache go"):
         build_engine.main(["--onnx", str(model), "--precision", "int8", "--int8-mode", "implicit"])

@@ -67,8 +67,8 @@ class TensorRTSession:
             trt = trt_runtime.import_tensorrt()
             cuda = trt_runtime.Cuda()
             return cls(trt_runtime.EngineRunner(trt, engine, cuda, dla_core=dla_core))
-        except SystemExit as exc:  # the on-device module stops a script; here it is an error
-            raise BackendUnavailableError(str(exc.code).removeprefix("error: ")) from None
+        except common.ScriptError as exc:
+            raise BackendUnavailableError(exc.message, hint=exc.hint) from None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         step = self._most
@@ -76,8 +76,8 @@ class TensorRTSession:
             return np.concatenate(
                 [self._runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
             )
-        except SystemExit as exc:
-            raise BackendUnavailableError(str(exc.code).removeprefix("error: ")) from None
+        except common.ScriptError as exc:
+            raise BackendUnavailableError(exc.message, hint=exc.hint) from None
 
 
 class TensorRTBackend:
@@ -111,7 +111,7 @@ class TensorRTBackend:
             )
         try:
             trt_runtime.version_matches("0", tensorrt_versions)
-        except SystemExit:  # the on-device module's way to refuse an unreadable range
+        except common.ScriptError:
             raise ConfigError(
                 f"tensorrt_versions '{tensorrt_versions}' is not a version range.",
                 hint="Write it as comparisons joined by commas, e.g. '>=10.0,<11'.",

@@ -309,10 +309,14 @@ def _paired_process(model: Path, reference: Path, options: list[str]) -> dict[st
         command += ["--reference", str(reference), *options, "--json", str(out)]
         proc = subprocess.run(command, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise SystemExit(f"error: timing {model} against {reference} failed: {proc.stderr}")
+            tail = " | ".join(proc.stderr.strip().splitlines()[-4:])
+            common.fail(
+                f"Timing {model} against {reference} failed: {tail}",
+                f"Run it alone for the whole output: {' '.join(command[1:])}",
+            )
         document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     return {k: v for k, v in document.items() if not k.endswith("_file")}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -17,7 +17,6 @@ reference.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -337,9 +336,10 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
     device = args.device or manifest["target"].get("device", "CPU")
     available = ov.Core().available_devices
     if not device_present(device, available):
-        raise SystemExit(
-            f"error: this bundle targets OpenVINO device {device}, which is not present here "
-            f"(available: {', '.join(available) or 'none'}). Pass --device to pick another."
+        common.fail(
+            f"This bundle targets OpenVINO device {device}, which is not present here "
+            f"(available: {', '.join(available) or 'none'}).",
+            "Pass --device to pick one of the available devices.",
         )
 
     def hint_of(variant: dict[str, Any]) -> str:
@@ -481,4 +481,4 @@ def _plain(value: Any) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

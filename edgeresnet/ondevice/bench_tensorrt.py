@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = Path(__file__).resolve().parent.name
-
-from . import common, trt_runtime  # noqa: E402
+try:
+    from . import common, trt_runtime  # inside the edgeresnet package
+except ImportError:  # standalone, copied into a bundle next to common.py and trt_runtime.py
+    import common  # type: ignore[no-redef]
+    import trt_runtime  # type: ignore[no-redef]
 
 # isort: split
 import numpy as np  # noqa: E402 (common says how to install it where it is missing)
@@ -277,4 +277,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = Path(__file__).resolve().parent.name
-
-from . import common, trt_runtime  # noqa: E402
+try:
+    from . import common, trt_runtime  # inside the edgeresnet package
+except ImportError:  # standalone, copied into a bundle next to common.py and trt_runtime.py
+    import common  # type: ignore[no-redef]
+    import trt_runtime  # type: ignore[no-redef]
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 ENGINES = "engines"
@@ -52,7 +51,11 @@ def build(trt: Any, onnx_path: Path, engine_path: Path, options: BuildOptions) -
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise SystemExit(f"error: TensorRT could not parse {onnx_path}: {errors}")
+        common.fail(
+            f"TensorRT could not parse {onnx_path}: {errors}",
+            "Check that the bundle's TensorRT version range covers this TensorRT "
+            "(manifest.json), or rebuild the bundle for it.",
+        )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precisions
@@ -71,7 +74,10 @@ def build(trt: Any, onnx_path: Path, engine_path: Path, options: BuildOptions) -
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise SystemExit(f"error: TensorRT failed to build {engine_path.name} (log above).")
+        common.fail(
+            f"TensorRT failed to build {engine_path.name} (its log is above).",
+            "A larger --workspace-mb, or --precision fp16, often gets past the failing layer.",
+        )
     build_s = time.perf_counter() - started
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     engine_path.write_bytes(bytes(serialized))
@@ -125,7 +131,7 @@ def _precision_flags(trt: Any, config: Any, options: BuildOptions) -> list[str]:
         "best": ["INT8", "FP16"],
     }[options.precision]
     if options.dla_core >= 0 and not wanted:
-        raise SystemExit("error: DLA runs only FP16 and INT8 engines; pick fp16, int8 or best.")
+        common.fail("DLA runs only FP16 and INT8 engines.", "Pick --precision fp16, int8 or best.")
     if options.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         # Ampere and later (Orin too) run FP32 layers as TF32 by default; "fp32" means FP32.
         config.clear_flag(trt.BuilderFlag.TF32)
@@ -301,4 +307,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -78,17 +78,43 @@ def device_name(name: str | None = None) -> str:
     return name or platform.node() or "unknown"
 
 
+class ScriptError(Exception):
+    """What went wrong and how to fix it. A script ends with it as one ``error:`` line and a
+    ``hint:`` line (see ``run``); edgeresnet, which imports these scripts, turns it into its
+    own typed error."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}"
+
+
 def fail(message: str, hint: str) -> NoReturn:
-    """End the script with one ``error:`` line and a ``hint:`` line, exit code 1."""
-    raise SystemExit(f"error: {message}\n  hint: {hint}")
+    raise ScriptError(message, hint)
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """A script's entry point: exit with ``main()``'s code, or 1 with its ``ScriptError``."""
+    try:
+        code = main()
+    except ScriptError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    raise SystemExit(code)
 
 
 def require(module: str, *, pip: str) -> Any:
-    """Import a script's runtime, or end with how to install it on this device."""
+    """Import a script's runtime, or end the script (it runs at import, before ``run``) with
+    how to install it on this device."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        fail(f"{module} is not installed here.", f"pip3 install {pip}, then run this again.")
+        raise SystemExit(
+            f"error: {module} is not installed here.\n  hint: pip3 install {pip}, then run "
+            "this again."
+        ) from None
 
 
 def physical_cores() -> int:

@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-if not __package__:  # run as a file from a bundle (PEP 366): import the files beside it
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = Path(__file__).resolve().parent.name
-
-from . import common, trt_runtime  # noqa: E402
+try:
+    from . import common, trt_runtime  # inside the edgeresnet package
+except ImportError:  # standalone, copied into a bundle next to common.py and trt_runtime.py
+    import common  # type: ignore[no-redef]
+    import trt_runtime  # type: ignore[no-redef]
 
 # isort: split
 import numpy as np  # noqa: E402 (common says how to install it where it is missing)
@@ -46,7 +45,11 @@ def labelled_images(folder: Path) -> list[tuple[Path, int]]:
         if image.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not pairs:
-        raise SystemExit(f"error: {folder} has no labels file and no class folders with images.")
+        common.fail(
+            f"{folder} has no labels file and no class folders with images.",
+            "Pass --images a folder holding labels.tsv, labels.txt or labels.csv (lines "
+            "`relative/path class_index`), or one folder of images per class.",
+        )
     return pairs
 
 
@@ -72,7 +75,7 @@ def preprocess(image_path: Path, spec: dict[str, Any]) -> np.ndarray:
     try:
         from PIL import Image  # the script's one optional dependency, needed only here
     except ImportError:
-        raise SystemExit("error: evaluate_tensorrt.py needs PIL: pip3 install pillow") from None
+        common.fail("evaluate_tensorrt.py needs PIL.", "pip3 install pillow, then run this again.")
     # Pillow before 9.1 (JetPack 5's python3-pil) has the filters on Image itself.
     bilinear = getattr(Image, "Resampling", Image).BILINEAR
     with Image.open(image_path) as img:
@@ -218,4 +221,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.run(main)

@@ -142,10 +142,8 @@ def _manifest(bundle: Path) -> dict[str, Any]:
     """The bundle's manifest, once every file it lists is checked against its sha256."""
     try:
         return common.check_manifest(bundle)
-    except SystemExit as exc:  # the on-device helper exits; here it is a data error
-        raise DataError(
-            str(exc).removeprefix("error: "), hint="Rebuild the bundle or pass another."
-        ) from None
+    except common.ScriptError as exc:
+        raise DataError(exc.message, hint=exc.hint) from None
 
 
 def _results(bundle: Path) -> dict[str, Any] | None:
