@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from edgeresnet import __version__
 from edgeresnet.errors import EdgeResnetError
+from edgeresnet.ondevice import common
 
 if TYPE_CHECKING:
     from edgeresnet.report.select import Constraints
@@ -52,7 +52,7 @@ def _build(args: argparse.Namespace) -> int:
             sensitivity_images=args.sensitivity_images,
             rounds=args.rounds,
             pairs=args.pairs,
-            command=_command_line(),
+            command=common.command_line("edgeresnet"),
         )
     )
     console.print(f"[green]built[/green] {out}  (report: {out / 'report.md'})")
@@ -76,7 +76,10 @@ def _report(args: argparse.Namespace) -> int:
     from edgeresnet.report.merge import merge_and_write
 
     merged = merge_and_write(
-        args.results, args.out, command=_command_line(), constraints=_constraints(args)
+        args.results,
+        args.out,
+        command=common.command_line("edgeresnet"),
+        constraints=_constraints(args),
     )
     for problem in merged.problems:
         warn(f"left out: {problem.message}")
@@ -86,27 +89,23 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from edgeresnet.errors import ReportError
     from edgeresnet.progress import console, warn
-    from edgeresnet.report import load_many, rows_of
-    from edgeresnet.report.merge import merge_and_write
+    from edgeresnet.report import rows_of
+    from edgeresnet.report.merge import load_readable, merge_and_write
     from edgeresnet.report.select import format_text, select
 
-    documents, problems = load_many(args.results)
+    documents, problems = load_readable(args.results)
     for problem in problems:
         warn(f"left out: {problem.message}")
-    if not documents:
-        raise ReportError(
-            f"None of the {len(args.results)} results file(s) could be read.",
-            hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
-            "or a bundle's on-device scripts.",
-        )
     rows = [row for source, doc in documents.items() for row in rows_of(doc, source)]
     selection = select(rows, _constraints(args))
     print(format_text(selection))
     if args.out:
         merged = merge_and_write(
-            args.results, args.out, command=_command_line(), constraints=_constraints(args)
+            args.results,
+            args.out,
+            command=common.command_line("edgeresnet"),
+            constraints=_constraints(args),
         )
         console.print(f"wrote {merged.written[0].parent}/report.md and report.html")
     # 3 = read fine but nothing fits, so scripts can tell it from an error (1) or bad usage (2).
@@ -143,7 +142,7 @@ def _bench(args: argparse.Namespace) -> int:
                 min_seconds=args.min_seconds,
             ),
             rounds=args.rounds,
-            command=_command_line(),
+            command=common.command_line("edgeresnet"),
         )
     )
     console.print(f"[green]measured[/green] {out / 'results.json'}  (report: {out / 'report.md'})")
@@ -175,11 +174,6 @@ def _verify(args: argparse.Namespace) -> int:
     for entry in files:
         print(f"  ok  {entry['sha256'][:16]}  {entry['bytes']:>12}  {entry['path']}")
     return 0
-
-
-def _command_line() -> str:
-    """This command as typed, from the folder it ran in (its paths may be relative to it)."""
-    return f"cd {shlex.quote(os.getcwd())} && " + shlex.join(["edgeresnet", *sys.argv[1:]])
 
 
 def _ratios(text: str) -> list[float]:
@@ -256,8 +250,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    from edgeresnet.ondevice import common  # --batch-sizes as the on-device scripts read it
-
     root = _Parser(
         prog="edgeresnet",
         description="Quantize, compile, verify and benchmark ResNets for edge targets.",

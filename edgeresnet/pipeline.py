@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -42,7 +41,7 @@ from edgeresnet.models import (
     count_parameters,
     load_model,
 )
-from edgeresnet.ondevice.common import physical_cores, sha256_file, write_json
+from edgeresnet.ondevice.common import peak_rss_mb, physical_cores, sha256_file, write_json
 from edgeresnet.progress import console, stage, warn
 from edgeresnet.prune import PruneOptions, check_prunable, load_pruned
 from edgeresnet.report import write_report
@@ -116,7 +115,7 @@ def build(request: BuildRequest) -> Path:
                 ) as work:
                     document = _run(request, inputs, staging, Path(work))
                 document["producer"]["build_seconds"] = round(time.perf_counter() - started, 1)
-                document["producer"]["build_peak_rss_mb"] = _peak_rss_mb()
+                document["producer"]["build_peak_rss_mb"] = peak_rss_mb()
                 write_json(staging / RESULTS, document)
                 with stage("writing report"):
                     write_report(
@@ -658,7 +657,3 @@ def _document(
         rows=rows,
         load_average=load_average,
     )
-
-
-def _peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 
@@ -33,6 +34,18 @@ def stage(title: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     console.print(f"  done in {time.perf_counter() - start:.1f} s")
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int) -> Iterator[None]:
+    """Raise logger ``name``'s level inside the block only (a library's chatty logging)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(max(level, before))
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def warn(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,18 @@ def test_int8_is_qdq_with_u8_activations_and_per_channel_s8_weights(tiny, tmp_pa
     executed = executed_precision(out, 1, (1, 3, SIZE, SIZE), "all", ["CPUExecutionProvider"])
     assert executed["label"] == "int8"
     assert executed["op_counts"]["QLinearConv"] == 20
+
+
+@pytest.mark.parametrize("method", ["ort-static", "trt-qdq"])
+def test_quantizing_leaves_the_callers_logging_as_it_was(tiny, tmp_path, method):
+    """ORT's quantizer logs on the root logger; it is quieted for the call, not for good."""
+    from edgeresnet.quantize import get_quantizer
+
+    root = logging.getLogger()
+    before = root.level
+    signed = {"activation_type": "int8"} if method == "trt-qdq" else {}
+    get_quantizer(method)(tiny[1], tmp_path / "q.onnx", batches(2), QuantizationOptions(**signed))
+    assert root.level == before
 
 
 def test_fp32_onnx_executes_float_kernels(tiny):

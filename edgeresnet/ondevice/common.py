@@ -186,10 +186,12 @@ def bundle_document(
     )
 
 
-def command_line() -> str:
-    """This script's command as typed, from the folder it ran in: what measures again."""
-    command = " ".join(shlex.quote(part) for part in ["python3", *sys.argv])
-    return f"cd {shlex.quote(os.getcwd())} && {command}"
+def command_line(program: str = "python3") -> str:
+    """This command as typed, from the folder it ran in (its paths may be relative to it):
+    what measures again. ``program`` runs ``sys.argv``, or is the command itself (a name
+    without ".py", e.g. "edgeresnet")."""
+    argv = [program, *sys.argv] if program == "python3" else [program, *sys.argv[1:]]
+    return f"cd {shlex.quote(os.getcwd())} && " + " ".join(shlex.quote(part) for part in argv)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeresnet.errors import QuantizationError
 from edgeresnet.export import INPUT_NAME
+from edgeresnet.progress import quiet_logger
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,11 @@ def ort_quantize_static_defaults(
             image = next(self._next, None)
             return None if image is None else {INPUT_NAME: image[None]}
 
-    logging.getLogger("root").setLevel(logging.ERROR)  # ORT logs every skipped node at WARNING
+    from edgeresnet.quantize.ort_static import quiet_ort
+
     try:
-        quantize_static(str(fp32_onnx), str(out), Reader())
+        with quiet_ort():
+            quantize_static(str(fp32_onnx), str(out), Reader())
     except Exception as exc:  # ORT raises ValueError, RuntimeError and its own types
         raise QuantizationError(f"quantize_static with its defaults failed: {exc}") from exc
     return {
@@ -141,10 +144,10 @@ def nncf_quantize_defaults(
     import nncf
     import openvino as ov
 
-    logging.getLogger("nncf").setLevel(logging.WARNING)
     try:
         model = ov.Core().read_model(str(fp32_onnx))
-        quantized = nncf.quantize(model, nncf.Dataset([image[None] for image in images]))
+        with quiet_logger("nncf", logging.WARNING):  # one INFO line per statistic otherwise
+            quantized = nncf.quantize(model, nncf.Dataset([image[None] for image in images]))
         ov.save_model(quantized, str(out_xml))
     except Exception as exc:  # NNCF and OpenVINO raise their own types and RuntimeError
         raise QuantizationError(f"nncf.quantize with its defaults failed: {exc}") from exc

@@ -19,6 +19,7 @@ import openvino as ov
 
 from edgeresnet.config import QuantizationOptions
 from edgeresnet.errors import ConfigError, QuantizationError
+from edgeresnet.progress import quiet_logger
 
 _PRESETS = {
     "performance": nncf.QuantizationPreset.PERFORMANCE,
@@ -86,18 +87,18 @@ def quantize(
     if options.subset_size < 1:
         raise ConfigError(f"quantization.subset_size must be positive, got {options.subset_size}.")
     data = _Counted(batches)
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # one INFO line per statistic otherwise
     try:
         model = read_openvino_model(fp32_path)
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(data),
-            preset=preset,
-            subset_size=options.subset_size,
-            fast_bias_correction=options.fast_bias_correction,
-            model_type=model_type,
-            ignored_scope=float_scope(exclude),
-        )
+        with quiet_logger("nncf", logging.WARNING):  # one INFO line per statistic otherwise
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(data),
+                preset=preset,
+                subset_size=options.subset_size,
+                fast_bias_correction=options.fast_bias_correction,
+                model_type=model_type,
+                ignored_scope=float_scope(exclude),
+            )
         # FP32 scales and the remaining float weights stay FP32; INT8 weights are stored as i8.
         ov.save_model(quantized, str(out_path), compress_to_fp16=False)
     except Exception as exc:  # NNCF and OpenVINO raise their own types and RuntimeError

@@ -23,9 +23,10 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgeresnet.config import QuantizationOptions
 from edgeresnet.errors import ConfigError, QuantizationError
 from edgeresnet.export import INPUT_NAME
+from edgeresnet.progress import quiet_logger
 
 _TYPES = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-_CALIBRATORS = {
+CALIBRATORS = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
@@ -51,6 +52,11 @@ class _Batches(CalibrationDataReader):
             return None
         self._next += 1
         return {INPUT_NAME: self._batches[self._next - 1]}
+
+
+def quiet_ort() -> contextlib.AbstractContextManager[None]:
+    """ORT's quantizer logs every node it leaves out at WARNING, on the root logger."""
+    return quiet_logger("root", logging.ERROR)
 
 
 def _extra(options: QuantizationOptions, batches: int) -> dict[str, Any]:
@@ -87,15 +93,14 @@ def quantize(
     try:
         activation = _TYPES[options.activation_type]
         weight = _TYPES[options.weight_type]
-        calibrator = _CALIBRATORS[options.calibrate_method]
+        calibrator = CALIBRATORS[options.calibrate_method]
     except KeyError as exc:
         raise ConfigError(
             f"Unsupported quantization setting {exc} for ort-static.",
-            hint=f"Types: {', '.join(_TYPES)}; calibrate_method: {', '.join(_CALIBRATORS)}.",
+            hint=f"Types: {', '.join(_TYPES)}; calibrate_method: {', '.join(CALIBRATORS)}.",
         ) from None
     reused = ranges is not None and ranges.is_file()
     reader = _Batches(() if reused else batches)
-    logging.getLogger("root").setLevel(logging.ERROR)  # ORT logs every skipped node at WARNING
     # With a ranges cache the pre-processed model is kept beside it too, for the next call.
     keep = ranges is not None
     prepared = (
@@ -108,7 +113,7 @@ def quantize(
         # initializers, which otherwise keep 47 of ResNet-50's 53 convs out of QLinearConv.
         if not (keep and prepared.is_file()):
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print progress
+        with quiet_ort(), contextlib.redirect_stdout(io.StringIO()):  # calibrators print progress
             quantize_static(
                 str(prepared),
                 str(out_path),

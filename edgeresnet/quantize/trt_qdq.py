@@ -9,7 +9,6 @@ TensorRT's implicit-quantization calibration cache (``backends/tensorrt_cache.py
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgeresnet.config import QuantizationOptions
 from edgeresnet.errors import ConfigError, QuantizationError
 from edgeresnet.export import INPUT_NAME
+from edgeresnet.quantize.ort_static import CALIBRATORS, quiet_ort
 
 # TensorRT's Q/DQ placement guidance for residual networks: quantize every input of the weighted
 # ops (Conv, Gemm) and both inputs of each residual Add, so the Add fuses into the INT8
@@ -40,11 +40,6 @@ from edgeresnet.export import INPUT_NAME
 # convolution's own Q, and a second Q before the ReLU would only add rounding error.
 OP_TYPES = ("Conv", "Gemm", "Add")
 WEIGHT_STORAGE = ("int8", "float")
-_CALIBRATORS = {
-    "minmax": CalibrationMethod.MinMax,
-    "entropy": CalibrationMethod.Entropy,
-    "percentile": CalibrationMethod.Percentile,
-}
 _STANDARD_DOMAINS = ("", "ai.onnx")
 # ORT's calibrators hold every activation of every image of one collect_data call until they
 # reduce it (tens of GB for ResNet-50 at 300 images); fed this many at a time, they hold those.
@@ -106,8 +101,7 @@ def quantize(
     """
     calibrator = _check(options, weights)
     reader = _Batches(batches)
-    logging.getLogger("root").setLevel(logging.ERROR)  # ORT logs every skipped node at WARNING
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-trt-qdq-") as tmp:
+    with quiet_ort(), tempfile.TemporaryDirectory(prefix="edgeresnet-trt-qdq-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         ranges = Path(ranges_out) if ranges_out else Path(tmp) / "ranges.json"
         try:
@@ -162,10 +156,10 @@ def quantize(
 
 
 def _check(options: QuantizationOptions, weights: str) -> CalibrationMethod:
-    if options.calibrate_method not in _CALIBRATORS:
+    if options.calibrate_method not in CALIBRATORS:
         raise ConfigError(
             f"Unsupported calibrate_method '{options.calibrate_method}' for trt-qdq.",
-            hint=f"Use one of: {', '.join(_CALIBRATORS)}.",
+            hint=f"Use one of: {', '.join(CALIBRATORS)}.",
         )
     wrong = {
         k: v
@@ -185,7 +179,7 @@ def _check(options: QuantizationOptions, weights: str) -> CalibrationMethod:
         raise ConfigError(
             f"Unknown weight storage '{weights}'.", hint=f"Use one of: {', '.join(WEIGHT_STORAGE)}."
         )
-    return _CALIBRATORS[options.calibrate_method]
+    return CALIBRATORS[options.calibrate_method]
 
 
 def _calibrate(

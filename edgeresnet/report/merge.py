@@ -12,6 +12,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeresnet.errors import ReportError
 from edgeresnet.report.output import staged
@@ -28,13 +29,8 @@ class Merged:
     problems: list[ReportError]
 
 
-def merge_and_write(
-    paths: list[Path], out_dir: Path, *, command: str, constraints: Constraints | None = None
-) -> Merged:
-    """Write the report of every readable file in ``paths``; raise only if none is readable.
-
-    Raises ``OutputError`` (and writes nothing) where ``out_dir`` cannot be written.
-    """
+def load_readable(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[ReportError]]:
+    """``load_many``, raising ``ReportError`` where none of ``paths`` can be read."""
     documents, problems = load_many(paths)
     if not documents:
         raise ReportError(
@@ -43,6 +39,17 @@ def merge_and_write(
             hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
             "or a bundle's on-device scripts.",
         )
+    return documents, problems
+
+
+def merge_and_write(
+    paths: list[Path], out_dir: Path, *, command: str, constraints: Constraints | None = None
+) -> Merged:
+    """Write the report of every readable file in ``paths``; raise only if none is readable.
+
+    Raises ``OutputError`` (and writes nothing) where ``out_dir`` cannot be written.
+    """
+    documents, problems = load_readable(paths)
     out_dir = Path(out_dir)
     with staged(out_dir) as staging:
         names = _copy_inputs(list(documents), staging / INPUTS)
