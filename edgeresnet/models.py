@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from edgeresnet.data import Preprocess
 from edgeresnet.errors import ConfigError, UsageError, WeightsError
 
 __all__ = [
@@ -403,6 +404,16 @@ class LoadedModel:
     def random_weights(self) -> bool:
         """Random weights, or pruned from random ones: accuracy means nothing for either."""
         return self.origin.get("kind") == "random"
+
+    def preprocess(self, input_size: int | None) -> Preprocess:
+        """The weights' own resize and crop (published weights, a pruned model's channel
+        spec) at their input size, else the standard ratio at ``input_size`` (default 224)."""
+        if self.info is not None and input_size in (None, self.info.crop_size):
+            return Preprocess(crop_size=self.info.crop_size, resize_size=self.info.resize_size)
+        sizes = self.weights.get("preprocess")  # a pruned model's channel spec
+        if sizes and input_size in (None, sizes["crop_size"]):
+            return Preprocess(crop_size=sizes["crop_size"], resize_size=sizes["resize_size"])
+        return Preprocess.for_input_size(input_size or 224)
 
 
 def _provenance(kind: str, **fields: Any) -> dict[str, Any]:

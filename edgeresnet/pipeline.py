@@ -265,7 +265,7 @@ def resolve(request: BuildRequest) -> Inputs:
         profile=profile,
         backend=backend,
         loaded=loaded,
-        preprocess=_preprocess(loaded, request.input_size),
+        preprocess=loaded.preprocess(request.input_size),
         calib=calib,
         calib_is_default=request.calib is None,
         evaluation=evaluation,
@@ -394,16 +394,6 @@ def _with_calibration(profile: TargetProfile, request: BuildRequest) -> TargetPr
             hint="Typical values are 99.99 or 99.999.",
         )
     return replace(profile, quantization=quantization)
-
-
-def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
-    info = loaded.info
-    if info is not None and input_size in (None, info.crop_size):
-        return Preprocess(crop_size=info.crop_size, resize_size=info.resize_size)
-    sizes = loaded.weights.get("preprocess")  # a pruned model's channel spec
-    if sizes and input_size in (None, sizes["crop_size"]):
-        return Preprocess(crop_size=sizes["crop_size"], resize_size=sizes["resize_size"])
-    return Preprocess.for_input_size(input_size or 224)
 
 
 def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> dict[str, Any]:

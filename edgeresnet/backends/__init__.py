@@ -72,8 +72,10 @@ class Backend(Protocol):
         *,
         calibration: CalibrationBatches,
         profile: TargetProfile,
+        exclude: tuple[str, ...] = (),
     ) -> Artifact:
-        """Make the artifact of ``precision`` from the verified FP32 ONNX, inside ``out_dir``."""
+        """Make the artifact of ``precision`` from the verified FP32 ONNX, inside ``out_dir``;
+        INT8 keeps the ONNX nodes named in ``exclude`` in float (accuracy-aware INT8)."""
         ...
 
     def load(self, artifact: Artifact, *, threads: int) -> Session:

@@ -45,6 +45,7 @@ from edgeresnet.peers.byhand import PEERS, Peer
 from edgeresnet.progress import stage, warn
 from edgeresnet.report import write_report
 from edgeresnet.report.schema import crowded
+from edgeresnet.results import model_record
 
 RESULTS = "results.json"
 BATCH = 16
@@ -87,8 +88,8 @@ def compare_peers(request: PeerRequest) -> Path:
         request.calib_size, seed=request.seed
     )
     loaded = load_model(request.model, request.weights, seed=request.seed)
-    pre = _preprocess(loaded, request.input_size)
-    model = _model_record(loaded, pre)
+    pre = loaded.preprocess(request.input_size)
+    model = model_record(loaded, pre)
     for bundle in request.against:  # before minutes of work: ratios of two models mean nothing
         check_against(bundle, model)
     try:
@@ -335,26 +336,6 @@ def _row(
         "fidelity": None,
         "bench": None,
         "notes": list(notes),
-    }
-
-
-def _preprocess(loaded: LoadedModel, input_size: int | None) -> Preprocess:
-    info = loaded.info
-    if info is not None and input_size in (None, info.crop_size):
-        return Preprocess(crop_size=info.crop_size, resize_size=info.resize_size)
-    return Preprocess.for_input_size(input_size or 224)
-
-
-def _model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
-    return {
-        "arch": loaded.arch,
-        "num_classes": loaded.num_classes,
-        "width": loaded.width,
-        "input_size": pre.crop_size,
-        "params": count_parameters(loaded.model),
-        "macs": count_macs(loaded.model, pre.crop_size),
-        "weights": loaded.weights,
-        "preprocess": pre.to_dict(),
     }
 
 
