@@ -1,53 +1,15 @@
-"""How figures are taken: each benchmark in a fresh process (load time and peak memory belong to
-the artifact alone), every row in rounds on a shared machine, each figure from its least disturbed
-round."""
+"""How figures are taken on a shared machine: every row in rounds, the order reversed each
+round, each figure from its least disturbed round. Each run is a fresh process
+(``backends/script.py``), so load time and peak memory belong to the artifact alone."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from edgeresnet.config import BenchmarkOptions
 from edgeresnet.errors import BackendUnavailableError
 from edgeresnet.progress import stage, warn
-
-
-def run_ondevice(module: str, args: list[str], *, timeout_s: float = 1800) -> dict[str, Any]:
-    """Run ``python -m module ARGS --json FILE`` and return the JSON it wrote."""
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
-        out = Path(tmp) / "bench.json"
-        command = [sys.executable, "-m", module, *args, "--json", str(out)]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise BackendUnavailableError(
-                f"Benchmark of {args} did not finish within {timeout_s:.0f} s."
-            ) from None
-        if proc.returncode != 0 or not out.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise BackendUnavailableError(
-                f"Benchmark process {module} failed (exit {proc.returncode}): " + " | ".join(tail)
-            )
-        return json.loads(out.read_text(encoding="utf-8"))
-
-
-def timing_args(options: BenchmarkOptions, *, input_size: int, threads: int | None) -> list[str]:
-    """The timing options every on-device benchmark script takes (``threads`` None: none given)."""
-    args = [] if threads is None else ["--threads", str(threads)]
-    return [
-        *args,
-        *("--batch-sizes", ",".join(map(str, options.batch_sizes))),
-        *("--input-size", str(input_size)),
-        *("--warmup", str(options.warmup)),
-        *("--min-iterations", str(options.min_iterations)),
-        *("--min-seconds", str(options.min_seconds)),
-    ]
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeresnet.backends import Session
 from edgeresnet.progress import progress_bar
+
+if TYPE_CHECKING:
+    from edgeresnet.backends import Session
 
 
 def collect_logits(

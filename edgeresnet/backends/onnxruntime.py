@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeresnet.backends import Artifact, CalibrationBatches
-from edgeresnet.bench import run_ondevice, timing_args
+from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_onnxruntime as script

@@ -16,7 +16,7 @@ import numpy as np
 import openvino as ov
 
 from edgeresnet.backends import Artifact, CalibrationBatches
-from edgeresnet.bench import run_ondevice, timing_args
+from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError, ExportError
 from edgeresnet.ondevice import bench_openvino as script

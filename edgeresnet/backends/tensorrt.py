@@ -34,7 +34,7 @@ from edgeresnet.backends import (
     tensorrt_rules,
 )
 from edgeresnet.backends.onnxruntime import OnnxRuntimeSession
-from edgeresnet.bench import run_ondevice, timing_args
+from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_tensorrt, build_engine, common, evaluate_tensorrt, trt_runtime

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgeresnet.backends import Artifact, Session, get_backend
-from edgeresnet.bench import run_ondevice, timing_args
+from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import BenchmarkOptions
 from edgeresnet.ondevice import bench_onnxruntime
 from edgeresnet.peers import byhand

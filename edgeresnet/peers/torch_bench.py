@@ -1,7 +1,8 @@
 """Benchmark a ResNet in PyTorch eager mode, timed the way the on-device scripts time runtimes.
 
 Runs in a fresh process (``python -m edgeresnet.peers.torch_bench ... --json OUT``, as
-``bench.run_ondevice`` starts it), so load time, peak memory and threads belong to PyTorch alone;
+``backends.script.run_ondevice`` starts it), so load time, peak memory and threads belong to
+PyTorch alone;
 warm-up, iteration counts and percentiles are ``ondevice.common``'s, as for ONNX Runtime and
 OpenVINO.
 """
