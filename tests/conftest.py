@@ -7,10 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 from PIL import Image
 
 from edgeresnet.data import Preprocess, discover
 from edgeresnet.models import build_model
+
+# Property tests keep no example database (a .hypothesis/ folder in the checkout).
+settings.register_profile("edgeresnet", database=None)
+settings.load_profile("edgeresnet")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_SAMPLES = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-samples"

@@ -120,8 +120,9 @@ def test_a_pruned_models_budget_is_held_against_its_own_fp32(digits_build, fast_
     }
     assert rows["p30-fp32"]["fidelity"]["top1_agreement"] < 60.0  # no distillation
     record = rows["p30-int8-mixed"]["build"]["accuracy_aware"]
-    assert record["full_set_drop"] < 20.0
-    assert record["met_on_full_set"] == (record["full_set_drop"] <= 2)
+    # Held against the dense FP32, the drop would be about the pruning's own disagreement.
+    against_dense = 100.0 - rows["p30-fp32"]["fidelity"]["top1_agreement"]
+    assert record["full_set_drop"] < 20.0 < against_dense
 
 
 @pytest.mark.slow
@@ -162,6 +163,7 @@ def test_budget_on_tensorrt_leaves_float_layers_without_qdq(digits, digits_weigh
     assert first.input[0] in kept and set(full) - set(cache) == set(kept)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_calibration_methods_are_selectable_and_recorded(
     method, digits_build, fast_profile, tmp_path

@@ -461,7 +461,7 @@ def test_default_calibration_set():
     folder = default_calibration_dir()
     assert folder == REPO_ROOT / "calibration" / "default"
     found = discover(folder)
-    assert found.layout == "flat" and len(found) >= 5
+    assert found.layout == "flat" and len(found) == 6
     sources = (folder / "SOURCES.md").read_text()
     for sample in found.samples:
         img = load_image(sample.path)

@@ -287,7 +287,8 @@ def conv_chain(path: Path, convs: int, size: int = 64) -> Path:
 
 @pytest.mark.parametrize("script", ["bench_onnxruntime.py", "bench_openvino.py"])
 def test_reference_timing_tells_a_light_model_from_a_heavy_one(script, tmp_path):
-    """One conv against nine (about 75x the work), call for call in a fresh process."""
+    """One conv against nine (86x the MACs), call for call in a fresh process: 0.02-0.03x in
+    ONNX Runtime and 0.1x in OpenVINO (its fixed cost per call) on 2 Zen 5 cores."""
     light, heavy = conv_chain(tmp_path / "light.onnx", 1), conv_chain(tmp_path / "heavy.onnx", 9)
     out = tmp_path / "paired.json"
     command = [sys.executable, str(ONDEVICE / script), "--model", str(light)]
@@ -299,7 +300,7 @@ def test_reference_timing_tells_a_light_model_from_a_heavy_one(script, tmp_path)
     assert result["model_file"] == str(light) and result["reference_file"] == str(heavy)
     assert result["pairs"] == 30 and result["threads"] == 1
     low, high = result["ratio_ci95"]
-    assert low <= result["ratio"] <= high < 0.5
+    assert low <= result["ratio"] <= high < 0.2
     assert_ratio_of_p50s(result)
 
 

@@ -292,7 +292,7 @@ def test_pairs_time_each_variant_against_its_reference(
     assert f"| p30-int8 | int8 | 20 | {figures} |" in report
     # Cached like every benchmark: a second build times no pair again.
     assert build(*args) == 0
-    assert "p30-int8 against int8" in " ".join(capsys.readouterr().err.split())
+    assert "p30-int8 against int8" in results(out)["producer"]["reused_from_cache"]
     assert {v: r["bench"].get("paired") for v, r in rows(results(out)).items()} == paired
 
 

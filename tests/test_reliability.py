@@ -140,18 +140,20 @@ def case_weights_other_architecture(tmp):
     return ["--weights", str(tmp / "r34.pth"), "--target", "onnx"], "holds resnet34 weights"
 
 
+MARKER = "pickle-code-ran"  # created in the test's folder if the pickle's code runs
+
+
 class Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, (f"touch {MARKER}",))
-
-
-MARKER = Path("/tmp/edgeresnet-pickle-executed")
+        return (os.system, (f"touch {self.marker}",))
 
 
 def case_weights_malicious_pickle(tmp):
-    MARKER.unlink(missing_ok=True)
     with open(tmp / "evil.pth", "wb") as f:
-        pickle.dump({"conv1.weight": Payload()}, f)
+        pickle.dump({"conv1.weight": Payload(tmp / MARKER)}, f)
     return ["--weights", str(tmp / "evil.pth"), "--target", "onnx"], "could execute code"
 
 
@@ -264,7 +266,7 @@ def test_bad_input_gives_one_clear_message_and_writes_nothing(case, tmp_path, ca
     out = tmp_path / "out"
     assert not out.is_dir() or not [p for p in out.iterdir() if not p.name.startswith(".")]
     assert not out.is_dir() or not list(out.glob("*staging*"))
-    assert not MARKER.exists(), "the pickle's code ran"
+    assert not (tmp_path / MARKER).exists(), "the pickle's code ran"
 
 
 def test_ratio_one_is_refused(capsys):
@@ -297,6 +299,7 @@ def test_a_bad_image_is_found_before_any_stage_runs(option, damage, tmp_path, mo
     assert not loads, "the weights were loaded before the images were checked"
 
 
+@pytest.mark.slow
 def test_odd_but_valid_images_are_converted(digits_build, fast_profile, tmp_path):
     folder = photos(tmp_path / "calib", n=2)
     Image.new("CMYK", (40, 40), (10, 20, 30, 0)).save(folder / "cmyk.jpg")
@@ -394,6 +397,7 @@ def test_an_artifacts_identity_covers_its_weights_and_the_precision_it_runs_at(t
     assert fp32.identity() != before
 
 
+@pytest.mark.slow
 def test_a_stage_cut_between_its_files_and_its_record_is_done_again(
     digits_build, fast_profile, tmp_path, monkeypatch, capsys
 ):
