@@ -49,11 +49,18 @@ def measured_rows(
 
 
 def artifact_record(artifact: Artifact, root: Path) -> dict[str, Any]:
-    return {
+    """The artifact's file, its size and sha256. A variant that exists only in an engine built
+    on the device (TensorRT FP16, from the FP32 ONNX) has no size here: that file's size is
+    another precision's."""
+    size = sum(p.stat().st_size for p in artifact.files)
+    record = {
         "file": artifact.file.relative_to(root).as_posix(),
-        "bytes": sum(p.stat().st_size for p in artifact.files),
+        "bytes": None if artifact.build.get("built_on_device") else size,
         "sha256": sha256_file(artifact.file),
     }
+    if record["bytes"] is None:
+        record["file_bytes"] = size
+    return record
 
 
 def model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:

@@ -276,6 +276,15 @@ def test_int8_keeps_digits_accuracy_and_follows_tensorrt_rules(digits_bundle):
     assert (
         rows["fp16"]["fidelity"] is None and rows["fp16"]["artifact"]["file"] == "model.fp32.onnx"
     )
+    # FP16 exists only in an engine built on the device: the FP32 file's size is not its own.
+    assert rows["fp16"]["artifact"]["bytes"] is None
+    assert rows["fp16"]["artifact"]["file_bytes"] == rows["fp32"]["artifact"]["bytes"]
+    # The report names the runtime that measured each row's figures.
+    parsed = {r.variant: r for r in rows_of(doc, "results.json")}
+    assert parsed["int8"].runtime.startswith("onnxruntime ") and "TensorRT absent" in (
+        parsed["int8"].runtime
+    )
+    assert parsed["fp16"].runtime == "tensorrt" and parsed["fp16"].size_mb is None
 
 
 @pytest.mark.slow

@@ -156,6 +156,8 @@ class TensorRTBackend:
                 {
                     "from": "exported FP32 ONNX",
                     "engine_precision": f"{precision}, chosen when the engine is built on device",
+                    # No FP16 file exists here: its size is the engine's, measured on the device.
+                    **({"built_on_device": True} if precision == "fp16" else {}),
                 },
             )
         elif precision == "int8":

@@ -267,6 +267,18 @@ def _shown(value: Any) -> str:
 _TYPE_NAME = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
 
 
+def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
+    """The runtime the row's figures come from: the benchmark's; else, for a row only
+    evaluated, the runtime its build says evaluated it (a TensorRT artifact checked in ONNX
+    Runtime where TensorRT is absent); else the target's backend."""
+    if bench.get("runtime"):
+        return f"{bench['runtime']} {bench.get('runtime_version', '')}".strip()
+    evaluated = (entry.get("build") or {}).get("evaluated_in")
+    if evaluated and entry.get("fidelity"):
+        return str(evaluated)
+    return str(target.get("backend", "?"))
+
+
 def rows_of(document: dict[str, Any], source: str) -> list[Row]:
     """Flatten a results document into rows; a missing measurement becomes None."""
     model, target = document["model"], document["target"]
@@ -305,8 +317,7 @@ def _row(
         backend=str(
             remeasured.get("backend") or bench.get("runtime") or target.get("backend", "?")
         ),
-        runtime=f"{bench.get('runtime', target.get('backend', '?'))} "
-        f"{bench.get('runtime_version', '')}".strip(),
+        runtime=_runtime(entry, bench, target),
         variant=entry["variant"],
         precision=str(entry.get("precision", "?")),
         executed=str(executed.get("label") or "not measured"),
