@@ -238,11 +238,6 @@ def resolve(request: BuildRequest) -> Inputs:
         where=profile.source,
     )
     pool = discover(request.calib or default_calibration_dir())
-    if request.calib_size > len(pool):
-        warn(
-            f"--calib-size {request.calib_size} asks for more images than {pool.source} holds; "
-            f"calibrating on all {len(pool)}"
-        )
     calib = pool.subset(request.calib_size, seed=request.seed)
     calib.check_readable("--calib", decode=True)
     evaluation, overlap, found = None, 0, None
@@ -261,6 +256,14 @@ def resolve(request: BuildRequest) -> Inputs:
     heldout = None
     if request.max_drop is not None:
         heldout = _heldout(evaluation or pool, calib, request)
+    # Warnings once every input is known to be usable, so that an error stands alone.
+    if request.calib is not None and request.calib_size > len(pool):
+        warn(
+            f"--calib-size {request.calib_size} asks for more images than {pool.source} holds; "
+            f"calibrating on all {len(pool)}"
+        )
+    if found is not None and evaluation is not None:
+        _warn_about_evaluation(found, evaluation, overlap, request)
     return Inputs(
         profile=profile,
         backend=backend,
@@ -277,14 +280,27 @@ def resolve(request: BuildRequest) -> Inputs:
     )
 
 
-def _check_labels(found: ImageSet, num_classes: int, *, scored: bool) -> None:
-    """Refuse labels that cannot be the model's class indices where accuracy is ``scored``
-    (not for random weights); say when there are none."""
+def _warn_about_evaluation(
+    found: ImageSet, evaluation: ImageSet, left_out: int, request: BuildRequest
+) -> None:
+    if left_out:
+        warn(f"{left_out} images of --eval are calibration images; they are left out of it")
+    if request.eval_size and request.eval_size > len(evaluation):
+        warn(
+            f"--eval-size {request.eval_size} asks for more images than the {len(evaluation)} "
+            f"of {found.source} left{' after those' if left_out else ''}; evaluating on all of them"
+        )
     if not found.labelled:
         warn(
             f"--eval {found.source} has no labels (layout: {found.layout}): agreement with FP32 "
             "is measured on it, top-1 is not"
         )
+
+
+def _check_labels(found: ImageSet, num_classes: int, *, scored: bool) -> None:
+    """Refuse labels that cannot be the model's class indices where accuracy is ``scored``
+    (not for random weights)."""
+    if not found.labelled:
         return
     top = max(s.label for s in found.samples)
     if top >= num_classes:
@@ -317,8 +333,6 @@ def _evaluation(found: ImageSet, calib: ImageSet, request: BuildRequest) -> tupl
             hint="Pass --eval DIR with images that are not in --calib, or a smaller --calib-size.",
         )
     left_out = len(found) - len(free)
-    if left_out:
-        warn(f"{left_out} images of --eval are calibration images; they are left out of it")
     evaluation = free.subset(request.eval_size, seed=request.seed) if request.eval_size else free
     return evaluation, left_out
 

@@ -58,10 +58,12 @@ def test_calibration_images_are_left_out_of_the_evaluation(
     out = tmp_path / "out"
     args = digits_build(fast_profile, out, 100)
     assert build(*args, "--eval", str(digits["train"]), "--eval-size", "2000") == 0
-    assert "100 images of --eval are calibration images" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    train = len(list(digits["train"].rglob("*.png")))
+    assert "100 images of --eval are calibration images" in err
+    assert f"--eval-size 2000 asks for more images than the {train - 100} of" in err
     doc = results(out)
     evaluation = doc["data"]["evaluation"]
-    train = len(list(digits["train"].rglob("*.png")))
     assert evaluation["images"] == train - 100 == rows(doc)["int8"]["accuracy"]["images"]
     assert evaluation["calibration_images_left_out"] == 100
 

@@ -263,6 +263,7 @@ def test_bad_input_gives_one_clear_message_and_writes_nothing(case, tmp_path, ca
     assert code != 0
     assert expected in err, err
     assert err.count("error:") == 1 and "hint:" in err and "Traceback" not in err
+    assert "warning:" not in err, "a warning before the error"
     out = tmp_path / "out"
     assert not out.is_dir() or not [p for p in out.iterdir() if not p.name.startswith(".")]
     assert not out.is_dir() or not list(out.glob("*staging*"))
