@@ -245,11 +245,22 @@ def _add_constraints(parser: argparse.ArgumentParser) -> None:
 class _Parser(argparse.ArgumentParser):
     """Reports a bad option as every other error: one ``error:`` line and a hint, exit 2."""
 
+    commands: dict[str, argparse.ArgumentParser] = {}  # noqa: RUF012 - set once per parser
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message}\n  hint: see '{self.prog} --help'.\n")
 
+    def parse_command(self, argv: list[str] | None) -> argparse.Namespace:
+        """``parse_args``, except that an option the command does not know is that command's
+        error (``edgeresnet build: ...``, see ``edgeresnet build --help``), not the root's."""
+        args, unknown = self.parse_known_args(argv)
+        if unknown:
+            command = self.commands.get(getattr(args, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return args
 
-def parser() -> argparse.ArgumentParser:
+
+def parser() -> _Parser:
     root = _Parser(
         prog="edgeresnet",
         description="Quantize, compile, verify and benchmark ResNets for edge targets.",
@@ -262,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    root.commands = commands.choices
 
     def command(name: str, **options: Any) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[debug], **options)
@@ -494,7 +506,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_command(argv)
     try:
         return args.func(args)
     except EdgeResnetError as exc:

@@ -57,6 +57,7 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--prune", "0.3", "--train", "."], "--distill-steps is 0"),
         (["--target", "onnx", "--sensitivity-images", "10"], "sizes the --max-drop search"),
         (["--target", "onnx", "--seed", "99999999999999999999"], "must be 0 to 4294967295"),
+        (["--target", "onnx", "--calib-sze", "5"], "build: unrecognized arguments: --calib-sze"),
     ],
 )
 def test_bad_input_gives_one_clear_error(tmp_path, args, message):
@@ -65,6 +66,15 @@ def test_bad_input_gives_one_clear_error(tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "onnx").exists()
+
+
+def test_a_mistyped_option_points_to_its_commands_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["select", "results.json", "--max-latncy-ms", "5"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "error: edgeresnet select: unrecognized arguments: --max-latncy-ms 5" in err
+    assert "hint: see 'edgeresnet select --help'." in err
 
 
 def test_empty_calibration_folder(tmp_path):
