@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeresnet import __version__
-from edgeresnet.errors import VerificationError
+from edgeresnet.errors import UsageError, VerificationError
 from edgeresnet.ondevice.common import MANIFEST, manifest_problems, sha256_file, write_json
 
 
@@ -57,7 +57,20 @@ def write_manifest(
 
 
 def verify_bundle(bundle: Path) -> dict[str, Any]:
-    """Check every file a bundle's manifest lists; raises VerificationError naming each problem."""
+    """Check every file a bundle's manifest lists; raises VerificationError naming each problem
+    (UsageError where ``bundle`` is not a bundle folder at all)."""
+    if not bundle.is_dir():
+        raise UsageError(
+            f"{bundle} {'is a file' if bundle.exists() else 'does not exist'}: a bundle is the "
+            "folder a build writes per target, holding manifest.json.",
+            hint="Pass that folder, e.g. edgeresnet verify build/onnx.",
+        )
+    inside = sorted(p.parent.name for p in bundle.glob(f"*/{MANIFEST}"))
+    if not (bundle / MANIFEST).exists() and inside:
+        raise UsageError(
+            f"{bundle} is an output folder holding the bundles {', '.join(inside)}, not a bundle.",
+            hint=f"Verify each, e.g. edgeresnet verify {bundle / inside[0]}.",
+        )
     manifest, problems = manifest_problems(bundle)
     if problems or manifest is None:
         raise VerificationError(

@@ -476,6 +476,25 @@ def test_verify_passes_a_whole_bundle_and_names_a_changed_file(tmp_path, capsys)
     assert "model.onnx does not match its sha256" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "given, said",
+    [
+        ("nope", "nope does not exist"),
+        ("out/onnx/manifest.json", "manifest.json is a file"),
+        ("out", "is an output folder holding the bundles onnx, not a bundle"),
+    ],
+)
+def test_verify_says_what_was_given_instead_of_a_bundle(tmp_path, capsys, given, said):
+    from edgeresnet.bundle import write_manifest
+
+    bundle = tmp_path / "out" / "onnx"
+    bundle.mkdir(parents=True)
+    write_manifest(bundle, files=[], variants=[], model={}, data={}, target={}, options={})
+    assert main(["verify", str(tmp_path / given)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("error:") == 1 and "hint:" in err
+
+
 # ----------------------------------------------------------------- parsers under fuzzing
 _scalars = st.one_of(
     st.integers(-5, 5),
