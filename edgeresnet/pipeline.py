@@ -487,8 +487,13 @@ def _run(request: BuildRequest, inputs: Inputs, staging: Path, work: Path) -> di
     # Accuracy only on a labelled --eval set, never on calibration images, and never for random
     # weights, whose "accuracy" means nothing.
     scored = inputs.evaluation is not None and not loaded.random_weights
+    own_fp32 = {
+        a.variant: mv.variant("fp32")
+        for a, mv in zip(artifacts, owners, strict=True)
+        if mv.tag and a.precision != "fp32"
+    }
     rows = results.measured_rows(
-        artifacts, logits, labels, notes, scored=scored and labels is not None
+        artifacts, logits, labels, notes, scored=scored and labels is not None, own_fp32=own_fp32
     )
     _check_budgets(artifacts, owners, rows, logits)
     for mv, row in zip(owners, rows, strict=True):

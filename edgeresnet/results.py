@@ -27,8 +27,13 @@ def measured_rows(
     notes: dict[str, str],
     *,
     scored: bool,
+    own_fp32: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Fidelity against the FP32 reference, and accuracy where ``scored``, per artifact."""
+    """Fidelity against the FP32 reference, and accuracy where ``scored``, per artifact.
+
+    ``own_fp32`` maps a pruned variant of another precision to its own FP32 variant: its
+    fidelity to that (``fidelity.to_own_fp32``) is the precision's error alone, which the
+    fidelity to the dense reference mixes with the pruning's."""
     rows = []
     for artifact in artifacts:
         out = logits.get(artifact.variant)
@@ -43,6 +48,9 @@ def measured_rows(
                 **fidelity(logits["reference"], out),
             }
         )
+        own = (own_fp32 or {}).get(artifact.variant)
+        if row["fidelity"] is not None and own and logits.get(own) is not None:
+            row["fidelity"]["to_own_fp32"] = {"reference": own, **fidelity(logits[own], out)}
         row["accuracy"] = accuracy(out, labels) if scored and out is not None else None
         rows.append(row)
     return rows

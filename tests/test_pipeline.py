@@ -289,6 +289,14 @@ def test_pairs_time_each_variant_against_its_reference(
         assert_ratio_of_p50s(record)
     report = (out / "onnx" / "report.md").read_text()
     assert "## Paired latency ratios" in report
+    # INT8's own error on the pruned model, apart from the pruning's (no recovery here).
+    own = by_variant["p30-int8"]["fidelity"]["to_own_fp32"]
+    assert own["reference"] == "p30-fp32" and own["images"] == 16
+    assert own["top1_agreement"] > by_variant["p30-int8"]["fidelity"]["top1_agreement"]
+    assert "to_own_fp32" not in by_variant["p30-fp32"]["fidelity"]
+    assert "to_own_fp32" not in by_variant["int8"]["fidelity"]
+    assert "## Precision error of pruned variants" in report
+    assert f"| p30-int8 | p30-fp32 | 16 | {own['top1_agreement']:.1f} |" in report
     p30 = paired["p30-int8"]
     figures = f"{p30['p50_ms']:.2f} | {p30['reference_p50_ms']:.2f} | **{p30['ratio']:.3f}x**"
     assert f"| p30-int8 | int8 | 20 | {figures} |" in report

@@ -44,6 +44,16 @@ _SIGNED = {"sqnr_db"}
 
 
 @dataclass(frozen=True)
+class OwnFidelity:
+    """A pruned variant's fidelity to the FP32 variant of the same pruning."""
+
+    reference: str
+    agreement: float | None
+    sqnr_db: float | None
+    images: int | None
+
+
+@dataclass(frozen=True)
 class Paired:
     """A batch-1 latency ratio timed call for call against another variant (``--pairs``)."""
 
@@ -107,6 +117,8 @@ class Row:
     # An edgeresnet artifact re-measured in a peer run, so ratios come from one run.
     remeasured_from: str | None = None
     paired: Paired | None = None
+    # A pruned variant of another precision against its own FP32: that precision's error alone.
+    to_own_fp32: OwnFidelity | None = None
     model: str = "?"  # the architecture, e.g. "resnet18"
     input_size: int | None = None
     # How the throughput figure was measured where it was not one call at a time, e.g.
@@ -360,6 +372,7 @@ def _row(
         ),
         remeasured_from=remeasured.get("source") if remeasured else None,
         paired=_paired(bench.get("paired")),
+        to_own_fp32=_own_fidelity(fid.get("to_own_fp32")),
         model=str(model.get("arch") or "?"),
         input_size=int(model["input_size"]) if number(model.get("input_size")) else None,
         throughput_mode=str(throughput.get("mode") or ""),
@@ -424,6 +437,18 @@ def _rounds(rounds: Any) -> str:
     if isinstance(rates, list) and rates and all(isinstance(v, (int, float)) for v in rates):
         values += "; img/s " + "/".join(rate(v) for v in rates) + ", the most kept"
     return f"{kept} of {rounds.get('count', '?')} rounds (p50 ms {values})"
+
+
+def _own_fidelity(record: Any) -> OwnFidelity | None:
+    if not isinstance(record, dict) or not record.get("reference"):
+        return None
+    images = record.get("images")
+    return OwnFidelity(
+        str(record["reference"]),
+        number(record.get("top1_agreement")),
+        number(record.get("sqnr_db")),
+        images if isinstance(images, int) else None,
+    )
 
 
 def _paired(paired: Any) -> Paired | None:
