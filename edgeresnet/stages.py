@@ -488,14 +488,24 @@ def images(image_set: ImageSet, pre: Preprocess) -> Iterator[np.ndarray]:
     return (x for x, _ in image_set.batches(pre, BATCH))
 
 
-def calibration(image_set: ImageSet, pre: Preprocess) -> CalibrationBatches:
-    def batches(size: int) -> Iterator[np.ndarray]:
-        with progress_bar("calibrating", total=len(image_set)) as advance:
-            for x, _ in image_set.batches(pre, size):
+@dataclass(frozen=True)
+class _Calibration:
+    image_set: ImageSet
+    pre: Preprocess
+
+    @property
+    def images(self) -> int:
+        return len(self.image_set)
+
+    def __call__(self, batch_size: int) -> Iterator[np.ndarray]:
+        with progress_bar("calibrating", total=len(self.image_set)) as advance:
+            for x, _ in self.image_set.batches(self.pre, batch_size):
                 yield x
                 advance(len(x))
 
-    return batches
+
+def calibration(image_set: ImageSet, pre: Preprocess) -> CalibrationBatches:
+    return _Calibration(image_set, pre)
 
 
 def _held_out(pool: ImageSet, train: ImageSet) -> tuple[ImageSet, ImageSet]:

@@ -6,7 +6,7 @@ runtime lazily, so a missing optional runtime only matters for the targets that 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,9 +19,14 @@ from edgeresnet.ondevice.common import sha256_file
 
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
-# Calibration data as a backend sees it: batch size in, NCHW float32 batches out, each call
-# a fresh pass over the same images.
-CalibrationBatches = Callable[[int], Iterator[np.ndarray]]
+
+class CalibrationBatches(Protocol):
+    """Calibration data as a backend sees it: batch size in, NCHW float32 batches out, each
+    call a fresh pass over the same ``images`` images."""
+
+    images: int
+
+    def __call__(self, batch_size: int) -> Iterator[np.ndarray]: ...
 
 
 @dataclass

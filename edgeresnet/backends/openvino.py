@@ -55,6 +55,7 @@ class _CalibrationPasses:
     def __init__(self, calibration: CalibrationBatches) -> None:
         self._calibration = calibration
         self._open: list[Iterator[np.ndarray]] = []
+        self.images = getattr(calibration, "images", None)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         batches = self._calibration(1)

@@ -87,6 +87,9 @@ def quantize(
     if options.subset_size < 1:
         raise ConfigError(f"quantization.subset_size must be positive, got {options.subset_size}.")
     data = _Counted(batches)
+    # NNCF reads at most subset_size images and warns where a pass holds fewer.
+    available = getattr(batches, "images", None)
+    subset = min(options.subset_size, available) if available else options.subset_size
     try:
         model = read_openvino_model(fp32_path)
         with quiet_logger("nncf", logging.WARNING):  # one INFO line per statistic otherwise
@@ -94,7 +97,7 @@ def quantize(
                 model,
                 nncf.Dataset(data),
                 preset=preset,
-                subset_size=options.subset_size,
+                subset_size=subset,
                 fast_bias_correction=options.fast_bias_correction,
                 model_type=model_type,
                 ignored_scope=float_scope(exclude),
@@ -110,7 +113,7 @@ def quantize(
         "method": "nncf.quantize",
         "quantized_model": "OpenVINO model (openvino.convert_model of the FP32 ONNX)",
         "preset": options.preset,
-        "subset_size": options.subset_size,
+        "subset_size": subset,
         "fast_bias_correction": options.fast_bias_correction,
         "model_type": options.model_type or None,
         "target_device": "ANY",
