@@ -340,7 +340,7 @@ def parser() -> _Parser:
         "precision; others: FP32) in N alternating batch-1 pairs, for a latency ratio with a "
         "95%% interval that holds on a noisy machine (default 0: off; 500 is typical)",
     )
-    b.add_argument("--seed", type=_seed, default=0, help="seed for sampling and random weights")
+    b.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (default 0)")
     b.add_argument(
         "--out",
         type=Path,
@@ -472,7 +472,7 @@ def parser() -> _Parser:
     m.add_argument(
         "--threads", type=int, default=0, help="threads (default 0: one per physical core)"
     )
-    m.add_argument("--seed", type=_seed, default=0, help="seed for sampling and random weights")
+    m.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (default 0)")
     m.add_argument(
         "--against",
         type=Path,
