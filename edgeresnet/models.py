@@ -7,7 +7,6 @@ depending on torchvision.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from edgeresnet.data import Preprocess
 from edgeresnet.errors import ConfigError, UsageError, WeightsError
+from edgeresnet.ondevice.common import sha256_file
 
 __all__ = [
     "ARCHITECTURES",
@@ -305,14 +305,6 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
     """torch.load a local file with weights_only=True; return (state_dict, sha256)."""
     if not path.is_file():
@@ -321,7 +313,7 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
             hint="pass --weights imagenet, --weights random, or the path of a state_dict file",
         )
     try:
-        sha = _sha256(path)
+        sha = sha256_file(path)
     except OSError as e:
         raise WeightsError(f"weights file {path} cannot be read: {e.strerror or e}") from e
     head = _head(path)
@@ -460,7 +452,7 @@ def _load_imagenet(
             f"(cache: {cached}): {type(e).__name__}: {str(e).strip()[:200]}",
             hint=_OFFLINE_HINT.format(file=file, cache_dir=cached.parent),
         ) from e
-    sha = _sha256(cached) if cached.is_file() else None
+    sha = sha256_file(cached) if cached.is_file() else None
     # torch.hub checks the hash only when downloading; re-check the cached file we used.
     if sha is not None and not sha.startswith(info.sha256_prefix):
         raise WeightsError(

@@ -26,7 +26,7 @@ _REQUIRED = {
 }
 # Row fields that must be objects (or null) when present; anything else would hide a broken file.
 _ROW_OBJECTS = ("artifact", "bench", "accuracy", "fidelity", "build", "peer", "remeasured")
-_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string"}
+_TYPE_NAME = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
 # Numeric fields the report reads, by the object holding them: each must be a number or null.
 # A row with another type here is left out with a warning, never shown as "-" (not measured).
 _ROW_NUMBERS: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -183,7 +183,7 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
     for key, kind in required.items():
         if not isinstance(document[key], kind):
             raise ReportError(
-                f"{path}: field '{key}' must be {_TYPE_NAMES[kind]}, "
+                f"{path}: field '{key}' must be {_TYPE_NAME[kind]}, "
                 f"got {type(document[key]).__name__}."
             )
     for key in _MODEL_NUMBERS:
@@ -274,9 +274,6 @@ def _row_problem(
 def _shown(value: Any) -> str:
     text = json.dumps(value)
     return f"{_TYPE_NAME.get(type(value), type(value).__name__)} ({text[:40]})"
-
-
-_TYPE_NAME = {str: "a string", bool: "a boolean", list: "a list", dict: "an object"}
 
 
 def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
