@@ -123,7 +123,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 1 or width < 1:
-            raise UsageError(f"num_classes and width must be >= 1, got {num_classes}, {width}")
+            raise UsageError(f"num_classes and width must be >= 1, got {num_classes}, {width}.")
         self.inplanes = width
         self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -174,8 +174,8 @@ def canonical_arch(arch: str) -> str:
     name = arch.strip().lower().replace("-", "").replace("_", "")
     if name not in ARCHITECTURES:
         raise ConfigError(
-            f"unknown architecture {arch!r}",
-            hint=f"choose one of: {', '.join(ARCHITECTURES)}",
+            f"Unknown architecture {arch!r}.",
+            hint=f"Choose one of: {', '.join(ARCHITECTURES)}.",
         )
     return name
 
@@ -237,9 +237,9 @@ WEIGHTS = _registry()
 DEFAULT_WEIGHTS = "IMAGENET1K_V1"
 
 _OFFLINE_HINT = (
-    "pass --weights FILE with a local state_dict (e.g. torchvision's {file} copied from another "
+    "Pass --weights FILE with a local state_dict (e.g. torchvision's {file} copied from another "
     "machine; copied into {cache_dir}/ it also serves --weights imagenet offline), or "
-    "--weights random to measure size/speed only (no accuracy)"
+    "--weights random to measure size/speed only (no accuracy)."
 )
 
 
@@ -264,17 +264,17 @@ def _unwrap_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
     )
     if not isinstance(obj, Mapping) or not obj:
         raise WeightsError(
-            f"{source} does not hold a state_dict (got {type(obj).__name__})", hint=hint
+            f"{source} does not hold a state_dict (got {type(obj).__name__}).", hint=hint
         )
     out: dict[str, Tensor] = {}
     for key, value in obj.items():
         if not isinstance(key, str) or not isinstance(value, Tensor):
             raise WeightsError(
-                f"{source} is not a state_dict: entry {key!r} is not a tensor", hint=hint
+                f"{source} is not a state_dict: entry {key!r} is not a tensor.", hint=hint
             )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise WeightsError(
-                f"{source}: {key} holds NaN or infinite values",
+                f"{source}: {key} holds NaN or infinite values.",
                 hint="The training run diverged or the file is damaged: use a checkpoint from "
                 "before the loss went NaN.",
             )
@@ -288,7 +288,11 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
     keys = sd.keys()
     conv1, fc = sd.get("conv1.weight"), sd.get("fc.weight")
     if not isinstance(conv1, Tensor) or conv1.dim() != 4 or not isinstance(fc, Tensor):
-        raise WeightsError("not a ResNet state_dict: conv1.weight or fc.weight is missing")
+        raise WeightsError(
+            "Not a ResNet state_dict: conv1.weight or fc.weight is missing.",
+            hint="Pass the state_dict of a torchvision-style ResNet (keys conv1.weight, "
+            "layer1.0..., fc.weight).",
+        )
     blocks = [0, 0, 0, 0]
     for key in keys:
         m = re.match(r"layer([1-4])\.(\d+)\.", key)
@@ -300,8 +304,8 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
         if arch_block is block and layers == blocks:
             return name, int(fc.shape[0]), int(conv1.shape[0])
     raise WeightsError(
-        f"not a known ResNet state_dict: {block.__name__} blocks per layer {blocks}",
-        hint=f"supported architectures: {', '.join(ARCHITECTURES)}",
+        f"Not a known ResNet state_dict: {block.__name__} blocks per layer {blocks}.",
+        hint=f"Supported architectures: {', '.join(ARCHITECTURES)}.",
     )
 
 
@@ -309,20 +313,23 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
     """torch.load a local file with weights_only=True; return (state_dict, sha256)."""
     if not path.is_file():
         raise WeightsError(
-            f"weights file {path} does not exist or is not a file",
-            hint="pass --weights imagenet, --weights random, or the path of a state_dict file",
+            f"Weights file {path} does not exist or is not a file.",
+            hint="Pass --weights imagenet, --weights random, or the path of a state_dict file.",
         )
     try:
         sha = sha256_file(path)
     except OSError as e:
-        raise WeightsError(f"weights file {path} cannot be read: {e.strerror or e}") from e
+        raise WeightsError(
+            f"Weights file {path} cannot be read: {e.strerror or e}.",
+            hint="Check the file's permissions, or copy it again.",
+        ) from e
     head = _head(path)
     if not head.startswith((b"PK\x03\x04", b"\x80")):
         raise WeightsError(
-            f"weights file {path} is not a PyTorch checkpoint: torch.save writes a zip archive "
-            f"or a pickle, and this file starts with {head!r}",
-            hint="pass the .pth/.pt file torch.save wrote, a pruned model's model.channels.json, "
-            "--weights imagenet or --weights random",
+            f"Weights file {path} is not a PyTorch checkpoint: torch.save writes a zip archive "
+            f"or a pickle, and this file starts with {head!r}.",
+            hint="Pass the .pth/.pt file torch.save wrote, a pruned model's model.channels.json, "
+            "--weights imagenet or --weights random.",
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -336,16 +343,16 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
             "that could execute code, or a corrupt file)"
         )
         raise WeightsError(
-            f"weights file {path} was refused: {why}; it was not loaded (edgeresnet never "
-            f"loads weights unsafely){'. torch: ' + detail if detail else ''}",
-            hint="in a trusted environment re-save only the tensors: "
-            "torch.save(model.state_dict(), 'weights.pth')",
+            f"Weights file {path} was refused: {why}; it was not loaded (edgeresnet never "
+            f"loads weights unsafely){'. torch: ' + detail if detail else ''}.",
+            hint="In a trusted environment re-save only the tensors: "
+            "torch.save(model.state_dict(), 'weights.pth').",
         ) from e
     except Exception as e:  # torch raises RuntimeError/OSError/EOFError/KeyError on bad bytes
         raise WeightsError(
-            f"weights file {path} is truncated or corrupt and could not be read "
-            f"({type(e).__name__}: {str(e).strip()[:200]})",
-            hint="copy the file again and compare its sha256 with the source",
+            f"Weights file {path} is truncated or corrupt and could not be read "
+            f"({type(e).__name__}: {str(e).strip()[:200]}).",
+            hint="Copy the file again and compare its sha256 with the source.",
         ) from e
     return _unwrap_state_dict(obj, f"weights file {path}"), sha
 
@@ -355,7 +362,10 @@ def _head(path: Path) -> bytes:
         with path.open("rb") as f:
             return f.read(8)
     except OSError as e:
-        raise WeightsError(f"weights file {path} cannot be read: {e.strerror or e}") from e
+        raise WeightsError(
+            f"Weights file {path} cannot be read: {e.strerror or e}.",
+            hint="Check the file's permissions, or copy it again.",
+        ) from e
 
 
 def _load_strict(model: nn.Module, sd: dict[str, Tensor], source: str) -> None:
@@ -365,8 +375,8 @@ def _load_strict(model: nn.Module, sd: dict[str, Tensor], source: str) -> None:
         lines = str(e).strip().splitlines()
         raise WeightsError(
             f"{source} does not fit the model: {' '.join(lines[:4])[:600]}",
-            hint="check --model, and that the file holds this model's whole state_dict "
-            "(the class count is read from fc.weight)",
+            hint="Check --model, and that the file holds this model's whole state_dict "
+            "(the class count is read from fc.weight).",
         ) from e
 
 
@@ -426,8 +436,8 @@ def _imagenet_version(arch: str, spec: str) -> WeightsInfo:
     available = WEIGHTS[arch]
     if version not in available:
         raise WeightsError(
-            f"{arch} has no ImageNet weights {spec!r}",
-            hint=f"available for {arch}: {', '.join(available)} (e.g. --weights imagenet:V1)",
+            f"{arch} has no ImageNet weights {spec!r}.",
+            hint=f"Available for {arch}: {', '.join(available)} (e.g. --weights imagenet:V1).",
         )
     return available[version]
 
@@ -437,8 +447,8 @@ def _load_imagenet(
 ) -> LoadedModel:
     if num_classes not in (None, 1000):
         raise WeightsError(
-            f"ImageNet weights have 1000 classes, not {num_classes}",
-            hint="leave the class count unset with ImageNet weights",
+            f"ImageNet weights have 1000 classes, not {num_classes}.",
+            hint="Leave the class count unset with ImageNet weights.",
         )
     file = Path(urlparse(info.url).path).name
     cached = Path(torch.hub.get_dir()) / "checkpoints" / file
@@ -449,16 +459,16 @@ def _load_imagenet(
     except Exception as e:  # URLError/OSError offline, RuntimeError on hash mismatch or bad cache
         raise WeightsError(
             f"{arch} {info.name} weights could not be downloaded or verified from {info.url} "
-            f"(cache: {cached}): {type(e).__name__}: {str(e).strip()[:200]}",
+            f"(cache: {cached}): {type(e).__name__}: {str(e).strip()[:200]}.",
             hint=_OFFLINE_HINT.format(file=file, cache_dir=cached.parent),
         ) from e
     sha = sha256_file(cached) if cached.is_file() else None
     # torch.hub checks the hash only when downloading; re-check the cached file we used.
     if sha is not None and not sha.startswith(info.sha256_prefix):
         raise WeightsError(
-            f"cached weights {cached} do not match the published sha256 prefix "
-            f"{info.sha256_prefix}; the file is corrupt or was replaced",
-            hint=f"delete {cached} and retry, or "
+            f"Cached weights {cached} do not match the published sha256 prefix "
+            f"{info.sha256_prefix}; the file is corrupt or was replaced.",
+            hint=f"Delete {cached} and retry. Or: "
             + _OFFLINE_HINT.format(file=file, cache_dir=cached.parent),
         )
     model = build_model(arch)
@@ -474,15 +484,16 @@ def _load_file(arch: str, path: Path, num_classes: int | None) -> LoadedModel:
     try:
         detected, file_classes, width = detect_architecture(sd)
     except WeightsError as e:
-        raise WeightsError(f"weights file {path}: {e.message}", hint=e.hint) from e
+        raise WeightsError(f"Weights file {path}: {e.message}", hint=e.hint) from e
     if detected != arch:
         raise WeightsError(
-            f"weights file {path} holds {detected} weights, not {arch}", hint=f"--model {detected}"
+            f"Weights file {path} holds {detected} weights, not {arch}.",
+            hint=f"Pass --model {detected}.",
         )
     if num_classes is not None and num_classes != file_classes:
         raise WeightsError(
-            f"weights file {path} has a {file_classes}-class classifier, not {num_classes}",
-            hint=f"leave the class count unset to use the file's {file_classes} classes",
+            f"Weights file {path} has a {file_classes}-class classifier, not {num_classes}.",
+            hint=f"Leave the class count unset to use the file's {file_classes} classes.",
         )
     model = build_model(arch, num_classes=file_classes, width=width)
     _load_strict(model, sd, f"weights file {path}")
@@ -545,9 +556,9 @@ def load_model(
             except ValueError:
                 seed = -1
         if not 0 <= seed < 2**32:
-            raise WeightsError(
-                f"bad random seed in {spec!r}",
-                hint=f"use --weights random:SEED with a whole number SEED from 0 to {2**32 - 1}",
+            raise UsageError(
+                f"Bad random seed in {spec!r}.",
+                hint=f"Use --weights random:SEED with a whole number SEED from 0 to {2**32 - 1}.",
             )
         return _load_random(arch, seed, num_classes)
     return _load_file(arch, Path(os.path.expanduser(spec)), num_classes)
@@ -567,7 +578,7 @@ def count_macs(model: nn.Module, input_size: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     if input_size < 1:
-        raise UsageError(f"input_size must be >= 1, got {input_size}")
+        raise UsageError(f"input_size must be >= 1, got {input_size}.")
     param = next(model.parameters(), torch.zeros(()))
     shape = (1, 3, input_size, input_size)
     was_training = model.training

@@ -68,6 +68,12 @@ def test_bad_input_gives_one_clear_error(tmp_path, args, message):
     assert not (tmp_path / "out" / "onnx").exists()
 
 
+def test_a_malformed_random_seed_is_a_usage_error(tmp_path):
+    proc = run("build", "--target", "onnx", "--weights", "random:abc", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "Bad random seed in 'random:abc'" in proc.stderr
+    assert "hint: Use --weights random:SEED" in proc.stderr
+
+
 def test_a_mistyped_option_points_to_its_commands_help(capsys):
     with pytest.raises(SystemExit) as info:
         main(["select", "results.json", "--max-latncy-ms", "5"])

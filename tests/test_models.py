@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from edgeresnet import models
-from edgeresnet.errors import ConfigError, WeightsError
+from edgeresnet.errors import ConfigError, UsageError, WeightsError
 from edgeresnet.models import (
     ARCHITECTURES,
     WEIGHTS,
@@ -146,7 +146,7 @@ def test_detect_architecture_rejects_non_resnet() -> None:
     sd = _tiny_state_dict("resnet18")
     for key in [k for k in sd if k.startswith("layer4.1.")]:
         del sd[key]  # a BasicBlock net with [2, 2, 2, 1] blocks is not a known ResNet
-    with pytest.raises(WeightsError, match="not a known ResNet"):
+    with pytest.raises(WeightsError, match="Not a known ResNet"):
         detect_architecture(sd)
 
 
@@ -203,7 +203,7 @@ def test_file_with_other_architecture_names_it(tmp_path: Path) -> None:
     with pytest.raises(WeightsError) as err:
         load_model("resnet50", str(path))
     assert "holds resnet18 weights, not resnet50" in str(err.value)
-    assert err.value.hint == "--model resnet18"
+    assert err.value.hint == "Pass --model resnet18."
 
 
 def test_file_num_classes_mismatch(tmp_path: Path) -> None:
@@ -282,7 +282,7 @@ def test_truncated_file(tmp_path: Path, legacy: bool) -> None:
 def test_file_that_is_not_a_resnet(tmp_path: Path) -> None:
     path = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
-    with pytest.raises(WeightsError, match="not a ResNet") as err:
+    with pytest.raises(WeightsError, match="Not a ResNet") as err:
         load_model("resnet18", str(path))
     assert str(path) in str(err.value)
 
@@ -425,7 +425,7 @@ def test_random_weights_are_deterministic() -> None:
     assert not torch.equal(sa["conv1.weight"], sc["conv1.weight"])
     assert a.info is None and not a.model.training and a.num_classes == 1000
     assert load_model("resnet18", "random", num_classes=3).model.fc.out_features == 3
-    with pytest.raises(WeightsError):
+    with pytest.raises(UsageError, match="Bad random seed"):
         load_model("resnet18", "random:x")
 
 
