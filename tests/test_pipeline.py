@@ -351,7 +351,7 @@ def test_pairs_must_be_off_or_at_least_two(digits_build, fast_profile, tmp_path,
 
 def test_ranked_labels_of_a_part_of_the_classes_are_refused(tmp_path, capsys):
     from edgeresnet.data import discover
-    from edgeresnet.pipeline import _check_labels
+    from edgeresnet.pipeline import BuildRequest, _check_labels, _warn_about_evaluation
 
     for synset in ("n01440764", "n15075141"):  # the first and last ImageNet classes
         Image.new("RGB", (8, 8)).save(tmp_path / f"{synset}_1.png")
@@ -363,5 +363,7 @@ def test_ranked_labels_of_a_part_of_the_classes_are_refused(tmp_path, capsys):
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (8, 8)).save(flat / "x.png")
-    _check_labels(discover(flat), 1000, scored=True)
+    unlabelled = discover(flat)
+    _check_labels(unlabelled, 1000, scored=True)  # nothing to check, and no error
+    _warn_about_evaluation(unlabelled, unlabelled, 0, BuildRequest(target="onnx", eval=flat))
     assert "has no labels (layout: flat)" in " ".join(capsys.readouterr().err.split())
