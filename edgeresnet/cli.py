@@ -253,10 +253,14 @@ class _Parser(argparse.ArgumentParser):
     def parse_command(self, argv: list[str] | None) -> argparse.Namespace:
         """``parse_args``, except that an option the command does not know is that command's
         error (``edgeresnet build: ...``, see ``edgeresnet build --help``), not the root's."""
+        argv = sys.argv[1:] if argv is None else list(argv)
         args, unknown = self.parse_known_args(argv)
         if unknown:
-            command = self.commands.get(getattr(args, "command", None), self)
-            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+            name = getattr(args, "command", None)
+            command = argv.index(name) if name in argv else len(argv)
+            first = argv.index(unknown[0]) if unknown[0] in argv else len(argv)
+            owner = self.commands[name] if name in self.commands and first > command else self
+            owner.error(f"unrecognized arguments: {' '.join(unknown)}")
         return args
 
 

@@ -156,14 +156,18 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DataError(
-            f"Image file {file} is too large to decode safely: {exc}",
-            hint="Downscale the image; raise PIL.Image.MAX_IMAGE_PIXELS only for trusted files.",
-        ) from exc
+        raise _too_large(file, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise _not_an_image(file) from exc
     except Exception as exc:  # anything the decoder raises on a damaged file
         raise _corrupt(file, exc) from exc
+
+
+def _too_large(file: Path, exc: Exception) -> DataError:
+    return DataError(
+        f"Image file {file} is too large to decode safely: {exc}",
+        hint="Downscale the image; raise PIL.Image.MAX_IMAGE_PIXELS only for trusted files.",
+    )
 
 
 def _check_file(file: Path) -> None:
@@ -195,8 +199,12 @@ def _read_header(file: Path) -> None:
     knows its format."""
     _check_file(file)
     try:
-        with Image.open(file):
-            pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file):
+                pass
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(file, exc) from exc
     except Image.UnidentifiedImageError as exc:
         raise _not_an_image(file) from exc
     except Exception as exc:  # anything the header parser raises on a damaged file

@@ -94,15 +94,15 @@ def test_int8_is_qdq_with_u8_activations_and_per_channel_s8_weights(tiny, tmp_pa
 
 
 @pytest.mark.parametrize("method", ["ort-static", "trt-qdq"])
-def test_quantizing_leaves_the_callers_logging_as_it_was(tiny, tmp_path, method):
+def test_quantizing_leaves_the_callers_logging_as_it_was(tiny, tmp_path, monkeypatch, method):
     """ORT's quantizer logs on the root logger; it is quieted for the call, not for good."""
     from edgeresnet.quantize import get_quantizer
 
     root = logging.getLogger()
-    before = root.level
+    monkeypatch.setattr(root, "level", logging.WARNING)  # whatever ran before in this process
     signed = {"activation_type": "int8"} if method == "trt-qdq" else {}
     get_quantizer(method)(tiny[1], tmp_path / "q.onnx", batches(2), QuantizationOptions(**signed))
-    assert root.level == before
+    assert root.level == logging.WARNING
 
 
 def test_fp32_onnx_executes_float_kernels(tiny):
@@ -113,3 +113,17 @@ def test_fp32_onnx_executes_float_kernels(tiny):
 def test_unknown_quantization_setting_is_named(tiny, tmp_path):
     with pytest.raises(ConfigError, match="int4"):
         quantize(tiny[1], tmp_path / "q.onnx", weight_type="int4")
+
+
+def test_a_quieted_logger_is_restored_and_never_made_louder():
+    from edgeresnet.progress import quiet_logger
+
+    logger = logging.getLogger("edgeresnet-test-library")
+    logger.setLevel(logging.INFO)
+    with quiet_logger("edgeresnet-test-library", logging.WARNING):
+        assert logger.level == logging.WARNING
+    assert logger.level == logging.INFO
+    logger.setLevel(logging.CRITICAL)
+    with quiet_logger("edgeresnet-test-library", logging.WARNING):
+        assert logger.level == logging.CRITICAL
+    assert logger.level == logging.CRITICAL

@@ -278,7 +278,13 @@ def test_ratio_one_is_refused(capsys):
 
 @pytest.mark.parametrize(
     "option, damage",
-    [("--calib", "truncate"), ("--eval", "text"), ("--train", "text"), ("--train", "empty")],
+    [
+        ("--calib", "truncate"),
+        ("--eval", "text"),
+        ("--eval", "huge"),
+        ("--train", "text"),
+        ("--train", "empty"),
+    ],
 )
 def test_a_bad_image_is_found_before_any_stage_runs(option, damage, tmp_path, monkeypatch, capsys):
     folder = photos(tmp_path / "images", n=6)
@@ -287,6 +293,9 @@ def test_a_bad_image_is_found_before_any_stage_runs(option, damage, tmp_path, mo
         (folder / "img3.png").write_bytes(data[: len(data) // 2])
     elif damage == "text":
         (folder / "img3.png").write_text("<html>not an image</html>")
+    elif damage == "huge":  # over PIL's limit, scaled down: the others have 1600 pixels
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+        Image.new("RGB", (64, 64)).save(folder / "img3.png")
     else:
         (folder / "img3.png").write_bytes(b"")
     loads = []
@@ -294,9 +303,13 @@ def test_a_bad_image_is_found_before_any_stage_runs(option, damage, tmp_path, mo
     args = ["--weights", "random", "--target", "onnx", "--input-size", "32", option, str(folder)]
     if option == "--train":
         args += ["--prune", "0.3", "--distill-steps", "1"]
+    if damage == "huge":  # calibration images under the lowered limit too
+        args += ["--calib", str(photos(tmp_path / "calib"))]
     assert run_build(tmp_path, *args) != 0
     err = capsys.readouterr().err
     assert f"error: {option}: " in err and "img3.png" in err and "hint:" in err, err
+    if damage == "huge":
+        assert "too large to decode safely" in err and "Downscale the image" in err
     assert not loads, "the weights were loaded before the images were checked"
 
 

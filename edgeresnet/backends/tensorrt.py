@@ -131,8 +131,12 @@ class TensorRTBackend:
         self._engines: dict[tuple[Path, str, tuple[int, ...]], Path] = {}
 
     def version(self) -> str:
-        spec = importlib.util.find_spec("tensorrt")
-        return "not installed here" if spec is None else trt_runtime.import_tensorrt().__version__
+        if importlib.util.find_spec("tensorrt") is None:
+            return "not installed here"
+        try:
+            return str(trt_runtime.import_tensorrt().__version__)
+        except common.ScriptError:  # installed, but it does not import (a missing libnvinfer)
+            return "installed but not importable here"
 
     def compile(
         self,

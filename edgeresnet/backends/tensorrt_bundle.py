@@ -73,9 +73,8 @@ if [ "$precision" = int8 ] || [ "$precision" = best ]; then
     # header naming the TensorRT here (as build_engine.py does), or TensorRT ignores it.
     folder=$(dirname "$model")
     model=$folder/model.fp32.onnx
-    python3 -c 'import sys; sys.path.insert(0, "ondevice"); import tensorrt, trt_runtime
-from pathlib import Path
-sys.stdout.buffer.write(trt_runtime.calibration_cache(Path(sys.argv[1]), tensorrt.__version__))' \
+    python3 -c 'import sys; sys.path.insert(0, "ondevice"); import common, trt_runtime
+common.run(lambda: trt_runtime.print_calibration_cache(sys.argv[1]))' \
       "$folder/{s["calibration_cache"]}" > engines/{s["calibration_cache"]}
     flags="$flags --calib=engines/{s["calibration_cache"]}"
   fi

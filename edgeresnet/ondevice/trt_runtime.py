@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,13 @@ def version_code(version: str) -> int:
     """TensorRT's integer version as its headers define it: '8.6.1' -> 8601, '10.3' -> 100300."""
     major, minor, patch = (_numbers(version) + [0, 0, 0])[:3]
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+
+
+def print_calibration_cache(path: str) -> int:
+    """Write the calibration cache at ``path``, its header naming the TensorRT installed here,
+    to standard output (``trtexec.sh``; run it through ``common.run``)."""
+    sys.stdout.buffer.write(calibration_cache(Path(path), import_tensorrt().__version__))
+    return 0
 
 
 def calibration_cache(path: Path, version: str) -> bytes:

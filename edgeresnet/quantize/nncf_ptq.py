@@ -87,9 +87,12 @@ def quantize(
     if options.subset_size < 1:
         raise ConfigError(f"quantization.subset_size must be positive, got {options.subset_size}.")
     data = _Counted(batches)
-    # NNCF reads at most subset_size images and warns where a pass holds fewer.
+    # NNCF reads at most subset_size images and warns where a pass holds fewer: ask for the
+    # images there are. Not with the full bias correction, whose own sample is a fifth of
+    # subset_size (it would shrink).
     available = getattr(batches, "images", None)
-    subset = min(options.subset_size, available) if available else options.subset_size
+    cut = available and options.fast_bias_correction
+    subset = min(options.subset_size, available) if cut else options.subset_size
     try:
         model = read_openvino_model(fp32_path)
         with quiet_logger("nncf", logging.WARNING):  # one INFO line per statistic otherwise
