@@ -205,7 +205,32 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
 def test_bad_options_are_refused_before_anything_is_timed(bundle, extra, message):
     proc = run_script(bundle, *extra)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert proc.stderr.count("error:") == 1 and proc.stderr.count("hint:") == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "timing" not in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["bench_onnxruntime.py", "bench_openvino.py"])
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (["--model", "garbage.bin"], "cannot load garbage.bin"),
+        (["--model", "missing.bin"], "missing.bin does not exist"),
+        (["--bundle", "missing"], "--bundle missing is not a folder"),
+    ],
+)
+def test_a_model_or_bundle_that_cannot_be_read_is_one_error(script, given, message, tmp_path):
+    copy = tmp_path / "ondevice"
+    shutil.copytree(ONDEVICE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "garbage.bin").write_bytes(b"not a model at all")
+    proc = subprocess.run(
+        [sys.executable, str(copy / script), *given],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_device_name_with_a_slash_still_names_a_file_in_the_bundle(bundle, tmp_path):

@@ -475,3 +475,26 @@ def test_implicit_int8_without_its_calibration_cache_is_refused(tmp_path):
     model.write_bytes(b"onnx")
     with pytest.raises(common.ScriptError, match="--int8-mode implicit and --calibration-cache go"):
         build_engine.main(["--onnx", str(model), "--precision", "int8", "--int8-mode", "implicit"])
+
+
+@pytest.mark.parametrize("build_json", ["{not json", '{"engines": [{"engine": "int8.engine"}]}'])
+def test_a_damaged_engine_list_is_one_error(tmp_path, build_json):
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "build.json").write_text(build_json)
+    with pytest.raises(common.ScriptError, match="is not the engine list build_engine.py") as err:
+        trt_runtime.engine_records(tmp_path)
+    assert "build_engine.py --bundle ." in err.value.hint
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("a.jpg cat\n", "the label 'cat' of 'a.jpg' is not a class index"),
+        ("# only a comment\n", "holds no labels"),
+        ("file\tclass_index\na.jpg\tseven\n", "the label 'seven' of 'a.jpg'"),
+    ],
+)
+def test_evaluation_labels_that_cannot_be_read_are_one_error(tmp_path, labels, message):
+    (tmp_path / "labels.txt").write_text(labels)
+    with pytest.raises(common.ScriptError, match=message):
+        evaluate_tensorrt.labelled_images(tmp_path)

@@ -249,8 +249,12 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
     )
 
 
+def _load(path: Path) -> Any:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.Parser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--model", type=Path, help="one ONNX file")
@@ -270,10 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
     out = common.output_file(args)
+    for path in filter(None, (args.model, args.reference)):
+        common.readable_model(path, _load, "ONNX Runtime")
     if args.bundle:
         document = bench_bundle(args.bundle, args, pairs)
-    elif not args.model.is_file():
-        parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
         document = {
             "model_file": str(args.model),

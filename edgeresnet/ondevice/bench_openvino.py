@@ -385,7 +385,7 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.Parser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--model", type=Path, help="one IR .xml file (its .bin next to it)")
@@ -415,10 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     if device and not device_present(device, available):
         parser.error(f"device {device} is not present here (available: {', '.join(available)})")
     hint = args.precision_hint or "f32"
+    for path in filter(None, (args.model, args.reference)):
+        common.readable_model(path, lambda p: ov.Core().read_model(str(p)), "OpenVINO")
     if args.bundle:
         document = bench_bundle(args.bundle, args, pairs)
-    elif not args.model.is_file():
-        parser.error(f"{args.model} does not exist")
     elif args.reference is not None:
         document = {
             "model_file": str(args.model),

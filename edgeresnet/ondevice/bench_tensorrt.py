@@ -139,13 +139,6 @@ def conditions() -> dict[str, Any]:
     return {"jetson": jetson, "nvidia_smi": trt_runtime.gpu_facts(), "warnings": warnings}
 
 
-def engine_records(bundle: Path) -> list[dict[str, Any]]:
-    built = bundle / "engines" / "build.json"
-    if not built.is_file():
-        common.fail(f"{built} is missing.", "Run ondevice/build_engine.py --bundle . first.")
-    return json.loads(built.read_text(encoding="utf-8"))["engines"]
-
-
 def document(
     manifest: dict[str, Any], rows: list[dict[str, Any]], environment: dict[str, Any], name: str
 ) -> dict[str, Any]:
@@ -186,7 +179,7 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
     )
     variants = {v["variant"]: v for v in manifest["variants"]}
     rows = []
-    records = engine_records(bundle)
+    records = trt_runtime.engine_records(bundle)
     for record in records:
         print(f"benchmarking {record['engine']} ...", flush=True)
         entry = row(record, bundle, variants)
@@ -224,7 +217,7 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.Parser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--engine", type=Path, help="one engine file")

@@ -239,7 +239,7 @@ def _options(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = common.Parser(description=__doc__.splitlines()[0])
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--onnx", type=Path, help="one ONNX file")

@@ -105,6 +105,27 @@ def run(main: Callable[[], int]) -> NoReturn:
     raise SystemExit(code)
 
 
+class Parser(argparse.ArgumentParser):
+    """A script's options: a bad one ends, like every other error, with one ``error:`` line
+    and a ``hint:`` line (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n  hint: see '{self.prog} --help'.\n")
+
+
+def readable_model(path: Path, load: Callable[[Path], Any], runtime: str) -> None:
+    """End the script where ``path`` is missing or ``runtime`` cannot ``load`` it."""
+    if not path.is_file():
+        fail(f"{path} does not exist.", "Pass a model file a build wrote (see its manifest).")
+    try:
+        load(path)
+    except Exception as exc:  # each runtime raises its own types on a damaged or foreign file
+        fail(
+            f"{runtime} cannot load {path}: {' '.join(str(exc).split())[:300]}",
+            "Pass a model file a build wrote for this runtime; copy it again if it was cut short.",
+        )
+
+
 def require(module: str, *, pip: str) -> Any:
     """Import a script's runtime, or end the script (it runs at import, before ``run``) with
     how to install it on this device."""
@@ -321,7 +342,14 @@ def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
 def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
     """Where the results go, checked before anything is measured: ``--json``, else with
     ``--bundle`` BUNDLE/results.<device><suffix>, else None (standard output)."""
-    if args.json is None and not getattr(args, "bundle", None):
+    bundle = getattr(args, "bundle", None)
+    if bundle is not None and not Path(bundle).is_dir():
+        fail(
+            f"--bundle {bundle} is not a folder: it takes the bundle a build wrote, the folder "
+            "holding manifest.json.",
+            "Pass that folder, e.g. --bundle . from inside it.",
+        )
+    if args.json is None and not bundle:
         return None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", device_name(args.device_name)).strip("-.")
     out = Path(args.json or Path(args.bundle) / f"results.{safe or 'device'}{suffix}")

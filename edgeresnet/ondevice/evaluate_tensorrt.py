@@ -29,6 +29,7 @@ except ImportError:  # standalone, copied into a bundle next to common.py and tr
 # isort: split
 import numpy as np  # noqa: E402 (common says how to install it where it is missing)
 
+_LABELS_HINT = "Write one `relative/path class_index` per line, or a TSV with file and class_index."
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -54,19 +55,30 @@ def labelled_images(folder: Path) -> list[tuple[Path, int]]:
 
 
 def _from_labels_file(path: Path) -> list[tuple[Path, int]]:
-    text = path.read_text(encoding="utf-8-sig").splitlines()
+    try:
+        text = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        common.fail(f"Cannot read {path}: {exc}.", "Pass a UTF-8 text labels file.")
     lines = [line for line in text if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        common.fail(f"{path} holds no labels.", _LABELS_HINT)
     delimiter = "\t" if "\t" in lines[0] else ","
     header = [c.strip().lower() for c in lines[0].split(delimiter)]
     if "file" in header:
         column = "class_index" if "class_index" in header else "label"
         rows = csv.DictReader(lines, fieldnames=header, delimiter=delimiter)
         next(rows)
-        return [(path.parent / r["file"].strip(), int(r[column])) for r in rows]
+        found = [(r.get("file"), r.get(column)) for r in rows]
+    else:
+        found = [line.replace(",", " ").rpartition(" ")[::2] for line in lines]
     pairs = []
-    for line in lines:
-        name, _, label = line.replace(",", " ").rpartition(" ")
-        pairs.append((path.parent / name.strip(), int(label)))
+    for name, label in found:
+        try:
+            pairs.append((path.parent / str(name).strip(), int(str(label).strip())))
+        except ValueError:
+            common.fail(
+                f"{path}: the label {label!r} of {name!r} is not a class index.", _LABELS_HINT
+            )
     return pairs
 
 
@@ -128,10 +140,7 @@ def evaluate(bundle: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]
     pairs = labelled_images(args.images)[: args.limit or None]
     spec = manifest["model"]["preprocess"]
     trt = trt_runtime.import_tensorrt()
-    built = bundle / "engines" / "build.json"
-    if not built.is_file():
-        common.fail(f"{built} is missing.", "Run ondevice/build_engine.py --bundle . first.")
-    records = json.loads(built.read_text(encoding="utf-8"))["engines"]
+    records = trt_runtime.engine_records(bundle)
     cuda = trt_runtime.Cuda()
     labels = np.array([label for _, label in pairs])
     logits: dict[str, np.ndarray] = {}
@@ -169,7 +178,7 @@ def _results(path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--images", type=Path, required=True, help="labelled image folder")
     parser.add_argument(

@@ -80,6 +80,31 @@ def version_code(version: str) -> int:
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
 
 
+def engine_records(bundle: Path) -> list[dict[str, Any]]:
+    """The engines build_engine.py made, from ``engines/build.json``, checked whole."""
+    built = bundle / "engines" / "build.json"
+    if not built.is_file():
+        common.fail(f"{built} is missing.", "Run ondevice/build_engine.py --bundle . first.")
+    try:
+        records = json.loads(built.read_text(encoding="utf-8"))["engines"]
+        whole = isinstance(records, list) and all(
+            isinstance(r, dict)
+            and isinstance(r.get("engine"), str)
+            and isinstance(r.get("variant"), str)
+            and isinstance(r.get("options"), dict)
+            and {"precision", "batch_sizes", "dla_core"} <= set(r["options"])
+            for r in records
+        )
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        whole = False
+    if not whole:
+        common.fail(
+            f"{built} is not the engine list build_engine.py writes (damaged or edited).",
+            "Build the engines again: python3 ondevice/build_engine.py --bundle .",
+        )
+    return records
+
+
 def print_calibration_cache(path: str) -> int:
     """Write the calibration cache at ``path``, its header naming the TensorRT installed here,
     to standard output (``trtexec.sh``; run it through ``common.run``)."""
