@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -107,8 +106,7 @@ def build(request: BuildRequest) -> Path:
     try:
         with output_lock(request.out):
             publish.clean_stale(request.out)
-            staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=request.out))
-            try:
+            with publish.replaced(final) as staging:
                 # Under OUT, named as staging: a run killed with -9 leaves it for the next to clean.
                 with tempfile.TemporaryDirectory(
                     prefix=f".{final.name}.work.staging-", dir=request.out
@@ -123,9 +121,6 @@ def build(request: BuildRequest) -> Path:
                         staging,
                         command=f"edgeresnet report {final / RESULTS} --out {final}",
                     )
-                publish.replace_folder(staging, final)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
         raise publish.output_error(
             exc,

@@ -1,8 +1,15 @@
-"""Publishing a finished output folder: all at once, with the modes the user's umask gives.
+"""Publishing output all or nothing, with the modes the user's umask gives.
 
-Builds and peer runs write into a private temporary folder beside their output (``mkdtemp``
-makes it 0700, ``mkstemp`` files 0600) and replace the output with it in two renames, so a
-reader sees the old folder or the new one, never half of either.
+Everything is written into a private staging folder beside the output first (``mkdtemp``
+makes it 0700, ``mkstemp`` files 0600), then published in one of two ways:
+
+- ``replaced``: builds and peer runs replace their output folder with it in two renames, so a
+  reader sees the old folder or the new one, never half of either;
+- ``merged``: a report moves its files into ``--out``, replacing files of the same name and
+  keeping the others, once every file was written.
+
+A full disk, a missing permission or an ``--out`` that runs through a file leaves the output as
+it was; ``output_error`` puts the ``OSError`` in words.
 """
 
 from __future__ import annotations
@@ -10,10 +17,88 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgeresnet.errors import OutputError
+
+
+@contextmanager
+def replaced(final: Path) -> Iterator[Path]:
+    """A staging folder that replaces ``final`` when the block succeeds (``OSError`` passes
+    through for the caller to put in words with ``output_error``)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
+    try:
+        yield staging
+        replace_folder(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def merged(out_dir: Path, what: str = "the report") -> Iterator[Path]:
+    """A staging folder whose files move into ``out_dir`` when the block succeeds, replacing
+    files of the same name and keeping the others; every ``OSError`` is an ``OutputError``."""
+    out_dir = Path(out_dir)
+    anchor = _writable_anchor(out_dir, what)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-report-", dir=anchor))
+        staging.chmod(0o777 & ~umask())  # mkdtemp's 0700 would stay on a new ``out_dir``
+    except OSError as exc:
+        raise output_error(exc, out_dir, what) from None
+    try:
+        yield staging
+        _merge(staging, out_dir)
+    except OSError as exc:
+        raise output_error(exc, out_dir, what) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _writable_anchor(out_dir: Path, what: str) -> Path:
+    """The nearest existing folder at or above ``out_dir``'s parent; no file may be in the way."""
+    for path in (out_dir, *out_dir.parents):
+        if not path.exists() and not path.is_symlink():
+            continue
+        if not path.is_dir():
+            blocker = "it is" if path == out_dir else f"{path} is"
+            raise OutputError(
+                f"Cannot write {what} to {out_dir}: {blocker} a file, not a folder; "
+                "nothing was written.",
+                hint="Pass --out a folder that can be written (it may not exist yet). Move the "
+                "file away or choose another path.",
+            )
+        return path if path != out_dir else out_dir.parent
+    return Path.cwd()
+
+
+def _merge(staging: Path, out_dir: Path) -> None:
+    """Move the staged files into ``out_dir``, replacing files of the same name, keeping others.
+
+    Everything that could stop the move half way (a folder where a file goes, or the reverse) is
+    checked before the first file moves.
+    """
+    if not out_dir.exists():
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), str(out_dir))
+        return
+    entries = sorted(staging.rglob("*"))  # a folder sorts before what it holds
+    for path in entries:
+        dest = out_dir / path.relative_to(staging)
+        if path.is_dir() and dest.exists() and not dest.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of a folder", str(dest))
+        if not path.is_dir() and dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way of a file", str(dest))
+    for path in entries:
+        dest = out_dir / path.relative_to(staging)
+        if path.is_dir():
+            dest.mkdir(exist_ok=True)
+        else:
+            shutil.move(str(path), str(dest))
 
 
 def umask() -> int:

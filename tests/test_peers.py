@@ -195,12 +195,12 @@ def test_out_that_is_a_file_is_an_output_error(digits: dict[str, Path], tmp_path
 def test_unwritable_out_is_an_output_error(
     digits: dict[str, Path], tmp_path: Path, capsys, monkeypatch
 ):
-    import edgeresnet.peers.run as run
+    from edgeresnet import publish
 
     def refuse(*args: Any, **kwargs: Any) -> str:  # what mkdtemp raises in a read-only folder
         raise PermissionError(errno.EACCES, "Permission denied", str(kwargs.get("dir")))
 
-    monkeypatch.setattr(run.tempfile, "mkdtemp", refuse)
+    monkeypatch.setattr(publish.tempfile, "mkdtemp", refuse)
     assert main(_quick(digits, tmp_path / "peers")) == 1
     err = capsys.readouterr().err
     assert f"error: Cannot write under {tmp_path / 'peers'}: Permission denied ({tmp_path})" in err

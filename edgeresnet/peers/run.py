@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -92,23 +90,15 @@ def compare_peers(request: PeerRequest) -> Path:
     model = model_record(loaded, pre)
     for bundle in request.against:  # before minutes of work: ratios of two models mean nothing
         check_against(bundle, model)
+    staging = None
     try:
-        request.out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{request.out.name}.staging-", dir=request.out.parent)
-        )
-    except OSError as exc:
-        raise publish.output_error(exc, request.out, "the peer comparison") from None
-    try:
-        _run(request, loaded, pre, model, images, threads, staging)
-        publish.replace_folder(staging, request.out)
+        with publish.replaced(request.out) as staging:
+            _run(request, loaded, pre, model, images, threads, staging)
     except OSError as exc:
         raise publish.output_error(exc, request.out, "the peer comparison") from None
     except OutputError as exc:  # the report writer names the staging folder: name --out instead
-        message = exc.message.replace(str(staging), str(request.out))
+        message = exc.message.replace(str(staging), str(request.out)) if staging else exc.message
         raise OutputError(message, hint=exc.hint) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return request.out
 
 

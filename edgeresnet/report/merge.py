@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeresnet.errors import ReportError
-from edgeresnet.report.output import staged
+from edgeresnet.publish import merged
 from edgeresnet.report.render import render
 from edgeresnet.report.schema import load_many, run_names
 from edgeresnet.report.select import Constraints
@@ -51,7 +51,7 @@ def merge_and_write(
     """
     documents, problems = load_readable(paths)
     out_dir = Path(out_dir)
-    with staged(out_dir) as staging:
+    with merged(out_dir) as staging:
         names = _copy_inputs(list(documents), staging / INPUTS)
         copies = [out_dir / INPUTS / name for name in names]
         regenerate = shlex.join(

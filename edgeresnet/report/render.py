@@ -10,9 +10,9 @@ from typing import Any
 
 import jinja2
 
+from edgeresnet.publish import merged
 from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
-from edgeresnet.report.output import staged
 from edgeresnet.report.plots import Plot, scatter, y_metric
 from edgeresnet.report.schema import Row, Runs, rate, rows_of, runs, under_load
 from edgeresnet.report.select import RANKING, Constraints, select
@@ -42,7 +42,7 @@ def write_report(
     from copies. All files are written or none: a failure raises ``OutputError`` and leaves
     ``out_dir`` as it was.
     """
-    with staged(out_dir) as staging:
+    with merged(out_dir) as staging:
         written = render(
             documents,
             staging,
