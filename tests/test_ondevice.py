@@ -175,7 +175,7 @@ def test_bundle_benchmark_writes_results_in_the_shared_schema(bundle, tmp_path):
     (row,) = doc["rows"]
     assert row["bench"]["latency"]["batch"] == 1 and row["bench"]["threads"] == 1
     assert row["bench"]["precision_executed"]["label"] == "fp32"
-    from edgeresnet.report.schema import load_results, rows_of
+    from edgeresnet.report import load_results, rows_of
 
     assert rows_of(load_results(out), "device.json")[0].p50_ms > 0
 

@@ -28,7 +28,7 @@ from edgeresnet.errors import ConfigError, ReportError
 from edgeresnet.lock import output_lock
 from edgeresnet.models import build_model
 from edgeresnet.ondevice.common import sha256_file
-from edgeresnet.report.schema import load_results, rows_of
+from edgeresnet.report import load_results, rows_of
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ from edgeresnet.data import Preprocess, load_image
 from edgeresnet.errors import BackendUnavailableError, VerificationError
 from edgeresnet.ondevice import bench_tensorrt, common, evaluate_tensorrt, trt_runtime
 from edgeresnet.quantize import trt_qdq
-from edgeresnet.report.schema import rows_of
+from edgeresnet.report.rows import rows_of
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 C = 4  # channels of the hand-made graphs

@@ -42,7 +42,7 @@ from edgeresnet.peers.against import against_jobs, check_against
 from edgeresnet.peers.byhand import PEERS, Peer
 from edgeresnet.progress import stage, warn
 from edgeresnet.report import write_report
-from edgeresnet.report.schema import crowded
+from edgeresnet.report.rows import crowded
 from edgeresnet.results import model_record
 
 RESULTS = "results.json"

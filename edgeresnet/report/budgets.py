@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeresnet.report.compare import ratio
-from edgeresnet.report.schema import Row, number
+from edgeresnet.report.rows import Row
+from edgeresnet.report.schema import number
 
 MIXED_SUFFIX = "int8-mixed"
 

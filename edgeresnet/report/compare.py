@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.schema import Row, Runs
+from edgeresnet.report.rows import Row, Runs
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 from edgeresnet.errors import ReportError
 from edgeresnet.publish import merged
 from edgeresnet.report.render import render
-from edgeresnet.report.schema import load_many, run_names
+from edgeresnet.report.rows import run_names
+from edgeresnet.report.schema import load_many
 from edgeresnet.report.select import Constraints
 
 INPUTS = "inputs"

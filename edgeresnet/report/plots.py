@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from edgeresnet.report.schema import Row, Runs  # noqa: E402
+from edgeresnet.report.rows import Row, Runs  # noqa: E402
 
 _MARKERS = "osD^v<>Pp*"
 _PEER_MARKER = "X"

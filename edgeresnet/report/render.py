@@ -14,7 +14,7 @@ from edgeresnet.publish import merged
 from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
 from edgeresnet.report.plots import Plot, scatter, y_metric
-from edgeresnet.report.schema import Row, Runs, rate, rows_of, runs, under_load
+from edgeresnet.report.rows import Row, Runs, rate, rows_of, runs, under_load
 from edgeresnet.report.select import RANKING, Constraints, select
 
 _TEMPLATES = jinja2.Environment(

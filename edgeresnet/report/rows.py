@@ -1,0 +1,428 @@
+"""Results documents as flat report rows, and what reports say about them.
+
+Every field a report shows is optional in a row: a missing measurement becomes None and shows as
+"-", never as an invented number.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from edgeresnet.report.schema import number
+
+MB = 1_000_000  # reports use MB = 10^6 bytes throughout
+
+
+@dataclass(frozen=True)
+class OwnFidelity:
+    """A pruned variant's fidelity to the FP32 variant of the same pruning."""
+
+    reference: str
+    agreement: float | None
+    sqnr_db: float | None
+    images: int | None
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A batch-1 latency ratio timed call for call against another variant (``--pairs``)."""
+
+    reference: str
+    pairs: int
+    p50_ms: float
+    reference_p50_ms: float
+    ratio: float
+    low: float  # the 95 % interval of ``ratio``
+    high: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured variant on one device, with what is needed to read its numbers."""
+
+    source: str
+    device: str
+    target: str
+    backend: str
+    runtime: str
+    variant: str
+    precision: str
+    executed: str
+    weights: str
+    random_weights: bool
+    threads: int | None
+    params: int | None
+    gmacs: float | None
+    size_mb: float | None
+    top1: float | None
+    top5: float | None
+    agreement: float | None
+    sqnr_db: float | None
+    mean_kl: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    throughput: float | None
+    throughput_batch: int | None
+    load_s: float | None
+    peak_rss_mb: float | None
+    power_w: float | None = None
+    samples_per_joule: float | None = None
+    # Over how many images agreement was measured, and how many classes the reference predicted.
+    fidelity_images: int | None = None
+    reference_classes: int | None = None
+    notes: tuple[str, ...] = ()
+    # Provenance of the numbers: how the executed precision was read, clocks, streams.
+    executed_detail: str = ""
+    clocks: str = ""
+    calibration: str = ""  # content hash (first 12 hex digits) of the calibration set
+    timing: str = ""  # how many timing rounds the figure was chosen from
+    streams: int | str | None = None
+    load: str = ""  # the machine's 1-minute load average when the benchmark started and ended
+    peak_load: float | None = None  # the higher of those two
+    # A by-hand reference ("peer") rather than an edgeresnet artifact.
+    peer: str | None = None
+    peer_how: str = ""
+    counterparts: tuple[tuple[str, str], ...] = ()  # (backend, variant) it is compared with
+    # An edgeresnet artifact re-measured in a peer run, so ratios come from one run.
+    remeasured_from: str | None = None
+    paired: Paired | None = None
+    # A pruned variant of another precision against its own FP32: that precision's error alone.
+    to_own_fp32: OwnFidelity | None = None
+    model: str = "?"  # the architecture, e.g. "resnet18"
+    input_size: int | None = None
+    # How the throughput figure was measured where it was not one call at a time, e.g.
+    # OpenVINO's THROUGHPUT hint with several streams; its streams (``streams`` is the latency's).
+    throughput_mode: str = ""
+    throughput_streams: int | str | None = None
+    throughput_requests: int | None = None
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return (self.device, self.target)
+
+    @property
+    def run(self) -> tuple[str, str, str]:
+        """Results file, device and target: the rows measured together, whose FP32 row is theirs."""
+        return (self.source, self.device, self.target)
+
+    @property
+    def candidate(self) -> bool:
+        """An edgeresnet artifact measured by its own build or on-device run."""
+        return self.peer is None and self.remeasured_from is None
+
+    @property
+    def label(self) -> str:
+        return f"{self.target}:{self.variant}"
+
+
+def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
+    """The runtime the row's figures come from: the benchmark's; else, for a row only
+    evaluated, the runtime its build says evaluated it (a TensorRT artifact checked in ONNX
+    Runtime where TensorRT is absent); else the target's backend."""
+    if bench.get("runtime"):
+        return f"{bench['runtime']} {bench.get('runtime_version', '')}".strip()
+    evaluated = (entry.get("build") or {}).get("evaluated_in")
+    if evaluated and entry.get("fidelity"):
+        return str(evaluated)
+    return str(target.get("backend", "?"))
+
+
+def rows_of(document: dict[str, Any], source: str) -> list[Row]:
+    """Flatten a results document into rows; a missing measurement becomes None."""
+    model, target = document["model"], document["target"]
+    weights = _obj(model, "weights")
+    return [_row(entry, document, model, target, weights, source) for entry in document["rows"]]
+
+
+def _row(
+    entry: dict[str, Any],
+    document: dict[str, Any],
+    model: dict[str, Any],
+    target: dict[str, Any],
+    weights: dict[str, Any],
+    source: str,
+) -> Row:
+    bench = entry.get("bench") or {}
+    latency = _obj(bench, "latency")
+    throughput = _obj(bench, "throughput")
+    accuracy = entry.get("accuracy") or {}
+    fid = entry.get("fidelity") or {}
+    peer = entry.get("peer") or {}
+    remeasured = entry.get("remeasured") or {}
+    size = (entry.get("artifact") or {}).get("bytes")
+    macs = entry.get("macs", model.get("macs"))
+    images_per_s = number(throughput.get("images_per_s"))
+    power = number(bench.get("power_w"))
+    per_joule = number(bench.get("samples_per_joule"))
+    if per_joule is None and power and images_per_s is not None:
+        per_joule = round(images_per_s / power, 2)
+    executed = _obj(bench, "precision_executed")
+    origin = _obj(weights, "pruned_from") or weights  # a pruned model's dense weights
+    return Row(
+        source=source,
+        device=str((document["device"]).get("name") or "unknown"),
+        target=str(remeasured.get("target") or target.get("name") or "?"),
+        backend=str(
+            remeasured.get("backend") or bench.get("runtime") or target.get("backend", "?")
+        ),
+        runtime=_runtime(entry, bench, target),
+        variant=entry["variant"],
+        precision=str(entry.get("precision", "?")),
+        executed=str(executed.get("label") or "not measured"),
+        weights=str(weights.get("name") or weights.get("kind") or "?"),
+        random_weights=origin.get("kind") == "random",
+        threads=bench.get("threads"),
+        params=entry.get("params", model.get("params")),
+        gmacs=round(macs / 1e9, 3) if isinstance(macs, (int, float)) and macs else None,
+        size_mb=round(size / MB, 2) if isinstance(size, (int, float)) and size else None,
+        top1=number(accuracy.get("top1")),
+        top5=number(accuracy.get("top5")),
+        agreement=number(fid.get("top1_agreement")),
+        sqnr_db=number(fid.get("sqnr_db")),
+        mean_kl=number(fid.get("mean_kl")),
+        p50_ms=number(latency.get("p50_ms")),
+        p90_ms=number(latency.get("p90_ms")),
+        p99_ms=number(latency.get("p99_ms")),
+        throughput=images_per_s,
+        throughput_batch=throughput.get("batch"),
+        load_s=number(bench.get("load_s")),
+        peak_rss_mb=number(bench.get("peak_rss_mb")),
+        power_w=power,
+        samples_per_joule=per_joule,
+        fidelity_images=_count(fid.get("images")),
+        reference_classes=_count(fid.get("reference_classes")),
+        notes=tuple(str(n) for n in entry.get("notes") or ()),
+        executed_detail=_executed_detail(executed),
+        clocks=clocks(bench),
+        calibration=_calibration_hash(document),
+        timing=_rounds(bench.get("rounds")),
+        streams=bench.get("streams"),
+        load=_load(bench.get("load_average")),
+        peak_load=_peak_load(bench.get("load_average")),
+        peer=peer.get("label") if peer else None,
+        peer_how=str(peer.get("how", "")),
+        counterparts=tuple(
+            (str(c.get("backend")), str(c.get("variant")))
+            for c in peer.get("counterparts") or ()
+            if isinstance(c, dict)
+        ),
+        remeasured_from=remeasured.get("source") if remeasured else None,
+        paired=_paired(bench.get("paired")),
+        to_own_fp32=_own_fidelity(fid.get("to_own_fp32")),
+        model=str(model.get("arch") or "?"),
+        input_size=int(model["input_size"]) if number(model.get("input_size")) else None,
+        throughput_mode=str(throughput.get("mode") or ""),
+        throughput_streams=throughput.get("streams"),
+        throughput_requests=throughput.get("infer_requests")
+        if isinstance(throughput.get("infer_requests"), int)
+        else None,
+    )
+
+
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def rate(value: float | None) -> str:
+    """Images per second with the digits a small figure needs: "1234", "45.3", "0.412"."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 99.95 else f"{value:.3g}"
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if number(value) is not None else None
+
+
+def _executed_detail(executed: dict[str, Any]) -> str:
+    """What the runtime reported: ONNX Runtime kernel counts or OpenVINO layer precisions."""
+    if "int8_kernels" in executed:
+        return (
+            f"{executed.get('int8_kernels', 0)} int8 / {executed.get('float_kernels', 0)} float "
+            "kernels (ORT profiler)"
+        )
+    counts = executed.get("counts")
+    if isinstance(counts, dict) and counts:
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        hint = executed.get("hint")
+        return f"compute layers: {parts}" + (f" (hint {hint})" if hint else "")
+    return str(executed.get("source", ""))
+
+
+def _calibration_hash(document: dict[str, Any]) -> str:
+    data = document.get("data")
+    calibration = data.get("calibration") if isinstance(data, dict) else None
+    digest = calibration.get("sha256") if isinstance(calibration, dict) else None
+    return str(digest)[:12] if digest else ""
+
+
+def _rounds(rounds: Any) -> str:
+    if not isinstance(rounds, dict) or not isinstance(rounds.get("p50_ms"), list):
+        return ""
+    values = "/".join(f"{v:.1f}" for v in rounds["p50_ms"] if isinstance(v, (int, float)))
+    kept = rounds.get("kept", "one")
+    rates = rounds.get("images_per_s")
+    if isinstance(rates, list) and rates and all(isinstance(v, (int, float)) for v in rates):
+        values += "; img/s " + "/".join(rate(v) for v in rates) + ", the most kept"
+    return f"{kept} of {rounds.get('count', '?')} rounds (p50 ms {values})"
+
+
+def _own_fidelity(record: Any) -> OwnFidelity | None:
+    if not isinstance(record, dict) or not record.get("reference"):
+        return None
+    images = record.get("images")
+    return OwnFidelity(
+        str(record["reference"]),
+        number(record.get("top1_agreement")),
+        number(record.get("sqnr_db")),
+        images if isinstance(images, int) else None,
+    )
+
+
+def _paired(paired: Any) -> Paired | None:
+    """The ``bench.paired`` record, or None where it is missing or not whole."""
+    if not isinstance(paired, dict):
+        return None
+    interval = paired.get("ratio_ci95")
+    bounds = interval if isinstance(interval, list) and len(interval) == 2 else [None, None]
+    fields = [paired.get(k) for k in ("p50_ms", "reference_p50_ms", "ratio")] + bounds
+    values = [v for v in map(number, fields) if v is not None]
+    count = paired.get("pairs")
+    if len(values) != 5 or not isinstance(count, int) or not paired.get("reference"):
+        return None
+    return Paired(str(paired["reference"]), count, *values)
+
+
+def _peak_load(load: Any) -> float | None:
+    """The higher 1-minute load average of the benchmark's start and end, where recorded."""
+    if not isinstance(load, dict):
+        return None
+    ends = [v[0] for v in (load.get("start"), load.get("end")) if isinstance(v, list) and v]
+    values = [number(v) for v in ends]
+    return max((v for v in values if v is not None), default=None)
+
+
+def crowded(peak_load: float | None, threads: int | None) -> bool:
+    """A 1-minute load average above the timing's own threads and one other process: other
+    work competed for the cores, and only ever slows a timing down."""
+    return peak_load is not None and peak_load > (threads or 1) + 1
+
+
+def under_load(row: Row) -> bool:
+    """The row was timed on a crowded machine (see :func:`crowded`)."""
+    return crowded(row.peak_load, row.threads)
+
+
+def _load(load: Any) -> str:
+    if not isinstance(load, dict):
+        return ""
+    ends = [load.get(k) for k in ("start", "end")]
+    if not all(isinstance(v, list) and v and number(v[0]) is not None for v in ends):
+        return ""
+    return " / ".join(f"{v[0]:.2f}" for v in ends)
+
+
+def clocks(bench: dict[str, Any]) -> str:
+    """The clock and power state the benchmark recorded, in words; "" where none was.
+
+    ``bench.clocks`` is a free-form record; TensorRT's on-device script writes ``bench.jetson``
+    (power mode, whether ``jetson_clocks`` locked the clocks) on a Jetson and
+    ``bench.nvidia_smi`` (SM clock against its maximum, power limit) on a discrete GPU.
+    """
+    parts = []
+    given = bench.get("clocks")
+    if isinstance(given, dict):
+        parts.append(", ".join(f"{k}={v}" for k, v in given.items()))
+    elif given is not None:
+        parts.append(str(given))
+    jetson = bench.get("jetson")
+    if isinstance(jetson, dict):
+        locked = jetson.get("clocks_locked")
+        parts.append(
+            "clocks locked (jetson_clocks)"
+            if locked is True
+            else "clocks NOT locked (latency follows DVFS)"
+            if locked is False
+            else "clock lock unknown (jetson_clocks --show not readable)"
+        )
+        if jetson.get("power_mode"):
+            parts.append(f"power mode {jetson['power_mode']}")
+    smi = bench.get("nvidia_smi")
+    if isinstance(smi, dict):
+        sm, top = smi.get("clocks.sm"), smi.get("clocks.max.sm")
+        if sm:
+            parts.append(f"SM clock {sm}" + (f" of max {top}" if top else ""))
+        if smi.get("power.limit"):
+            parts.append(f"power limit {smi['power.limit']}")
+        if smi.get("persistence_mode"):
+            parts.append(f"persistence mode {smi['persistence_mode']}")
+    return "; ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Short names that tell merged runs apart, and whether a report needs to show them.
+
+    Needed where two results files hold rows of one device and target (two builds on one
+    machine: a dense and a pruned one, ResNet-18 and ResNet-50), or the files hold more than one
+    model. A report of one run, or of one model on several devices, stays as it was.
+    """
+
+    names: dict[str, str]  # results file -> short name, e.g. "a/onnx" for a/onnx/results.json
+    shown: bool
+
+    def of(self, row: Row) -> str:
+        """E.g. "resnet18, a/onnx", or "" where the rows need no telling apart."""
+        if not self.shown:
+            return ""
+        size = f"@{row.input_size}" if row.input_size and row.input_size != 224 else ""
+        return f"{row.model}{size}, {self.names.get(row.source, row.source)}"
+
+
+def runs(rows: list[Row]) -> Runs:
+    """The run names of ``rows`` (see :class:`Runs`)."""
+    sources: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in rows:
+        if r.remeasured_from is None:
+            sources[r.group].add(r.source)
+    models = {(r.model, r.input_size) for r in rows}
+    shown = len(models) > 1 or any(len(s) > 1 for s in sources.values())
+    return Runs(run_names(dict.fromkeys(r.source for r in rows)), shown)
+
+
+def run_names(sources: Iterable[str]) -> dict[str, str]:
+    """The shortest end of each path that no other path shares: "a/onnx" for a/onnx/results.json.
+
+    A file named results.json is named by its folders; other names lose ".json" (and a
+    copy's ".results.json", so inputs/a-onnx.results.json is "a-onnx").
+    """
+    sources = list(dict.fromkeys(sources))
+    parts = {}
+    for source in sources:
+        path = PurePath(source)
+        if path.name == "results.json":
+            path = path.parent
+        elif path.name.endswith(".results.json"):
+            path = path.with_name(path.name.removesuffix(".results.json"))
+        elif path.suffix == ".json":
+            path = path.with_suffix("")
+        parts[source] = [p for p in path.parts if p not in ("/", ".", "")] or [source]
+    names = dict(zip(sources, sources, strict=True))
+    longest = max((len(p) for p in parts.values()), default=0)
+    for k in range(1, longest + 1):
+        names = {source: "/".join(p[-k:]) for source, p in parts.items()}
+        if len(set(names.values())) == len(names):
+            return names
+    # Paths that differ only in what was stripped (a/results.json, a.json): number the repeats.
+    seen: dict[str, int] = defaultdict(int)
+    for source in sources:
+        seen[names[source]] += 1
+        if seen[names[source]] > 1:
+            names[source] += f"-{seen[names[source]]}"
+    return names
