@@ -6,6 +6,9 @@ runtime lazily, so a missing optional runtime only matters for the targets that 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +59,15 @@ class Artifact:
             "precision": self.precision,
             "hint": self.build.get("inference_precision_hint"),
         }
+
+
+def ranges_file(work: Path, fp32_onnx: Path, options: Any) -> Path:
+    """Where a backend keeps the calibrated activation ranges of ``fp32_onnx`` quantized with
+    ``options`` (a dataclass), keyed by the file's content: the accuracy-aware search quantizes
+    one model many times and calibrates it once."""
+    settings = json.dumps(dataclasses.asdict(options), sort_keys=True)
+    digest = hashlib.sha256(f"{sha256_file(fp32_onnx)}|{settings}".encode()).hexdigest()[:16]
+    return work / f"{digest}.ranges.json"
 
 
 class Session(Protocol):

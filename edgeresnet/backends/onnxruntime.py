@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeresnet.backends import Artifact, CalibrationBatches
+from edgeresnet.backends import Artifact, CalibrationBatches, ranges_file
 from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
@@ -83,19 +80,13 @@ class OnnxRuntimeBackend:
                 calibration(1),
                 profile.quantization,
                 exclude=exclude,
-                ranges=self._ranges(fp32_onnx, profile),
+                ranges=ranges_file(Path(self._work.name), fp32_onnx, profile.quantization),
             )
             return Artifact("int8", "int8", target, record)
         raise ConfigError(
             f"The onnxruntime backend builds fp32 and int8, not {precision}.",
             hint=f"Edit precisions in {profile.source}.",
         )
-
-    def _ranges(self, fp32_onnx: Path, profile: TargetProfile) -> Path:
-        """Where calibrated ranges of this model are kept, so re-quantizing calibrates once."""
-        options = json.dumps(dataclasses.asdict(profile.quantization), sort_keys=True)
-        digest = hashlib.sha256(f"{fp32_onnx.resolve()}|{options}".encode()).hexdigest()[:16]
-        return Path(self._work.name) / f"{digest}.ranges.json"
 
     def _check_device(self) -> None:
         missing = set(self.providers) - set(ort.get_available_providers())

@@ -11,10 +11,7 @@ the ONNX files in ONNX Runtime on the CPU and says so.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
-import hashlib
 import importlib.util
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +26,7 @@ from onnxruntime.quantization import load_tensors_data
 from edgeresnet.backends import (
     Artifact,
     CalibrationBatches,
+    ranges_file,
     tensorrt_bundle,
     tensorrt_cache,
     tensorrt_rules,
@@ -38,7 +36,6 @@ from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_tensorrt, build_engine, common, evaluate_tensorrt, trt_runtime
-from edgeresnet.ondevice.common import sha256_file
 from edgeresnet.quantize import get_quantizer
 
 FP32_NAME = "model.fp32.onnx"
@@ -196,11 +193,7 @@ class TensorRTBackend:
                 hint=f"Edit [quantization] in {profile.source}.",
             )
         target = out_dir / INT8_NAME
-        # Keyed by model and options: the accuracy-aware search re-quantizes the same model
-        # many times and calibrates it once.
-        options = json.dumps(dataclasses.asdict(profile.quantization), sort_keys=True)
-        digest = hashlib.sha256(f"{sha256_file(fp32)}|{options}".encode()).hexdigest()[:16]
-        ranges = Path(self._work.name) / f"{digest}.ranges.json"
+        ranges = ranges_file(Path(self._work.name), fp32, profile.quantization)
         quantize = get_quantizer("trt-qdq")
         # Batch 1: ORT calibrates without graph optimizations (see onnxruntime.py).
         record = quantize(  # type: ignore[call-arg]
