@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from edgeresnet.cli import main
 from edgeresnet.errors import OutputError, ReportError
 from edgeresnet.ondevice.common import results_document, write_json
-from edgeresnet.report import Constraints, load_results, rows_of, select, write_report
+from edgeresnet.report import Constraints, load_many, load_results, rows_of, select, write_report
 from edgeresnet.report.plots import pareto_front
 
 DEVICE = {
@@ -245,10 +247,15 @@ def test_report_cli_merges_devices_and_keeps_copies_to_regenerate(tmp_path):
     assert "### Device: box-a" in md and "### Device: box-b" in md
     copies = sorted(p.name for p in (out / "inputs").iterdir())
     assert copies == ["box-a.results.json", "box-b.results.json"]
-    command = re.search(r"```\n(edgeresnet report .*inputs.*)\n```", md).group(1)
-    again = tmp_path / "again"
-    assert main([*command.split()[1:-2], "--out", str(again)]) == 0
-    assert "### Device: box-b" in (again / "report.md").read_text()
+    command = re.search(r"```\n(cd .* && edgeresnet report .*inputs.*)\n```", md).group(1)
+    # It runs from any folder, rewriting the report from the copies.
+    (out / "report.md").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = command.replace("&& edgeresnet ", f"&& {shlex.quote(sys.executable)} -m edgeresnet ")
+    proc = subprocess.run(command, shell=True, cwd=elsewhere, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "### Device: box-b" in (out / "report.md").read_text()
 
 
 def test_pareto_front_keeps_only_undominated_points():
@@ -913,3 +920,75 @@ def test_a_failure_half_way_leaves_the_previous_report_as_it_was(tmp_path, monke
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "new").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# ------------------------------------------------------------ merged files, limits, odd values
+
+
+def test_random_weights_never_show_an_accuracy_a_file_claims(tmp_path):
+    doc = document("rnd", weights="random")  # rows carry top-1 though the weights are random
+    rows = rows_of(doc, "r.json")
+    assert all(r.random_weights and r.top1 is None and r.top5 is None for r in rows)
+    assert select(rows, Constraints(min_top1=0.05)).chosen == []
+
+
+def test_the_same_results_twice_are_read_once(tmp_path):
+    path = write(tmp_path, "a/results.json", document("box"))
+    copy = tmp_path / "copy.json"
+    shutil.copyfile(path, copy)
+    documents, problems = load_many([Path(path), copy, Path(path)])
+    assert list(documents) == [path]
+    assert len(problems) == 2 and all("holds the same results as" in p.message for p in problems)
+
+
+def test_limits_are_kept_exactly_and_reasons_show_the_digits_that_decide():
+    rows = rows_of(
+        document("box", rows=[row("fp32", "fp32", 20.0135, 30_004_900, None, "fp32")]), "a.json"
+    )
+    limits = Constraints(max_latency_ms=20.01306, max_size_mb=30.0)
+    assert limits.flags() == ["--max-latency-ms", "20.01306", "--max-size-mb", "30"]
+    (verdict,) = select(rows, limits).excluded
+    assert verdict.reasons == ("p50 20.014 ms > 20.01306 ms", "size 30.005 MB > 30 MB")
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda r: r["accuracy"].update(top1=150.0), "accuracy.top1"),
+        (lambda r: r["bench"]["throughput"].update(batch=8.5), "bench.throughput.batch"),
+        (
+            lambda r: r["bench"].update(
+                paired={"reference": "fp32", "pairs": 50, "p50_ms": 1.0, "ratio": float("nan")}
+            ),
+            "bench.paired.ratio",
+        ),
+    ],
+)
+def test_a_value_out_of_its_range_leaves_its_row_out_with_a_reason(tmp_path, edit, field):
+    doc = document("box")
+    edit(doc["rows"][1])
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(doc))  # NaN as JSON writes it
+    left_out: list = []
+    kept = load_results(path, left_out=left_out)
+    assert [r["variant"] for r in kept["rows"]] == ["fp32"]
+    assert len(left_out) == 1 and f"the field '{field}'" in left_out[0].message
+
+
+def test_a_schema_version_that_is_not_a_number_is_refused(tmp_path):
+    doc = document("box")
+    doc["schema_version"] = True
+    path = write(tmp_path, "v.json", doc)
+    with pytest.raises(ReportError, match="schema_version True, which is not a version number"):
+        load_results(Path(path))
+
+
+def test_files_with_no_readable_rows_say_so_not_that_peers_hold_them(tmp_path, capsys):
+    doc = document("box", rows=[row("fp32", "fp32", 40.0, 102_000_000, 200.0, "fp32")])
+    path = write(tmp_path, "bad.json", doc)  # its one row has a top-1 of 200 %: left out
+    assert main(["report", path, "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "No rows could be read from these results" in md and "Peer comparison" not in md
+    capsys.readouterr()
+    assert main(["select", path]) == 3
+    assert "no candidates: these files hold no rows that could be read" in capsys.readouterr().out

@@ -8,6 +8,7 @@ regenerated from its own folder. Report and copies are written all together or n
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ def load_readable(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[Re
         raise ReportError(
             f"None of the {len(paths)} results file(s) could be read: "
             + " ".join(p.message for p in problems),
-            hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
+            hint=problems[0].hint
+            if len(problems) == 1 and problems[0].hint
+            else "Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
             "or a bundle's on-device scripts.",
         )
     return documents, problems
@@ -55,7 +58,8 @@ def merge_and_write(
     with merged(out_dir) as staging:
         names = _copy_inputs(list(documents), staging / INPUTS)
         copies = [out_dir / INPUTS / name for name in names]
-        regenerate = shlex.join(
+        # From the folder this runs in, as the first command: the paths may be relative to it.
+        regenerate = f"cd {shlex.quote(os.getcwd())} && " + shlex.join(
             [
                 "edgeresnet",
                 "report",

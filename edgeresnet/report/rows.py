@@ -123,13 +123,15 @@ class Row:
 def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
     """The runtime the row's figures come from: the benchmark's; else, for a row only
     evaluated, the runtime its build says evaluated it (a TensorRT artifact checked in ONNX
-    Runtime where TensorRT is absent); else the target's backend."""
+    Runtime where TensorRT is absent); else the target's backend, "(not run)" where the row
+    has no figure from any runtime."""
     if bench.get("runtime"):
         return f"{bench['runtime']} {bench.get('runtime_version', '')}".strip()
     evaluated = (entry.get("build") or {}).get("evaluated_in")
     if evaluated and entry.get("fidelity"):
         return str(evaluated)
-    return str(target.get("backend", "?"))
+    backend = str(target.get("backend", "?"))
+    return backend if entry.get("fidelity") or entry.get("accuracy") else f"{backend} (not run)"
 
 
 def rows_of(document: dict[str, Any], source: str) -> list[Row]:
@@ -163,6 +165,7 @@ def _row(
         per_joule = round(images_per_s / power, 2)
     executed = _obj(bench, "precision_executed")
     origin = _obj(weights, "pruned_from") or weights  # a pruned model's dense weights
+    random_weights = origin.get("kind") == "random"
     return Row(
         source=source,
         device=str((document["device"]).get("name") or "unknown"),
@@ -175,13 +178,16 @@ def _row(
         precision=str(entry.get("precision", "?")),
         executed=str(executed.get("label") or "not measured"),
         weights=str(weights.get("name") or weights.get("kind") or "?"),
-        random_weights=origin.get("kind") == "random",
+        random_weights=random_weights,
         threads=bench.get("threads"),
         params=entry.get("params", model.get("params")),
         gmacs=round(macs / 1e9, 3) if isinstance(macs, (int, float)) and macs else None,
-        size_mb=round(size / MB, 2) if isinstance(size, (int, float)) and size else None,
-        top1=number(accuracy.get("top1")),
-        top5=number(accuracy.get("top5")),
+        # Unrounded: a limit is compared with the size itself; tables round when they show it.
+        size_mb=size / MB if isinstance(size, (int, float)) and size else None,
+        # Never an accuracy for random weights, whatever a file says (an on-device evaluation
+        # scores any engine it is given).
+        top1=None if random_weights else number(accuracy.get("top1")),
+        top5=None if random_weights else number(accuracy.get("top5")),
         agreement=number(fid.get("top1_agreement")),
         sqnr_db=number(fid.get("sqnr_db")),
         mean_kl=number(fid.get("mean_kl")),

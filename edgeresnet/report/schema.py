@@ -33,7 +33,12 @@ _ROW_NUMBERS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("bench",): ("threads", "load_s", "peak_rss_mb", "power_w", "samples_per_joule"),
     ("bench", "latency"): ("p50_ms", "p90_ms", "p99_ms"),
     ("bench", "throughput"): ("images_per_s", "batch"),
+    ("bench", "paired"): ("p50_ms", "reference_p50_ms", "ratio", "pairs"),
+    ("fidelity", "to_own_fp32"): ("top1_agreement", "sqnr_db", "images"),
 }
+# Percentages, and counts that must be whole numbers.
+_PERCENT = {"top1", "top5", "top1_agreement"}
+_WHOLE = {"batch", "threads", "images", "pairs", "reference_classes", "params", "macs"}
 _MODEL_NUMBERS = ("params", "macs", "input_size")
 # The only row numbers that may be negative: quantization noise louder than the signal.
 _SIGNED = {"sqnr_db"}
@@ -54,12 +59,18 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
         raise ReportError(
             f'{path} is not an edgeresnet results file (no "schema": "{SCHEMA}").',
             hint="Pass results.json files written by `edgeresnet build`, `edgeresnet bench` "
-            "or a bundle's on-device scripts.",
+            "or a bundle's on-device scripts run with --bundle (with --model they time one file "
+            "and write no results file).",
         )
     if "schema_version" not in document:
         raise ReportError(f"{path} lacks the field(s) schema_version.")
     version = document["schema_version"]
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ReportError(
+            f"{path} has schema_version {version!r}, which is not a version number.",
+            hint="Regenerate the file with edgeresnet, or fix the field by hand.",
+        )
+    if version > SCHEMA_VERSION:
         raise ReportError(
             f"{path} has schema version {version!r}; this edgeresnet reads up to {SCHEMA_VERSION}.",
             hint="Upgrade edgeresnet to read it.",
@@ -101,17 +112,32 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
 
 
 def load_many(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[ReportError]]:
-    """Read every file that can be read; the errors of the others are returned, not raised."""
+    """Read every file that can be read; the errors of the others are returned, not raised.
+
+    A file whose content was already read (the same file twice, or a copy) is left out with a
+    problem: its rows would count as a second run of the same measurements."""
     documents: dict[str, dict[str, Any]] = {}
     problems: list[ReportError] = []
+    seen: dict[str, Path] = {}
     for path in paths:
         rows_left_out: list[ReportError] = []
         try:
-            documents[str(path)] = load_results(path, left_out=rows_left_out)
+            document = load_results(path, left_out=rows_left_out)
         except ReportError as exc:
             problems.append(exc)
-        else:
-            problems += rows_left_out
+            continue
+        content = json.dumps(document, sort_keys=True)
+        if content in seen:
+            problems.append(
+                ReportError(
+                    f"{path} holds the same results as {seen[content]}; it is read once.",
+                    hint="Pass each results file once.",
+                )
+            )
+            continue
+        seen[content] = path
+        documents[str(path)] = document
+        problems += rows_left_out
     return documents, problems
 
 
@@ -151,6 +177,10 @@ def _row_types(path: Path, i: int, entry: dict[str, Any]) -> ReportError | None:
                 return _row_problem(path, i, entry, field, "a finite number or null", value)
             if value is not None and value < 0 and key not in _SIGNED:
                 return _row_problem(path, i, entry, field, "0 or more, or null", value)
+            if value is not None and key in _PERCENT and value > 100:
+                return _row_problem(path, i, entry, field, "a percentage (0-100)", value)
+            if value is not None and key in _WHOLE and not float(value).is_integer():
+                return _row_problem(path, i, entry, field, "a whole number", value)
     return None
 
 

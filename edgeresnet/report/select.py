@@ -42,19 +42,19 @@ class Constraints:
             part
             for key, flag in names.items()
             if getattr(self, key) is not None
-            for part in (flag, f"{getattr(self, key):g}")
+            for part in (flag, _exact(getattr(self, key)))
         ]
 
     def describe(self) -> list[str]:
         text = []
         if self.max_latency_ms is not None:
-            text.append(f"p50 latency (batch 1) <= {self.max_latency_ms:g} ms")
+            text.append(f"p50 latency (batch 1) <= {_exact(self.max_latency_ms)} ms")
         if self.min_top1 is not None:
-            text.append(f"top-1 >= {self.min_top1:g} %")
+            text.append(f"top-1 >= {_exact(self.min_top1)} %")
         if self.max_size_mb is not None:
-            text.append(f"size <= {self.max_size_mb:g} MB")
+            text.append(f"size <= {_exact(self.max_size_mb)} MB")
         if self.min_fps is not None:
-            text.append(f"throughput >= {self.min_fps:g} img/s (at the benchmarked batch)")
+            text.append(f"throughput >= {_exact(self.min_fps)} img/s (at the benchmarked batch)")
         return text
 
 
@@ -73,13 +73,15 @@ class Selection:
     constraints: Constraints
     chosen: list[Row]  # ranked, best first
     excluded: list[Verdict]
+    references: int = 0  # peer rows and re-timed artifacts: never candidates
 
 
 def select(rows: list[Row], constraints: Constraints) -> Selection:
     """The candidate rows meeting every constraint, ranked by ``RANKING``, and the rest with why."""
     verdicts = [Verdict(r, reasons(r, constraints)) for r in rows if r.candidate]
     chosen = sorted((v.row for v in verdicts if v.passed), key=_rank)
-    return Selection(constraints, chosen, [v for v in verdicts if not v.passed])
+    references = sum(not r.candidate for r in rows)
+    return Selection(constraints, chosen, [v for v in verdicts if not v.passed], references)
 
 
 def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
@@ -89,27 +91,43 @@ def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
         if row.p50_ms is None:
             out.append(f"p50 not measured{_why_unmeasured(row)}")
         elif row.p50_ms > c.max_latency_ms:
-            out.append(f"p50 {row.p50_ms:.1f} ms > {c.max_latency_ms:g} ms")
+            out.append(
+                f"p50 {_over(row.p50_ms, c.max_latency_ms)} ms > {_exact(c.max_latency_ms)} ms"
+            )
     if c.min_top1 is not None:
         if row.top1 is None:
             why = "random weights" if row.random_weights else "no labelled evaluation set"
             out.append(f"top-1 not measured ({why})")
         elif row.top1 < c.min_top1:
-            out.append(f"top-1 {row.top1:.2f} % < {c.min_top1:g} %")
+            out.append(f"top-1 {row.top1:.2f} % < {_exact(c.min_top1)} %")
     if c.max_size_mb is not None:
         if row.size_mb is None:
             out.append("size unknown")
         elif row.size_mb > c.max_size_mb:
-            out.append(f"size {row.size_mb:.1f} MB > {c.max_size_mb:g} MB")
+            out.append(f"size {_over(row.size_mb, c.max_size_mb)} MB > {_exact(c.max_size_mb)} MB")
     if c.min_fps is not None:
         if row.throughput is None:
             out.append(f"throughput not measured{_why_unmeasured(row)}")
         elif row.throughput < c.min_fps:
             out.append(
                 f"throughput {rate(row.throughput)} img/s (batch {row.throughput_batch}) "
-                f"< {c.min_fps:g} img/s"
+                f"< {_exact(c.min_fps)} img/s"
             )
     return tuple(out)
+
+
+def _over(value: float, limit: float) -> str:
+    """``value`` with one decimal, or as many more as it takes to show it above ``limit``."""
+    for digits in range(1, 7):
+        text = f"{value:.{digits}f}"
+        if float(text) > limit:
+            return text
+    return repr(value)
+
+
+def _exact(value: float) -> str:
+    """A limit as typed back on a command line, without rounding: 20.01306, 1234567."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def format_text(selection: Selection) -> str:
@@ -147,12 +165,14 @@ def format_text(selection: Selection) -> str:
                 for row in table
             ),
         ]
-    elif not selection.excluded:
+    elif not selection.excluded and selection.references:
         lines += [
             "",
             "no candidates: these files hold no edgeresnet variants of their own (peer rows, and "
             "artifacts re-timed in a peer run, are references for comparison, never choices)",
         ]
+    elif not selection.excluded:
+        lines += ["", "no candidates: these files hold no rows that could be read"]
     else:
         lines += ["", "no variant meets every constraint"]
     if selection.excluded:
