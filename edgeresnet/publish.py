@@ -40,9 +40,13 @@ def replaced(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def merged(out_dir: Path, what: str = "the report") -> Iterator[Path]:
+def merged(
+    out_dir: Path, what: str = "the report", *, owned: tuple[str, ...] = ()
+) -> Iterator[Path]:
     """A staging folder whose files move into ``out_dir`` when the block succeeds, replacing
-    files of the same name and keeping the others; every ``OSError`` is an ``OutputError``."""
+    files of the same name and keeping the others, except the ``owned`` names (files or
+    folders the writer makes whole each time), which go where the new output lacks them;
+    every ``OSError`` is an ``OutputError``."""
     out_dir = Path(out_dir)
     anchor = _writable_anchor(out_dir, what)
     try:
@@ -52,7 +56,7 @@ def merged(out_dir: Path, what: str = "the report") -> Iterator[Path]:
         raise output_error(exc, out_dir, what) from None
     try:
         yield staging
-        _merge(staging, out_dir)
+        _merge(staging, out_dir, owned)
     except OSError as exc:
         raise output_error(exc, out_dir, what) from None
     finally:
@@ -76,7 +80,7 @@ def _writable_anchor(out_dir: Path, what: str) -> Path:
     return Path.cwd()
 
 
-def _merge(staging: Path, out_dir: Path) -> None:
+def _merge(staging: Path, out_dir: Path, owned: tuple[str, ...] = ()) -> None:
     """Move the staged files into ``out_dir``, replacing files of the same name, keeping others.
 
     Everything that could stop the move half way (a folder where a file goes, or the reverse) is
@@ -93,6 +97,12 @@ def _merge(staging: Path, out_dir: Path) -> None:
             raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of a folder", str(dest))
         if not path.is_dir() and dest.is_dir():
             raise IsADirectoryError(errno.EISDIR, "a folder is in the way of a file", str(dest))
+    for name in owned:  # what the last run wrote and this one did not: stale
+        old = out_dir / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() and not (staging / name).exists():
+            old.unlink()
     for path in entries:
         dest = out_dir / path.relative_to(staging)
         if path.is_dir():

@@ -992,3 +992,18 @@ def test_files_with_no_readable_rows_say_so_not_that_peers_hold_them(tmp_path, c
     capsys.readouterr()
     assert main(["select", path]) == 3
     assert "no candidates: these files hold no rows that could be read" in capsys.readouterr().out
+
+
+def test_a_report_written_again_replaces_what_it_owns_and_keeps_the_rest(tmp_path):
+    out = tmp_path / "rep"
+    first = write(tmp_path, "a/results.json", document("box-a"))
+    assert main(["report", first, "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "accuracy_vs_size.png").write_bytes(b"stale")
+    second = write(tmp_path, "b/results.json", document("box-b"))
+    assert main(["report", second, "--out", str(out)]) == 0
+    assert [p.name for p in (out / "inputs").iterdir()] == ["b.results.json"]
+    assert (out / "notes.txt").read_text() == "mine"
+    size_plot = out / "accuracy_vs_size.png"
+    assert not size_plot.exists() or size_plot.read_bytes() != b"stale"
+    assert "### Device: box-a" not in (out / "report.md").read_text()

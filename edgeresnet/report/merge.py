@@ -17,7 +17,7 @@ from typing import Any
 
 from edgeresnet.errors import ReportError
 from edgeresnet.publish import merged
-from edgeresnet.report.render import render
+from edgeresnet.report.render import OWNED, render
 from edgeresnet.report.rows import run_names
 from edgeresnet.report.schema import load_many
 from edgeresnet.report.select import Constraints
@@ -55,7 +55,7 @@ def merge_and_write(
     """
     documents, problems = load_readable(paths)
     out_dir = Path(out_dir)
-    with merged(out_dir) as staging:
+    with merged(out_dir, owned=(*OWNED, INPUTS)) as staging:
         names = _copy_inputs(list(documents), staging / INPUTS)
         copies = [out_dir / INPUTS / name for name in names]
         # From the folder this runs in, as the first command: the paths may be relative to it.

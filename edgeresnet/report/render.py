@@ -42,7 +42,7 @@ def write_report(
     from copies. All files are written or none: a failure raises ``OutputError`` and leaves
     ``out_dir`` as it was.
     """
-    with merged(out_dir) as staging:
+    with merged(out_dir, owned=OWNED) as staging:
         written = render(
             documents,
             staging,
@@ -52,6 +52,10 @@ def write_report(
             regenerate=regenerate,
         )
     return [out_dir / p.relative_to(staging) for p in written]
+
+
+# The files a report writes; a report written again into the same folder replaces them all.
+OWNED = ("report.md", "report.html", "accuracy_vs_latency.png", "accuracy_vs_size.png")
 
 
 def render(
