@@ -1007,3 +1007,13 @@ def test_a_report_written_again_replaces_what_it_owns_and_keeps_the_rest(tmp_pat
     size_plot = out / "accuracy_vs_size.png"
     assert not size_plot.exists() or size_plot.read_bytes() != b"stale"
     assert "### Device: box-a" not in (out / "report.md").read_text()
+
+
+def test_two_weights_of_one_architecture_on_two_devices_are_told_apart():
+    from edgeresnet.report.rows import runs
+
+    a, b = document("box-a", weights="random"), document("box-b", weights="random")
+    a["model"]["weights"]["seed"], b["model"]["weights"]["seed"] = 0, 1
+    assert runs(rows_of(a, "a.json") + rows_of(b, "b.json")).shown
+    b["model"]["weights"]["seed"] = 0  # the same model on two devices: nothing to tell apart
+    assert not runs(rows_of(a, "a.json") + rows_of(b, "b.json")).shown

@@ -94,6 +94,7 @@ class Row:
     # A pruned variant of another precision against its own FP32: that precision's error alone.
     to_own_fp32: OwnFidelity | None = None
     model: str = "?"  # the architecture, e.g. "resnet18"
+    weights_id: str = ""  # which weights exactly: a file's sha256, or random and its seed
     input_size: int | None = None
     # How the throughput figure was measured where it was not one call at a time, e.g.
     # OpenVINO's THROUGHPUT hint with several streams; its streams (``streams`` is the latency's).
@@ -132,6 +133,11 @@ def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any
         return str(evaluated)
     backend = str(target.get("backend", "?"))
     return backend if entry.get("fidelity") or entry.get("accuracy") else f"{backend} (not run)"
+
+
+def _weights_id(weights: dict[str, Any]) -> str:
+    origin = _obj(weights, "pruned_from") or weights
+    return str(origin.get("sha256") or f"{origin.get('kind')}:{origin.get('seed')}")
 
 
 def rows_of(document: dict[str, Any], source: str) -> list[Row]:
@@ -221,6 +227,7 @@ def _row(
         paired=_paired(bench.get("paired")),
         to_own_fp32=_own_fidelity(fid.get("to_own_fp32")),
         model=str(model.get("arch") or "?"),
+        weights_id=_weights_id(weights),
         input_size=int(model["input_size"]) if number(model.get("input_size")) else None,
         throughput_mode=str(throughput.get("mode") or ""),
         throughput_streams=throughput.get("streams"),
@@ -377,7 +384,8 @@ class Runs:
 
     Needed where two results files hold rows of one device and target (two builds on one
     machine: a dense and a pruned one, ResNet-18 and ResNet-50), or the files hold more than one
-    model. A report of one run, or of one model on several devices, stays as it was.
+    model (architecture, input size or weights: two random seeds are two models). A report of
+    one run, or of one model on several devices, stays as it was.
     """
 
     names: dict[str, str]  # results file -> short name, e.g. "a/onnx" for a/onnx/results.json
@@ -397,7 +405,7 @@ def runs(rows: list[Row]) -> Runs:
     for r in rows:
         if r.remeasured_from is None:
             sources[r.group].add(r.source)
-    models = {(r.model, r.input_size) for r in rows}
+    models = {(r.model, r.input_size, r.weights_id) for r in rows}
     shown = len(models) > 1 or any(len(s) > 1 for s in sources.values())
     return Runs(run_names(dict.fromkeys(r.source for r in rows)), shown)
 
