@@ -290,8 +290,8 @@ def parser() -> _Parser:
     )
     b.add_argument(
         "--model",
-        default="resnet50",
-        help="resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet50)",
+        help="resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet50, or the "
+        "architecture a --weights channel spec names)",
     )
     b.add_argument(
         "--weights",

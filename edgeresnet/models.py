@@ -23,6 +23,10 @@ from edgeresnet.data import Preprocess
 from edgeresnet.errors import ConfigError, UsageError, WeightsError
 from edgeresnet.ondevice.common import sha256_file
 
+# Input sizes a model takes: a ResNet halves its input 5 times; beyond 1024 px one image's
+# activations alone run to gigabytes.
+MIN_INPUT, MAX_INPUT = 32, 1024
+
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_WEIGHTS",

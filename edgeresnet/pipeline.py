@@ -34,6 +34,8 @@ from edgeresnet.errors import (
 from edgeresnet.evaluate import fidelity
 from edgeresnet.lock import output_lock
 from edgeresnet.models import (
+    MAX_INPUT,
+    MIN_INPUT,
     LoadedModel,
     canonical_arch,
     count_macs,
@@ -53,7 +55,7 @@ CACHE = ".cache"
 @dataclass(frozen=True)
 class BuildRequest:
     target: str
-    model: str = "resnet50"
+    model: str | None = None  # resnet50, or what a --weights channel spec names
     weights: str = "imagenet"
     calib: Path | None = None
     calib_size: int = 300
@@ -132,9 +134,6 @@ def build(request: BuildRequest) -> Path:
     return final
 
 
-# Input sizes a build takes: a ResNet halves its input 5 times; beyond 1024 px one image's
-# activations alone run to gigabytes.
-MIN_INPUT, MAX_INPUT = 32, 1024
 # Held-out images of the --max-drop search unless --sensitivity-images says otherwise.
 SENSITIVITY_IMAGES = 500
 # Quantizers whose activation ranges --calib-method and --percentile choose.
@@ -169,6 +168,12 @@ def resolve(request: BuildRequest) -> Inputs:
         raise UsageError(
             f"--threads must be 0 or positive, got {request.threads}.",
             hint="0 uses the profile's setting, else one thread per physical core.",
+        )
+    twice = sorted({r for r in request.prune if request.prune.count(r) > 1})
+    if twice:
+        raise UsageError(
+            f"--prune {','.join(f'{r:g}' for r in request.prune)} gives {twice[0]:g} twice.",
+            hint="Give each ratio once.",
         )
     prune = [
         PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
@@ -232,15 +237,27 @@ def resolve(request: BuildRequest) -> Inputs:
         runtime=profile.runtime,
         where=profile.source,
     )
-    pool = discover(request.calib or default_calibration_dir())
+    pool = _discover(request.calib or default_calibration_dir(), "--calib")
     calib = pool.subset(request.calib_size, seed=request.seed)
     calib.check_readable("--calib", decode=True)
     evaluation, overlap, found = None, 0, None
     if request.eval is not None:
-        found = discover(request.eval)
+        found = _discover(request.eval, "--eval")
         evaluation, overlap = _evaluation(found, calib, request)
         evaluation.check_readable("--eval", decode=False)
-    train = discover(request.train) if request.train is not None else None
+    train = _discover(request.train, "--train") if request.train is not None else None
+    trained_on_eval = 0
+    if train is not None and evaluation is not None:
+        # Distillation must not train on what the pruned model is judged by.
+        kept = train.without(evaluation)
+        trained_on_eval = len(train) - len(kept)
+        if not kept.samples:
+            raise UsageError(
+                f"Every image of --train ({train.source}) is an evaluation image, so the pruned "
+                "model would be judged on the images it was trained on.",
+                hint="Pass --train DIR with images that are not in --eval.",
+            )
+        train = kept
     if train is not None:
         train.check_readable("--train", decode=False)
     loaded = _load(request)
@@ -259,6 +276,11 @@ def resolve(request: BuildRequest) -> Inputs:
         )
     if found is not None and evaluation is not None:
         _warn_about_evaluation(found, evaluation, overlap, request)
+    if trained_on_eval:
+        warn(
+            f"{trained_on_eval} images of --train are evaluation images; distillation does not "
+            "train on them"
+        )
     return Inputs(
         profile=profile,
         backend=backend,
@@ -273,6 +295,14 @@ def resolve(request: BuildRequest) -> Inputs:
         train=train,
         heldout=heldout,
     )
+
+
+def _discover(folder: Path, option: str) -> ImageSet:
+    """The images of ``folder``; an error names the option that gave it."""
+    try:
+        return discover(folder)
+    except DataError as exc:
+        raise DataError(f"{option}: {exc.message}", hint=exc.hint) from exc
 
 
 def _warn_about_evaluation(
@@ -352,13 +382,13 @@ def _heldout(source: ImageSet, calib: ImageSet, request: BuildRequest) -> ImageS
 def _load(request: BuildRequest) -> LoadedModel:
     """The model: ``--weights`` may also be a pruned model's ``model.channels.json``."""
     if not request.weights.endswith(".channels.json"):
-        return load_model(request.model, request.weights, seed=request.seed)
+        return load_model(request.model or "resnet50", request.weights, seed=request.seed)
     spec_path = Path(request.weights)
     model, spec = load_pruned(spec_path)
-    if spec["arch"] != canonical_arch(request.model):
+    if request.model is not None and spec["arch"] != canonical_arch(request.model):
         raise WeightsError(
             f"The pruned model {spec_path} is a {spec['arch']}, not {request.model}.",
-            hint=f"--model {spec['arch']}",
+            hint=f"Pass --model {spec['arch']}, or leave --model out.",
         )
     weights = {
         "kind": "file",

@@ -19,12 +19,15 @@ import torch
 from torch import nn
 
 from edgeresnet.errors import PruneError, UsageError, WeightsError
-from edgeresnet.models import build_model
+from edgeresnet.models import MAX_INPUT, MIN_INPUT, build_model
+from edgeresnet.ondevice.common import sha256_file
 
 SPEC_FORMAT = "edgeresnet.channels"
 SPEC_VERSION = 1
 IMPORTANCES = ("l1", "l2", "bn-scale")
 _SPEC_HINT = "Use the model.channels.json a pruning run wrote, unedited."
+_SPEC_REQUIRED = ("arch", "num_classes", "width", "preprocess", "pruned_from", "layers")
+_SPEC_FIELDS = ("format", "version", *_SPEC_REQUIRED, "weights_sha256")
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ class PruneOptions:
 
     @property
     def tag(self) -> str:
-        """Variant prefix, e.g. ``p30`` for ratio 0.3."""
-        return f"p{round(self.ratio * 100):02d}"
+        """Variant prefix, e.g. ``p30`` for ratio 0.3 (halves round up: 0.025 is p03)."""
+        return f"p{math.floor(self.ratio * 100 + 0.5):02d}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,8 +139,8 @@ def channel_spec(
     arch: str,
     num_classes: int,
     width: int,
-    preprocess: dict[str, int] | None = None,
-    pruned_from: dict[str, Any] | None = None,
+    preprocess: dict[str, int],
+    pruned_from: dict[str, Any],
 ) -> dict[str, Any]:
     """Every conv, batch-norm and linear layer's channel counts: enough to rebuild the model;
     with the ``resize_size``/``crop_size`` its weights expect, so a rebuild feeds it the same,
@@ -156,8 +159,8 @@ def channel_spec(
         "arch": arch,
         "num_classes": num_classes,
         "width": width,
-        **({"preprocess": preprocess} if preprocess else {}),
-        **({"pruned_from": pruned_from} if pruned_from else {}),
+        "preprocess": preprocess,
+        "pruned_from": pruned_from,
         "layers": layers,
     }
 
@@ -175,20 +178,36 @@ def rebuild(spec: Any) -> nn.Module:
             f"{spec.get('version')!r}).",
             hint=f"Expected format '{SPEC_FORMAT}' version {SPEC_VERSION}.",
         )
-    missing = [k for k in ("arch", "num_classes", "width", "layers") if k not in spec]
+    missing = [k for k in _SPEC_REQUIRED if k not in spec]
     if missing:
         raise WeightsError(f"The channel spec lacks {', '.join(missing)}.", hint=_SPEC_HINT)
+    unknown_fields = sorted(set(spec) - set(_SPEC_FIELDS))
+    if unknown_fields:
+        raise WeightsError(
+            f"The channel spec has fields a pruning run does not write: {unknown_fields}.",
+            hint=_SPEC_HINT,
+        )
     if not isinstance(spec["arch"], str):
         raise WeightsError(
             f"The channel spec's arch {spec['arch']!r} is not a name.", hint=_SPEC_HINT
         )
     if not isinstance(spec["layers"], dict):
         raise WeightsError("The channel spec's layers are not a JSON object.", hint=_SPEC_HINT)
-    if not isinstance(spec.get("pruned_from", {}), dict):
-        raise WeightsError("The channel spec's pruned_from is not a JSON object.", hint=_SPEC_HINT)
-    if "preprocess" in spec:
-        for key in ("resize_size", "crop_size"):
-            _count(spec["preprocess"], key, "preprocess")
+    origin = spec["pruned_from"]
+    if not isinstance(origin, dict) or not isinstance(origin.get("kind"), str):
+        raise WeightsError(
+            "The channel spec's pruned_from does not say which weights it was pruned from "
+            "(an object with their kind).",
+            hint=_SPEC_HINT,
+        )
+    crop = _count(spec["preprocess"], "crop_size", "preprocess")
+    resize = _count(spec["preprocess"], "resize_size", "preprocess")
+    if not MIN_INPUT <= crop <= MAX_INPUT or resize < crop:
+        raise WeightsError(
+            f"The channel spec's preprocess (resize {resize}, crop {crop}) is not one a model "
+            f"takes: the crop must be {MIN_INPUT} to {MAX_INPUT} pixels, the resize at least it.",
+            hint=_SPEC_HINT,
+        )
     model = build_model(
         spec["arch"],
         num_classes=_count(spec, "num_classes", "the model"),
@@ -212,9 +231,11 @@ def save_pruned(model: nn.Module, spec: dict[str, Any], folder: Path) -> tuple[P
 
     folder.mkdir(parents=True, exist_ok=True)
     spec_path, weights_path = folder / "model.channels.json", folder / "model.safetensors"
-    spec_path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights_path), metadata={"format": SPEC_FORMAT})
+    # The weights it goes with: another run's file of the same shapes is refused at load.
+    spec = {**spec, "weights_sha256": sha256_file(weights_path)}
+    spec_path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
     return spec_path, weights_path
 
 
@@ -229,6 +250,12 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise WeightsError(f"Cannot read the channel spec {spec_path}: {exc}.") from None
     weights = Path(spec_path).with_name("model.safetensors")
     model = rebuild(spec)
+    expected = spec.get("weights_sha256")
+    if expected is not None and weights.is_file() and sha256_file(weights) != expected:
+        raise WeightsError(
+            f"{weights} is not the weights file {spec_path} was written with (sha256 differs).",
+            hint="Keep model.channels.json and model.safetensors from the same pruning run.",
+        )
     try:
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
@@ -245,6 +272,12 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
             f"The weights {weights} do not match the channel spec {spec_path}: {first[0].strip()}",
             hint="Keep model.channels.json and model.safetensors from the same pruning run.",
         ) from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(
+                f"{weights}: {name} holds NaN or infinite values.",
+                hint="The file is damaged, or the run that wrote it diverged: prune again.",
+            )
     return model.eval(), spec
 
 

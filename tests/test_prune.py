@@ -78,9 +78,18 @@ def test_a_layer_left_at_another_width_is_an_error(tiny, monkeypatch):
         prune(tiny, PruneOptions(0.3), input_size=32)
 
 
+SPEC = {
+    "arch": "resnet18",
+    "num_classes": 10,
+    "width": 16,
+    "preprocess": {"resize_size": 36, "crop_size": 32},
+    "pruned_from": {"kind": "random", "seed": 0},
+}
+
+
 def test_spec_round_trip_without_pickle(tiny, tmp_path):
     pruned = prune(tiny, PruneOptions(0.5, importance="l1"), input_size=32)
-    spec = channel_spec(pruned, arch="resnet18", num_classes=10, width=16)
+    spec = channel_spec(pruned, **SPEC)
     spec_path, weights = save_pruned(pruned, spec, tmp_path)
     assert weights.name == "model.safetensors"
     assert json.loads(spec_path.read_text())["layers"]["conv1"]["out"] == 8
@@ -92,20 +101,23 @@ def test_spec_round_trip_without_pickle(tiny, tmp_path):
 def test_spec_that_does_not_match_the_weights_is_named(tiny, tmp_path):
     for ratio, folder in ((0.3, tmp_path / "a"), (0.5, tmp_path / "b")):
         model = prune(tiny, PruneOptions(ratio, round_to=1), input_size=32)
-        save_pruned(model, channel_spec(model, arch="resnet18", num_classes=10, width=16), folder)
+        save_pruned(model, channel_spec(model, **SPEC), folder)
     (tmp_path / "a" / "model.safetensors").replace(tmp_path / "b" / "model.safetensors")
+    with pytest.raises(WeightsError, match="is not the weights file .* was written with"):
+        load_pruned(tmp_path / "b" / "model.channels.json")
+    spec = json.loads((tmp_path / "b" / "model.channels.json").read_text())
+    del spec["weights_sha256"]  # without the hash, the shapes still tell
+    (tmp_path / "b" / "model.channels.json").write_text(json.dumps(spec))
     with pytest.raises(WeightsError, match="do not match the channel spec"):
         load_pruned(tmp_path / "b" / "model.channels.json")
     with pytest.raises(WeightsError, match="Not an edgeresnet channel spec"):
         rebuild({"format": "other"})
-    with pytest.raises(WeightsError, match="lacks arch, layers"):
+    with pytest.raises(WeightsError, match="lacks arch, preprocess, pruned_from, layers"):
         rebuild({"format": "edgeresnet.channels", "version": 1, "num_classes": 10, "width": 16})
 
 
 def _spec(**changes):
-    spec = channel_spec(
-        build_model("resnet18", num_classes=10, width=16), arch="resnet18", num_classes=10, width=16
-    )
+    spec = channel_spec(build_model("resnet18", num_classes=10, width=16), **SPEC)
     spec.update(changes)
     return spec
 
@@ -122,7 +134,11 @@ def _spec(**changes):
         (_spec(width=True), "the model width=True"),
         (_spec(arch=50), "arch 50 is not a name"),
         (_spec(preprocess={"crop_size": 32}), "preprocess resize_size=None"),
-        (_spec(pruned_from="random"), "pruned_from is not a JSON object"),
+        (_spec(preprocess={"resize_size": 8, "crop_size": 8}), "the crop must be 32 to 1024"),
+        (_spec(pruned_from="random"), "does not say which weights it was pruned from"),
+        (_spec(pruned_from={}), "does not say which weights it was pruned from"),
+        ({k: v for k, v in _spec().items() if k != "pruned_from"}, "lacks pruned_from"),
+        (_spec(note="edited"), r"fields a pruning run does not write: \['note'\]"),
     ],
 )
 def test_a_malformed_spec_is_refused_with_a_hint(spec, message):
@@ -133,7 +149,7 @@ def test_a_malformed_spec_is_refused_with_a_hint(spec, message):
 
 def test_a_spec_keeps_the_provenance_of_the_weights_it_was_pruned_from(tiny, tmp_path):
     origin = {"kind": "random", "name": "random", "seed": 0}
-    spec = channel_spec(tiny, arch="resnet18", num_classes=10, width=16, pruned_from=origin)
+    spec = channel_spec(tiny, **{**SPEC, "pruned_from": origin})
     spec_path, _ = save_pruned(tiny, spec, tmp_path)
     model, loaded_spec = load_pruned(spec_path)
     assert loaded_spec["pruned_from"] == origin
@@ -257,3 +273,35 @@ def test_a_saved_pruned_model_builds_again(digits_build, fast_profile, tmp_path)
     assert b["model"]["weights"]["pruned_from"]["sha256"] == a["model"]["weights"]["sha256"]
     assert b["model"]["input_size"] == a["model"]["input_size"] == 32
     assert b["model"]["preprocess"] == a["model"]["preprocess"]
+
+
+def test_pruned_weights_with_nan_are_refused_at_load(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    spec_path, weights = save_pruned(tiny, channel_spec(tiny, **SPEC), tmp_path)
+    state = load_file(str(weights))
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    save_file(state, str(weights))
+    spec = json.loads(spec_path.read_text())
+    del spec["weights_sha256"]  # the damage, not the hash, is what is tested
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(WeightsError, match="layer1.0.conv1.weight holds NaN"):
+        load_pruned(spec_path)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "tag"), [(0.005, "p01"), (0.015, "p02"), (0.025, "p03"), (0.3, "p30"), (0.5, "p50")]
+)
+def test_variant_names_round_halves_up(ratio, tag):
+    assert PruneOptions(ratio).tag == tag
+
+
+def test_a_spec_names_its_architecture_so_model_may_be_left_out(tiny, tmp_path):
+    from edgeresnet.pipeline import BuildRequest, _load
+
+    spec_path, _ = save_pruned(tiny, channel_spec(tiny, **SPEC), tmp_path)
+    loaded = _load(BuildRequest(target="onnx", weights=str(spec_path)))
+    assert (loaded.arch, loaded.num_classes, loaded.width) == ("resnet18", 10, 16)
+    with pytest.raises(WeightsError, match="is a resnet18, not resnet50") as info:
+        _load(BuildRequest(target="onnx", model="resnet50", weights=str(spec_path)))
+    assert info.value.hint == "Pass --model resnet18, or leave --model out."

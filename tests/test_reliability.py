@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from edgeresnet.backends import Artifact
 from edgeresnet.cache import StageCache
 from edgeresnet.cli import main
 from edgeresnet.config import load_target
-from edgeresnet.errors import ConfigError, ReportError
+from edgeresnet.errors import ConfigError, ReportError, UsageError
 from edgeresnet.lock import output_lock
 from edgeresnet.models import build_model
 from edgeresnet.ondevice.common import sha256_file
@@ -237,6 +238,10 @@ def case_profile_opset_without_per_channel_qdq(tmp):
 
 def case_prune_ratios_with_one_name(tmp):
     return _onnx("--prune", "0.3,0.301"), "two variants named p30"
+
+
+def case_prune_ratio_given_twice(tmp):
+    return _onnx("--prune", "0.3,0.5,0.3"), "gives 0.3 twice"
 
 
 def case_profile_latency_not_at_batch_1(tmp):
@@ -578,3 +583,26 @@ def test_any_results_file_is_read_or_refused_with_a_report_error(tmp_path, body,
         rows_of(load_results(path), "r.json")
     except ReportError:
         pass
+
+
+def test_distillation_never_trains_on_the_images_it_is_judged_by(tmp_path, capsys):
+    images = photos(tmp_path / "images", n=6)
+    request = pipeline.BuildRequest(
+        target="onnx",
+        model="resnet18",
+        weights="random",
+        input_size=32,
+        calib=photos(tmp_path / "calib", n=2, size=36),
+        eval=images,
+        eval_size=2,
+        train=images,
+        prune=(0.3,),
+        distill_steps=1,
+    )
+    inputs = pipeline.resolve(request)
+    evaluated = {s.path for s in inputs.evaluation.samples}
+    assert len(evaluated) == 2 and len(inputs.train) == 4
+    assert not evaluated & {s.path for s in inputs.train.samples}
+    assert "2 images of --train are evaluation images" in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(UsageError, match="Every image of --train"):
+        pipeline.resolve(replace(request, eval_size=None))
