@@ -144,33 +144,14 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     also like torchvision. Images over PIL's pixel limit (``Image.MAX_IMAGE_PIXELS``) are
     refused as possible decompression bombs.
     """
-    file = Path(path)
-    _check_file(file)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file) as img:
-                img.load()
-                rgb = _to_rgb(img, str(file))
-                return img.copy() if rgb is img else rgb
-    except DataError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_large(file, exc) from exc
-    except Image.UnidentifiedImageError as exc:
-        raise _not_an_image(file) from exc
-    except Exception as exc:  # anything the decoder raises on a damaged file
-        raise _corrupt(file, exc) from exc
+    image = _read(Path(path), decode=True)
+    assert image is not None
+    return image
 
 
-def _too_large(file: Path, exc: Exception) -> DataError:
-    return DataError(
-        f"Image file {file} is too large to decode safely: {exc}",
-        hint="Downscale the image; raise PIL.Image.MAX_IMAGE_PIXELS only for trusted files.",
-    )
-
-
-def _check_file(file: Path) -> None:
+def _read(file: Path, *, decode: bool) -> Image.Image | None:
+    """``load_image`` (``decode``), or only its checks up to PIL parsing the header: the file
+    exists, is not empty, is an image PIL knows and is under its pixel limit."""
     if not file.is_file():
         raise DataError(
             f"Image file {file} does not exist or is not a file",
@@ -178,37 +159,32 @@ def _check_file(file: Path) -> None:
         )
     if file.stat().st_size == 0:
         raise DataError(f"Image file {file} is empty (0 bytes)", hint="Re-copy it or remove it.")
-
-
-def _not_an_image(file: Path) -> DataError:
-    return DataError(
-        f"File {file} is not an image PIL can read",
-        hint=f"Remove it or convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}.",
-    )
-
-
-def _corrupt(file: Path, exc: Exception) -> DataError:
-    return DataError(
-        f"Image file {file} is truncated or corrupt: {exc}",
-        hint="Re-copy or re-download it, or remove it from the dataset.",
-    )
-
-
-def _read_header(file: Path) -> None:
-    """What ``load_image`` checks before decoding: the file exists, is not empty, and PIL
-    knows its format."""
-    _check_file(file)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(file):
-                pass
+            with Image.open(file) as img:
+                if not decode:
+                    return None
+                img.load()
+                rgb = _to_rgb(img, str(file))
+                return img.copy() if rgb is img else rgb
+    except DataError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_large(file, exc) from exc
+        raise DataError(
+            f"Image file {file} is too large to decode safely: {exc}",
+            hint="Downscale the image; raise PIL.Image.MAX_IMAGE_PIXELS only for trusted files.",
+        ) from exc
     except Image.UnidentifiedImageError as exc:
-        raise _not_an_image(file) from exc
-    except Exception as exc:  # anything the header parser raises on a damaged file
-        raise _corrupt(file, exc) from exc
+        raise DataError(
+            f"File {file} is not an image PIL can read",
+            hint=f"Remove it or convert it to one of {', '.join(sorted(IMAGE_EXTENSIONS))}.",
+        ) from exc
+    except Exception as exc:  # anything the decoder raises on a damaged file
+        raise DataError(
+            f"Image file {file} is truncated or corrupt: {exc}",
+            hint="Re-copy or re-download it, or remove it from the dataset.",
+        ) from exc
 
 
 def _to_rgb(img: Image.Image, where: str) -> Image.Image:
@@ -321,18 +297,12 @@ class ImageSet:
         random.Random(seed).shuffle(samples)
         return replace(self, samples=samples)
 
-    def check_readable(self, option: str, *, decode: bool) -> None:
-        """Raise a ``DataError`` naming ``option`` for the first file that is not an image
-        PIL can read: every file is opened (its header parsed), and with ``decode`` fully
-        decoded, which also finds files cut short inside their image data."""
+    def check_readable(self, *, decode: bool) -> None:
+        """Raise a ``DataError`` for the first file that is not an image PIL can read: every
+        file is opened (its header parsed), and with ``decode`` fully decoded, which also finds
+        files cut short inside their image data."""
         for sample in self.samples:
-            try:
-                if decode:
-                    load_image(sample.path)
-                else:
-                    _read_header(sample.path)
-            except DataError as exc:
-                raise DataError(f"{option}: {exc.message}", hint=exc.hint) from exc
+            _read(sample.path, decode=decode)
 
     def batches(
         self, preprocess: Preprocess, batch_size: int = 32

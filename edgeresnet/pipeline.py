@@ -7,11 +7,13 @@ finished stages are kept in ``OUT/.cache`` so the next run resumes where the las
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -237,15 +239,20 @@ def resolve(request: BuildRequest) -> Inputs:
         runtime=profile.runtime,
         where=profile.source,
     )
-    pool = _discover(request.calib or default_calibration_dir(), "--calib")
-    calib = pool.subset(request.calib_size, seed=request.seed)
-    calib.check_readable("--calib", decode=True)
+    with _naming("--calib"):
+        pool = discover(request.calib or default_calibration_dir())
+        calib = pool.subset(request.calib_size, seed=request.seed)
+        calib.check_readable(decode=True)
     evaluation, overlap, found = None, 0, None
     if request.eval is not None:
-        found = _discover(request.eval, "--eval")
-        evaluation, overlap = _evaluation(found, calib, request)
-        evaluation.check_readable("--eval", decode=False)
-    train = _discover(request.train, "--train") if request.train is not None else None
+        with _naming("--eval"):
+            found = discover(request.eval)
+            evaluation, overlap = _evaluation(found, calib, request)
+            evaluation.check_readable(decode=False)
+    train = None
+    if request.train is not None:
+        with _naming("--train"):
+            train = discover(request.train)
     trained_on_eval = 0
     if train is not None and evaluation is not None:
         # Distillation must not train on what the pruned model is judged by.
@@ -259,7 +266,8 @@ def resolve(request: BuildRequest) -> Inputs:
             )
         train = kept
     if train is not None:
-        train.check_readable("--train", decode=False)
+        with _naming("--train"):
+            train.check_readable(decode=False)
     loaded = _load(request)
     for options in prune:
         check_prunable(loaded.model, options)
@@ -297,10 +305,11 @@ def resolve(request: BuildRequest) -> Inputs:
     )
 
 
-def _discover(folder: Path, option: str) -> ImageSet:
-    """The images of ``folder``; an error names the option that gave it."""
+@contextlib.contextmanager
+def _naming(option: str) -> Iterator[None]:
+    """A data error inside the block names the option that gave the images."""
     try:
-        return discover(folder)
+        yield
     except DataError as exc:
         raise DataError(f"{option}: {exc.message}", hint=exc.hint) from exc
 
@@ -375,7 +384,8 @@ def _heldout(source: ImageSet, calib: ImageSet, request: BuildRequest) -> ImageS
             "smaller --calib-size.",
         )
     heldout = free.subset(request.sensitivity_images or SENSITIVITY_IMAGES, seed=request.seed + 1)
-    heldout.check_readable("--eval" if request.eval is not None else "--calib", decode=False)
+    with _naming("--eval" if request.eval is not None else "--calib"):
+        heldout.check_readable(decode=False)
     return heldout
 
 

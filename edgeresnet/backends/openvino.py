@@ -55,7 +55,7 @@ class _CalibrationPasses:
     def __init__(self, calibration: CalibrationBatches) -> None:
         self._calibration = calibration
         self._open: list[Iterator[np.ndarray]] = []
-        self.images = getattr(calibration, "images", None)
+        self.images = calibration.images  # NNCF asks for no more than there are
 
     def __iter__(self) -> Iterator[np.ndarray]:
         batches = self._calibration(1)
