@@ -157,6 +157,7 @@ def _constraints(args: argparse.Namespace) -> Constraints:
         min_top1=args.min_top1,
         max_size_mb=args.max_size_mb,
         min_fps=args.min_fps,
+        max_drop=args.max_drop,
     )
 
 
@@ -239,6 +240,13 @@ def _add_constraints(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-size-mb", type=_non_negative, help="artifact size limit (10^6 bytes)")
     g.add_argument(
         "--min-fps", type=_non_negative, help="least throughput, img/s at the benchmarked batch"
+    )
+    g.add_argument(
+        "--max-drop",
+        type=_percent,
+        metavar="POINTS",
+        help="most top-1 points below the FP32 row of the variant's own run "
+        "(rows without top-1 fail)",
     )
 
 

@@ -290,6 +290,45 @@ def test_select_ranks_by_latency_and_explains_every_exclusion(tmp_path):
     assert not any(r.peer for r in chosen.chosen) and ("box", "pytorch-fp32") not in why
 
 
+def test_max_drop_measures_each_variant_against_the_fp32_of_its_own_run(tmp_path):
+    # A second run on the same device: a weaker FP32 whose INT8 loses as little; a run without
+    # an FP32 row; and one whose FP32 was not evaluated. None may borrow another run's FP32.
+    weaker = [row("fp32", "fp32", 40.0, 102_000_000, 74.5, "fp32")]
+    weaker.append(row("int8", "int8", 11.0, 25_800_000, 74.0, "int8"))
+    alone = [row("int8", "int8", 10.0, 25_800_000, 75.9, "int8")]
+    unscored = [row("fp32", "fp32", 40.0, 102_000_000, None, "fp32")]
+    unscored.append(row("int8", "int8", 9.0, 25_800_000, 75.0, "int8"))
+    rows = selection_rows(tmp_path) + [
+        r
+        for name, rs in (("c.json", weaker), ("d.json", alone), ("e.json", unscored))
+        for r in rows_of(document("box", rows=rs), name)
+    ]
+    limits = Constraints(max_drop=0.5)
+    assert limits.flags() == ["--max-drop", "0.5"]
+    assert limits.describe() == ["top-1 drop against its run's FP32 <= 0.5 points"]
+    chosen = select(rows, limits)
+    # 76.1 -> 75.6 and 74.5 -> 74.0 lose exactly the 0.5 allowed (not 0.50000000000001).
+    assert [(r.source, r.variant) for r in chosen.chosen] == [
+        ("c.json", "int8"),
+        ("a.json", "int8"),
+        ("c.json", "fp32"),
+        ("a.json", "fp32"),
+        ("a.json", "fp16"),
+    ]
+    why = {(v.row.source, v.row.variant): "; ".join(v.reasons) for v in chosen.excluded}
+    assert why[("a.json", "p30-int8")] == (
+        "top-1 drop 2.1 points > 0.5 points (FP32 76.10 %, this 74.00 %)"
+    )
+    assert why[("d.json", "int8")] == "top-1 drop unknown (its run has no FP32 row)"
+    assert why[("e.json", "int8")] == "top-1 drop unknown (its run's FP32 top-1 not measured)"
+    assert why[("e.json", "fp32")] == "top-1 not measured (no labelled evaluation set)"
+    assert why[("b.json", "int8")] == "top-1 not measured (random weights)"
+    both = select(rows, Constraints(max_drop=0.5, min_top1=75.0)).excluded
+    assert {v.row.source: v.reasons for v in both if v.row.variant == "int8"}["b.json"] == (
+        "top-1 not measured (random weights)",
+    )
+
+
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     chosen = select(selection_rows(tmp_path), Constraints(max_size_mb=30, min_fps=300))
     ranked = [(r.device, r.variant) for r in chosen.chosen]
@@ -326,7 +365,13 @@ def test_nan_and_negative_measurements_never_pass_a_constraint(
 
 
 @pytest.mark.parametrize(
-    "option", [("--max-size-mb", "nan"), ("--max-latency-ms", "inf"), ("--min-top1", "150")]
+    "option",
+    [
+        ("--max-size-mb", "nan"),
+        ("--max-latency-ms", "inf"),
+        ("--min-top1", "150"),
+        ("--max-drop", "-1"),
+    ],
 )
 def test_constraints_that_are_no_limit_are_refused(tmp_path, option):
     with pytest.raises(SystemExit) as info:
@@ -357,6 +402,12 @@ def test_select_cli_prints_table_writes_report_and_exit_codes(tmp_path, capsys):
     assert "no variant meets every constraint" in capsys.readouterr().out
     assert main(["report", good, "--out", str(tmp_path / "r2"), "--min-top1", "76"]) == 0
     assert "- box onnx:int8: top-1 75.60 % < 76 %" in (tmp_path / "r2" / "report.md").read_text()
+    assert main(["select", good, "--max-drop", "0.4"]) == 0
+    printed = capsys.readouterr().out
+    assert "constraints: top-1 drop against its run's FP32 <= 0.4 points" in printed
+    assert (
+        "box onnx:int8: top-1 drop 0.5 points > 0.4 points (FP32 76.10 %, this 75.60 %)" in printed
+    )
 
 
 # ----------------------------------------------------------------------------- peers

@@ -14,7 +14,7 @@ from edgeresnet.publish import merged
 from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
 from edgeresnet.report.plots import Plot, scatter, y_metric
-from edgeresnet.report.rows import Row, Runs, rate, rows_of, runs, under_load
+from edgeresnet.report.rows import Row, Runs, fp32_rows, rate, rows_of, runs, under_load
 from edgeresnet.report.select import RANKING, Constraints, select
 
 _TEMPLATES = jinja2.Environment(
@@ -89,7 +89,7 @@ def render(
         ),
     ]
     drawn = [p.path for p in plots if p.path is not None]
-    baselines = _baselines(rows)
+    baselines = fp32_rows(rows)
 
     def entry(r: Row) -> dict[str, Any]:
         return _entry(r, baselines, named)
@@ -145,15 +145,6 @@ def row_name(r: Row, named: Runs) -> str:
     """E.g. "vm onnx:int8", with "[resnet18, a/onnx]" where runs must be told apart."""
     tag = named.of(r)
     return f"{r.device} {r.target}:{r.variant}" + (f" [{tag}]" if tag else "")
-
-
-def _baselines(rows: list[Row]) -> dict[tuple[str, str, str], Row]:
-    """The FP32 row of each run (results file, device, target): what "x FP32" divides by.
-
-    Never another run's: two builds on one device (dense and pruned, ResNet-18 and ResNet-50)
-    each have their own, and a run without an FP32 row has no ratio.
-    """
-    return {r.run: r for r in rows if r.candidate and r.variant == "fp32"}
 
 
 def _entry(r: Row, baselines: dict[tuple[str, str, str], Row], named: Runs) -> dict[str, Any]:

@@ -121,6 +121,15 @@ class Row:
         return f"{self.target}:{self.variant}"
 
 
+def fp32_rows(rows: Iterable[Row]) -> dict[tuple[str, str, str], Row]:
+    """The FP32 row of each run (results file, device, target): what "x FP32" divides by.
+
+    Never another run's: two builds on one device (dense and pruned, ResNet-18 and ResNet-50)
+    each have their own, and a run without an FP32 row has no ratio.
+    """
+    return {r.run: r for r in rows if r.candidate and r.variant == "fp32"}
+
+
 def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
     """The runtime the row's figures come from: the benchmark's; else, for a row only
     evaluated, the runtime its build says evaluated it (a TensorRT artifact checked in ONNX

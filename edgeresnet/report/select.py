@@ -1,6 +1,8 @@
 """Pick variants under deployment constraints, and say why every other one was left out.
 
 A constraint on something a row did not measure excludes the row: a missing number never passes.
+An accuracy drop is measured against the FP32 row of the row's own run (results file, device,
+target), the baseline the report's "x FP32" columns divide by.
 Only edgeresnet artifacts are candidates; peer rows (what a user would build by hand) are
 references for the peer table, not choices.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.rows import Row, rate, runs
+from edgeresnet.report.rows import Row, fp32_rows, rate, runs
 
 RANKING = (
     "fastest batch-1 p50 latency first, then smaller artifact, then higher top-1 "
@@ -25,6 +27,7 @@ class Constraints:
     min_top1: float | None = None
     max_size_mb: float | None = None
     min_fps: float | None = None
+    max_drop: float | None = None  # top-1 points below the FP32 of the row's own run
 
     @property
     def active(self) -> bool:
@@ -37,6 +40,7 @@ class Constraints:
             "min_top1": "--min-top1",
             "max_size_mb": "--max-size-mb",
             "min_fps": "--min-fps",
+            "max_drop": "--max-drop",
         }
         return [
             part
@@ -55,6 +59,8 @@ class Constraints:
             text.append(f"size <= {_exact(self.max_size_mb)} MB")
         if self.min_fps is not None:
             text.append(f"throughput >= {_exact(self.min_fps)} img/s (at the benchmarked batch)")
+        if self.max_drop is not None:
+            text.append(f"top-1 drop against its run's FP32 <= {_exact(self.max_drop)} points")
         return text
 
 
@@ -78,15 +84,21 @@ class Selection:
 
 def select(rows: list[Row], constraints: Constraints) -> Selection:
     """The candidate rows meeting every constraint, ranked by ``RANKING``, and the rest with why."""
-    verdicts = [Verdict(r, reasons(r, constraints)) for r in rows if r.candidate]
+    fp32 = fp32_rows(rows)
+    verdicts = [Verdict(r, reasons(r, constraints, fp32.get(r.run))) for r in rows if r.candidate]
     chosen = sorted((v.row for v in verdicts if v.passed), key=_rank)
     references = sum(not r.candidate for r in rows)
     return Selection(constraints, chosen, [v for v in verdicts if not v.passed], references)
 
 
-def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
-    """Every constraint ``row`` fails, in words a reader can check against the tables."""
+def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...]:
+    """Every constraint ``row`` fails, in words a reader can check against the tables.
+
+    ``fp32`` is the FP32 row of ``row``'s run, which ``--max-drop`` measures the drop against.
+    """
     out = []
+    why = "random weights" if row.random_weights else "no labelled evaluation set"
+    unmeasured = f"top-1 not measured ({why})"
     if c.max_latency_ms is not None:
         if row.p50_ms is None:
             out.append(f"p50 not measured{_why_unmeasured(row)}")
@@ -96,8 +108,7 @@ def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
             )
     if c.min_top1 is not None:
         if row.top1 is None:
-            why = "random weights" if row.random_weights else "no labelled evaluation set"
-            out.append(f"top-1 not measured ({why})")
+            out.append(unmeasured)
         elif row.top1 < c.min_top1:
             out.append(f"top-1 {row.top1:.2f} % < {_exact(c.min_top1)} %")
     if c.max_size_mb is not None:
@@ -113,7 +124,27 @@ def reasons(row: Row, c: Constraints) -> tuple[str, ...]:
                 f"throughput {rate(row.throughput)} img/s (batch {row.throughput_batch}) "
                 f"< {_exact(c.min_fps)} img/s"
             )
+    if c.max_drop is not None:
+        if row.top1 is None:
+            if unmeasured not in out:  # --min-top1 said so already
+                out.append(unmeasured)
+        elif fp32 is None:
+            out.append("top-1 drop unknown (its run has no FP32 row)")
+        elif fp32.top1 is None:
+            out.append("top-1 drop unknown (its run's FP32 top-1 not measured)")
+        elif _drop(fp32.top1, row.top1) > c.max_drop:
+            drop = _drop(fp32.top1, row.top1)
+            out.append(
+                f"top-1 drop {_over(drop, c.max_drop)} points > {_exact(c.max_drop)} points "
+                f"(FP32 {fp32.top1:.2f} %, this {row.top1:.2f} %)"
+            )
     return tuple(out)
+
+
+def _drop(reference: float, value: float) -> float:
+    """Top-1 points lost against ``reference``. Rounded to 9 decimals: the figures are percentages
+    with few decimals, and 76.1 - 75.6 must be the 0.5 a reader sees, not 0.500000000000007."""
+    return round(reference - value, 9)
 
 
 def _over(value: float, limit: float) -> str:
