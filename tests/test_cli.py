@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeresnet.cli import main
+from edgeresnet.cli import main, parser
 from edgeresnet.models import build_model
 
 
@@ -37,6 +39,21 @@ def test_help_is_instant():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_every_command_and_option_is_documented_in_the_readme():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (commands,) = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {option}"
+        for name, command in commands.choices.items()
+        for action in command._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+        if not re.search(rf"`edgeresnet {name}\b", readme)
+        or not re.search(rf"{re.escape(option)}(?![\w-])", readme)
+    ]
+    assert missing == [], f"commands or options the README does not mention: {missing}"
 
 
 def test_targets_lists_profiles():
