@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -111,11 +110,8 @@ def build(request: BuildRequest) -> Path:
         with output_lock(request.out):
             publish.clean_stale(request.out)
             with publish.replaced(final) as staging:
-                # Under OUT, named as staging: a run killed with -9 leaves it for the next to clean.
-                with tempfile.TemporaryDirectory(
-                    prefix=f".{final.name}.work.staging-", dir=request.out
-                ) as work:
-                    document = _run(request, inputs, staging, Path(work))
+                with publish.work_folder(request.out, final.name) as work:
+                    document = _run(request, inputs, staging, work)
                 document["producer"]["build_seconds"] = round(time.perf_counter() - started, 1)
                 document["producer"]["build_peak_rss_mb"] = peak_rss_mb()
                 write_json(staging / RESULTS, document)

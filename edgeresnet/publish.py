@@ -40,6 +40,25 @@ def replaced(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
+def work_folder(out: Path, name: str) -> Iterator[Path]:
+    """A scratch folder under ``out`` that holds every temporary file of this process, and of
+    the processes it starts, while the block runs: edgeresnet's own and those of the libraries
+    it calls (ONNX Runtime's quantizer, NNCF). It is named as staging, so a run killed with -9
+    leaves it for the next run's ``clean_stale`` rather than in the system's temporary folder."""
+    with tempfile.TemporaryDirectory(prefix=f".{name}.work.staging-", dir=out) as work:
+        saved = tempfile.tempdir, os.environ.get("TMPDIR")
+        tempfile.tempdir = os.environ["TMPDIR"] = work
+        try:
+            yield Path(work)
+        finally:
+            tempfile.tempdir = saved[0]
+            if saved[1] is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = saved[1]
+
+
+@contextmanager
 def merged(
     out_dir: Path, what: str = "the report", *, owned: tuple[str, ...] = ()
 ) -> Iterator[Path]:

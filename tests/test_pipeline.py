@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -188,20 +189,37 @@ def test_runtime_settings_are_part_of_the_evaluation_and_benchmark_keys(
 def test_the_work_folder_lives_under_out_and_is_removed(
     digits_build, fast_profile, tmp_path, monkeypatch
 ):
-    """Intermediate files go under OUT (not the system's temporary folder), named as staging."""
+    """Intermediate files go under OUT (not the system's temporary folder), named as staging:
+    edgeresnet's own, the libraries' it calls, and those of the processes it starts."""
     out = tmp_path / "out"
-    seen = []
+    seen, made = [], []
     real_run = pipeline._run
+    system_temp = tempfile.gettempdir()
+    monkeypatch.delenv("TMPDIR", raising=False)
 
     def spy(request, inputs, staging, work):
         seen.append(work)
-        assert work.is_dir()
+        assert work.is_dir() and os.environ["TMPDIR"] == str(work)
         return real_run(request, inputs, staging, work)
 
+    def recorded(make):
+        def made_by(*args, **kwargs):
+            result = make(*args, **kwargs)
+            made.append(Path(result if isinstance(result, str) else result[1]))
+            return result
+
+        return made_by
+
     monkeypatch.setattr(pipeline, "_run", spy)
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded(tempfile.mkdtemp))
+    monkeypatch.setattr(tempfile, "mkstemp", recorded(tempfile.mkstemp))
     assert build(*digits_build(fast_profile, out, 8)) == 0
     assert len(seen) == 1 and seen[0].parent == out and ".work.staging-" in seen[0].name
     assert not seen[0].exists()
+    # ONNX Runtime's quantizer and the backend's ranges folder among them, all under OUT.
+    assert any(p.name.startswith("edgeresnet-ort-") for p in made)
+    assert [p for p in made if not p.is_relative_to(out)] == []
+    assert tempfile.gettempdir() == system_temp and "TMPDIR" not in os.environ
     assert sorted(p.name for p in out.iterdir()) == [".cache", ".edgeresnet.lock", "onnx"]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,21 @@ def ranges_file(work: Path, fp32_onnx: Path, options: Any) -> Path:
     settings = json.dumps(dataclasses.asdict(options), sort_keys=True)
     digest = hashlib.sha256(f"{sha256_file(fp32_onnx)}|{settings}".encode()).hexdigest()[:16]
     return work / f"{digest}.ranges.json"
+
+
+class Scratch:
+    """A backend's scratch folder, made on first use, so that during a build it lies in the
+    build's work folder under OUT (``publish.work_folder``); removed with the backend."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._folder is None or not Path(self._folder.name).is_dir():
+            self._folder = tempfile.TemporaryDirectory(prefix=self._prefix)
+        return Path(self._folder.name)
 
 
 class Session(Protocol):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from edgeresnet.backends import Artifact, CalibrationBatches, ranges_file
+from edgeresnet.backends import Artifact, CalibrationBatches, Scratch, ranges_file
 from edgeresnet.backends.script import run_ondevice, timing_args
 from edgeresnet.config import TargetProfile
 from edgeresnet.errors import BackendUnavailableError, ConfigError
@@ -51,7 +50,7 @@ class OnnxRuntimeBackend:
         self.device = device
         self.providers = _DEVICE_PROVIDERS[device]
         self.optimization = graph_optimization
-        self._work = tempfile.TemporaryDirectory(prefix="edgeresnet-ort-")
+        self._work = Scratch("edgeresnet-ort-")
 
     def version(self) -> str:
         return ort.__version__
@@ -80,7 +79,7 @@ class OnnxRuntimeBackend:
                 calibration(1),
                 profile.quantization,
                 exclude=exclude,
-                ranges=ranges_file(Path(self._work.name), fp32_onnx, profile.quantization),
+                ranges=ranges_file(self._work.path, fp32_onnx, profile.quantization),
             )
             return Artifact("int8", "int8", target, record)
         raise ConfigError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from onnxruntime.quantization import load_tensors_data
 from edgeresnet.backends import (
     Artifact,
     CalibrationBatches,
+    Scratch,
     ranges_file,
     tensorrt_bundle,
     tensorrt_cache,
@@ -124,7 +124,7 @@ class TensorRTBackend:
             "qdq_weights": qdq_weights,
         }
         self.min_sqnr_db = min_sqnr_db
-        self._work = tempfile.TemporaryDirectory(prefix="edgeresnet-tensorrt-")
+        self._work = Scratch("edgeresnet-tensorrt-")
         self._engines: dict[tuple[Path, str, tuple[int, ...]], Path] = {}
 
     def version(self) -> str:
@@ -193,7 +193,7 @@ class TensorRTBackend:
                 hint=f"Edit [quantization] in {profile.source}.",
             )
         target = out_dir / INT8_NAME
-        ranges = ranges_file(Path(self._work.name), fp32, profile.quantization)
+        ranges = ranges_file(self._work.path, fp32, profile.quantization)
         quantize = get_quantizer("trt-qdq")
         # Batch 1: ORT calibrates without graph optimizations (see onnxruntime.py).
         record = quantize(  # type: ignore[call-arg]
@@ -279,7 +279,7 @@ class TensorRTBackend:
         settings = tensorrt_bundle.settings(self.runtime, profile and _summary(profile))
         key = (artifact.file, artifact.precision, tuple(settings["batch_sizes"]))
         if key not in self._engines:
-            engine = Path(self._work.name) / f"{len(self._engines)}.{artifact.precision}.engine"
+            engine = self._work.path / f"{len(self._engines)}.{artifact.precision}.engine"
             source, extra = artifact.file, []
             if artifact.precision == "int8" and self.runtime["int8_mode"] == "implicit":
                 source = artifact.file.with_name(FP32_NAME)
@@ -314,7 +314,7 @@ class TensorRTBackend:
             here / "common.py",
         ]
         settings = tensorrt_bundle.settings(self.runtime, _summary(profile))
-        return scripts + tensorrt_bundle.write(Path(self._work.name), settings)
+        return scripts + tensorrt_bundle.write(self._work.path, settings)
 
 
 def _tensorrt_ready() -> bool:
