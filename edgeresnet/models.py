@@ -63,14 +63,12 @@ class BasicBlock(nn.Module):
         planes: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        mid_planes: int | None = None,
     ) -> None:
         super().__init__()
-        mid = mid_planes or planes  # per-block channel override, reserved for pruned models
-        self.conv1 = _conv3x3(inplanes, mid, stride)
-        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = _conv3x3(mid, planes)
+        self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.stride = stride
@@ -94,15 +92,13 @@ class Bottleneck(nn.Module):
         planes: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        mid_planes: int | None = None,
     ) -> None:
         super().__init__()
-        mid = mid_planes or planes  # per-block channel override, reserved for pruned models
-        self.conv1 = _conv1x1(inplanes, mid)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = _conv3x3(mid, mid, stride)
-        self.bn2 = nn.BatchNorm2d(mid)
-        self.conv3 = _conv1x1(mid, planes * self.expansion)
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample

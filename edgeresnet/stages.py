@@ -88,7 +88,8 @@ class Stages:
         spec naming ``pruned_from``, the provenance of the dense weights.
 
         Distillation keeps the step with the lowest loss on held-out images: those of
-        ``holdout_set`` not trained on, else 32 images set aside from the training images.
+        ``holdout_set`` not trained on, else up to 32 (at most half) set aside from the training
+        images.
         """
         train = train or self.calib
         held = None
@@ -510,7 +511,8 @@ def calibration(image_set: ImageSet, pre: Preprocess) -> CalibrationBatches:
 
 def _held_out(pool: ImageSet, train: ImageSet) -> tuple[ImageSet, ImageSet]:
     """Images to judge distillation steps by, and the images left to train on: ``pool``'s that
-    are not training images, else 32 set aside from ``train`` (one training image: itself)."""
+    are not training images, else up to 32, at most half, set aside from ``train`` (one training
+    image: itself)."""
     free = pool.without(train)
     if free.samples or len(train) < 2:
         return (free if free.samples else train), train

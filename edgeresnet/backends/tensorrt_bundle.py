@@ -20,7 +20,7 @@ README = "README.md"
 
 def settings(runtime: dict[str, Any], profile: dict[str, Any] | None) -> dict[str, Any]:
     """What the on-device scripts need (ondevice/tensorrt.json): the backend's [runtime] table
-    and, once a compile has seen the profile, its name, precisions and batch sizes."""
+    and, when a profile is given, its name, precisions and batch sizes."""
     profile = profile or {}
     return {
         "target": profile.get("target", "tensorrt"),

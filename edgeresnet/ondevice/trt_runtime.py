@@ -29,7 +29,7 @@ _CLAUSE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 
 
 def import_tensorrt() -> Any:
-    """The tensorrt module, or exit with a message saying where the scripts must run."""
+    """The tensorrt module, or a ``ScriptError`` saying where the scripts must run."""
     try:
         import tensorrt
     except ImportError as exc:

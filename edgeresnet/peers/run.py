@@ -198,7 +198,7 @@ def _row_load_note(bench: dict[str, Any], peak: float, threads: int) -> str:
     while_timed = f"{max(own):.2f} while this row was timed, " if own else ""
     return (
         f"timed under load: 1-minute load average {while_timed}up to {peak:.2f} during the "
-        f"peer comparison, above the {_threads(threads)} in use; "
+        f"peer comparison, above the {_threads(threads)} in use plus one; "
         "this figure and its ratios may be an artefact of other processes"
     )
 
