@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,7 +124,20 @@ def test_a_pruned_models_budget_is_held_against_its_own_fp32(digits_build, fast_
     # Held against the dense FP32, the drop would be about the pruning's own disagreement.
     against_dense = 100.0 - rows["p30-fp32"]["fidelity"]["top1_agreement"]
     assert record["full_set_drop"] < 20.0 < against_dense
-    assert record["met_on_full_set"] == (record["full_set_drop"] <= 2)
+    # Measured in the metric it could be: the search held labelled images of the calibration
+    # folder, the full set (no --eval) has no labels. Disagreement bounds the top-1 lost from
+    # above only, so beyond the budget it leaves the budget unknown, never broken.
+    assert record["metric"] == "top-1 points"
+    assert record["full_set_metric"] == "top-1 agreement points"
+    met = record["met_on_full_set"]
+    assert met is (True if record["full_set_drop"] <= 2 else None)
+    verdict = "met" if met else "unknown (no labels)"
+    note = next(n for n in rows["p30-int8-mixed"]["notes"] if n.startswith("accuracy budget"))
+    assert re.search(rf"{re.escape(verdict)} on all .*top-1 agreement points; \d+ layers", note)
+    report = (out / "onnx" / "report.md").read_text()
+    line = next(x for x in report.splitlines() if x.startswith("| vm | onnx | p30-int8-mixed | 2"))
+    drop = f"{record['full_set_drop']:.2f} (top-1 agreement points)"
+    assert f"| {drop} | {'yes' if met else 'unknown (no labels)'} |" in line, line
 
 
 @pytest.mark.slow

@@ -24,8 +24,19 @@ class BudgetLine:
     budget: str  # e.g. "0.5 top-1 points"
     heldout_drop: float | None
     full_drop: float | None
-    met: bool
+    full_metric: str  # where it is not the budget's: no labels on all evaluation images
+    met: bool | None  # None: disagreement beyond a top-1 budget, which bounds the loss only
     float_layers: tuple[str, ...]
+
+    @property
+    def full_drop_text(self) -> str:
+        if self.full_drop is None:
+            return "-"
+        return f"{self.full_drop:.2f}" + (f" ({self.full_metric})" if self.full_metric else "")
+
+    @property
+    def verdict(self) -> str:
+        return "unknown (no labels)" if self.met is None else "yes" if self.met else "NO"
 
     @property
     def cost_ms(self) -> float | None:
@@ -49,7 +60,8 @@ def budget_lines(documents: dict[str, dict[str, Any]], rows: list[Row]) -> list[
             if not isinstance(record, dict) or mixed is None:
                 continue
             plain = entry["variant"].removesuffix(MIXED_SUFFIX) + "int8"
-            met = record.get("met_on_full_set", record.get("met"))
+            met = record["met_on_full_set"] if "met_on_full_set" in record else record.get("met")
+            full_metric = record.get("full_set_metric")
             lines.append(
                 BudgetLine(
                     mixed=mixed,
@@ -57,7 +69,10 @@ def budget_lines(documents: dict[str, dict[str, Any]], rows: list[Row]) -> list[
                     budget=f"{record.get('budget_points')} {record.get('metric', 'points')}",
                     heldout_drop=number(record.get("heldout_drop")),
                     full_drop=number(record.get("full_set_drop")),
-                    met=bool(met),
+                    full_metric=""
+                    if full_metric in (None, record.get("metric"))
+                    else str(full_metric),
+                    met=None if met is None else bool(met),
                     float_layers=tuple(str(n) for n in record.get("float_layers") or ()),
                 )
             )
