@@ -27,6 +27,7 @@ from edgeresnet.ondevice.common import sha256_file
 # activations alone run to gigabytes.
 MIN_INPUT, MAX_INPUT = 32, 1024
 
+
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_WEIGHTS",
@@ -37,11 +38,22 @@ __all__ = [
     "ResNet",
     "WeightsInfo",
     "build_model",
+    "check_input_size",
     "count_macs",
     "count_parameters",
     "detect_architecture",
     "load_model",
 ]
+
+
+def check_input_size(size: int | None) -> None:
+    """Refuse an ``--input-size`` a ResNet cannot take (None: the weights' own)."""
+    if size is not None and not MIN_INPUT <= size <= MAX_INPUT:
+        raise UsageError(
+            f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels, got {size}.",
+            hint=f"A ResNet halves its input 5 times ({MIN_INPUT} leaves 1x1); ImageNet "
+            "models take 224.",
+        )
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:

@@ -35,10 +35,9 @@ from edgeresnet.errors import (
 from edgeresnet.evaluate import fidelity
 from edgeresnet.lock import output_lock
 from edgeresnet.models import (
-    MAX_INPUT,
-    MIN_INPUT,
     LoadedModel,
     canonical_arch,
+    check_input_size,
     count_macs,
     count_parameters,
     load_model,
@@ -146,12 +145,7 @@ def resolve(request: BuildRequest) -> Inputs:
             hint="Pass the number of calibration images to draw, e.g. 300.",
         )
     publish.check_out(request.out, "the build")
-    if request.input_size is not None and not MIN_INPUT <= request.input_size <= MAX_INPUT:
-        raise UsageError(
-            f"--input-size must be {MIN_INPUT} to {MAX_INPUT} pixels, got {request.input_size}.",
-            hint=f"A ResNet halves its input 5 times ({MIN_INPUT} leaves 1x1); ImageNet "
-            "models take 224.",
-        )
+    check_input_size(request.input_size)
     if request.eval_size is not None and request.eval_size < 1:
         raise UsageError(
             f"--eval-size must be at least 1, got {request.eval_size}.",

@@ -27,6 +27,22 @@ def test_bench_needs_compare_peers(capsys):
     assert "--compare-peers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--input-size", "16"], "--input-size must be 32 to 1024 pixels, got 16."),
+        (["--calib-size", "0"], "--calib-size must be at least 1, got 0."),
+    ],
+)
+def test_peer_options_are_checked_as_a_builds_are(tmp_path, capsys, option, message):
+    out = tmp_path / "peers"
+    assert (
+        main(["bench", "--compare-peers", "--weights", "random", *option, "--out", str(out)]) == 2
+    )
+    err = " ".join(capsys.readouterr().err.split())
+    assert message in err and "hint:" in err and not out.exists()
+
+
 def test_against_must_be_a_bundle(tmp_path, capsys):
     assert main(["bench", "--compare-peers", "--against", str(tmp_path)]) == 2
     assert "not an edgeresnet bundle" in capsys.readouterr().err

@@ -29,7 +29,13 @@ from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, disco
 from edgeresnet.errors import EdgeResnetError, OutputError, UsageError
 from edgeresnet.evaluate import collect_logits, fidelity
 from edgeresnet.export import export_onnx
-from edgeresnet.models import LoadedModel, count_macs, count_parameters, load_model
+from edgeresnet.models import (
+    LoadedModel,
+    check_input_size,
+    count_macs,
+    count_parameters,
+    load_model,
+)
 from edgeresnet.ondevice.common import (
     machine_info,
     physical_cores,
@@ -69,7 +75,11 @@ class PeerRequest:
 def compare_peers(request: PeerRequest) -> Path:
     """Build, verify and time every peer; write ``OUT/results.json`` and a report. Returns OUT."""
     if request.calib_size < 1:
-        raise UsageError(f"--calib-size must be at least 1, got {request.calib_size}.")
+        raise UsageError(
+            f"--calib-size must be at least 1, got {request.calib_size}.",
+            hint="Pass the number of calibration images to draw, e.g. 300.",
+        )
+    check_input_size(request.input_size)
     if request.threads < 0:
         raise UsageError(f"--threads must be 0 (one per core) or positive, got {request.threads}.")
     if request.rounds < 1:
