@@ -198,6 +198,11 @@ def case_profile_unreadable_tensorrt_range(tmp):
     return args, "tensorrt_versions '10.0' is not a version range"
 
 
+def case_profile_tensorrt_range_without_a_lowest_version(tmp):
+    args = _edited_profile(tmp, "jetson", '">=10.0,<11"', '"<11"')
+    return args, "tensorrt_versions '<11' is not a version range with a lowest version"
+
+
 def _onnx(*extra):
     return ["--weights", "random", "--target", "onnx", *extra]
 

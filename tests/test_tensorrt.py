@@ -177,6 +177,19 @@ def test_tensorrt_version_ranges(version, spec, ok):
     assert trt_runtime.version_matches(version, spec) is ok
 
 
+@pytest.mark.parametrize(
+    ("spec", "lowest"),
+    [(">=8.5,<11", "8.5"), ("<11,>=10.0", "10.0"), (">=8.5,>=8.6.1", "8.6.1"), ("<11", None)],
+)
+def test_a_ranges_lowest_version_names_the_calibration_caches_header(spec, lowest):
+    assert trt_runtime.lowest_version(spec) == lowest
+
+
+def test_a_range_is_read_whole_before_it_is_matched():
+    with pytest.raises(common.ScriptError, match="cannot read the TensorRT version range"):
+        trt_runtime.version_matches("9.0", ">=10.0,newest")
+
+
 # --------------------------------------------------------------------------- on-device helpers
 
 

@@ -107,12 +107,15 @@ class TensorRTBackend:
                 f"int8_mode '{int8_mode}' is unknown.", hint="Use 'explicit' or 'implicit'."
             )
         try:
-            trt_runtime.version_matches("0", tensorrt_versions)
+            lowest = trt_runtime.lowest_version(tensorrt_versions)
         except common.ScriptError:
+            lowest = None
+        if lowest is None:  # the calibration cache's header names the oldest version
             raise ConfigError(
-                f"tensorrt_versions '{tensorrt_versions}' is not a version range.",
+                f"tensorrt_versions '{tensorrt_versions}' is not a version range with a lowest "
+                "version.",
                 hint="Write it as comparisons joined by commas, e.g. '>=10.0,<11'.",
-            ) from None
+            )
         self.runtime = {
             "device": device,
             "tensorrt_versions": tensorrt_versions,
@@ -206,7 +209,7 @@ class TensorRTBackend:
             exclude=exclude,
         )
         tensors = {name: td.range_value for name, td in load_tensors_data(ranges).items()}
-        lowest = self.runtime["tensorrt_versions"].split(",")[0].lstrip(">=<~ ")
+        lowest = trt_runtime.lowest_version(self.runtime["tensorrt_versions"])
         record["calibration_cache"] = tensorrt_cache.write(
             out_dir / tensorrt_cache.CACHE_NAME,
             fp32,

@@ -41,9 +41,9 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def version_matches(version: str, spec: str) -> bool:
-    """True when ``version`` ('10.3.0.30') satisfies ``spec`` ('>=10.0,<11')."""
-    have = _numbers(version)
+def version_range(spec: str) -> list[tuple[str, list[int]]]:
+    """The comparisons of ``spec`` ('>=10.0,<11'), each (operator, version numbers)."""
+    clauses = []
     for clause in filter(None, (c.strip() for c in spec.split(","))):
         match = _CLAUSE.match(clause)
         if match is None:
@@ -51,10 +51,23 @@ def version_matches(version: str, spec: str) -> bool:
                 f"cannot read the TensorRT version range {spec!r}.",
                 "Write it as comparisons joined by commas, e.g. >=10.0,<11.",
             )
-        want = _numbers(match[2])
+        clauses.append((match[1], _numbers(match[2])))
+    return clauses
+
+
+def lowest_version(spec: str) -> str | None:
+    """The oldest version ``spec`` starts from ('>=8.5,<11' -> '8.5'); None without one."""
+    bounds = [want for op, want in version_range(spec) if op in (">=", "==", ">")]
+    return ".".join(map(str, max(bounds))) if bounds else None
+
+
+def version_matches(version: str, spec: str) -> bool:
+    """True when ``version`` ('10.3.0.30') satisfies ``spec`` ('>=10.0,<11')."""
+    have = _numbers(version)
+    for op, want in version_range(spec):
         size = max(len(have), len(want))
         a, b = have + [0] * (size - len(have)), want + [0] * (size - len(want))
-        ok = {">=": a >= b, "<=": a <= b, "==": a == b, ">": a > b, "<": a < b}[match[1]]
+        ok = {">=": a >= b, "<=": a <= b, "==": a == b, ">": a > b, "<": a < b}[op]
         if not ok:
             return False
     return True
