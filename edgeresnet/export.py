@@ -17,6 +17,7 @@ from edgeresnet.errors import ExportError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+STANDARD_DOMAINS = ("", "ai.onnx")  # the default domain's two spellings
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,15 @@ def export_onnx(
     onnx.checker.check_model(proto)
     return ExportRecord(
         exporter=options.exporter,
-        opset=_default_opset(proto),
+        opset=default_opset(proto) or options.opset,
         torch_version=torch.__version__,
         onnx_ir_version=proto.ir_version,
     )
 
 
-def _default_opset(proto: onnx.ModelProto) -> int:
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+def default_opset(proto: onnx.ModelProto) -> int | None:
+    """The opset of the default (standard) domain, None where a model imports none."""
+    return next((o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS), None)
 
 
 @contextlib.contextmanager

@@ -18,11 +18,11 @@ from pathlib import Path
 import onnx
 
 from edgeresnet.errors import VerificationError
-from edgeresnet.ondevice.trt_runtime import version_code
+from edgeresnet.ondevice.trt_runtime import CALIBRATION_ALGORITHM, version_code
 
 CACHE_NAME = "calibration.cache"
 # The only calibrator DLA accepts; build_engine.py reads the cache through the same class.
-ALGORITHM = "EntropyCalibration2"
+ALGORITHM = CALIBRATION_ALGORITHM
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 
 

@@ -17,11 +17,11 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from edgeresnet.config import MIN_OPSET
 from edgeresnet.errors import VerificationError
 from edgeresnet.evaluate import fidelity
+from edgeresnet.export import STANDARD_DOMAINS, default_opset
 
-MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
-STANDARD_DOMAINS = ("", "ai.onnx")
 RULES = {
     "opset": f"default-domain opset >= {MIN_OPSET}",
     "standard-ops": "only standard ONNX ops and opset imports (no com.microsoft)",
@@ -105,7 +105,7 @@ def check_rules(model: onnx.ModelProto, float_nodes: Sequence[str] = ()) -> dict
             raise _fail("residual-add", node, f"input '{missing[0]}' is not quantized")
     return {
         "rules": {rule: "passed" for rule in RULES},
-        "opset": _default_opset(model),
+        "opset": default_opset(model),
         "quantize_linear": sum(n.op_type == "QuantizeLinear" for n in g.nodes),
         "dequantize_linear": sum(n.op_type == "DequantizeLinear" for n in g.nodes),
         "quantized_conv": sum(n.op_type == "Conv" for n in weighted),
@@ -158,12 +158,8 @@ def _producer_name(g: _Graph, tensor: str) -> str | None:
     return None if node is None else node.name
 
 
-def _default_opset(model: onnx.ModelProto) -> int | None:
-    return next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), None)
-
-
 def _check_opsets(model: onnx.ModelProto) -> None:
-    opset = _default_opset(model)
+    opset = default_opset(model)
     if opset is None or opset < MIN_OPSET:
         raise _fail("opset", None, f"the model imports opset {opset}")
     other = sorted(o.domain for o in model.opset_import if o.domain not in STANDARD_DOMAINS)

@@ -25,6 +25,8 @@ except ImportError:  # imported alone from the bundle's ondevice/ folder (trtexe
     import common  # type: ignore[no-redef]
 
 NOT_INSTALLED = "TensorRT is not installed here"
+# The calibrator whose caches edgeresnet writes: the header is TRT-<version code>-<this>.
+CALIBRATION_ALGORITHM = "EntropyCalibration2"
 _CLAUSE = re.compile(r"^\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 
 
@@ -137,7 +139,7 @@ def calibration_cache(path: Path, version: str) -> bytes:
             "Copy the bundle again from the build machine.",
         )
     lines = path.read_text(encoding="ascii").splitlines()
-    header = f"TRT-{version_code(version)}-EntropyCalibration2"
+    header = f"TRT-{version_code(version)}-{CALIBRATION_ALGORITHM}"
     return "\n".join([header, *lines[1:]]).encode() + b"\n"
 
 

@@ -31,7 +31,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgeresnet.config import QuantizationOptions
 from edgeresnet.errors import ConfigError, QuantizationError
-from edgeresnet.export import INPUT_NAME
+from edgeresnet.export import INPUT_NAME, STANDARD_DOMAINS
 from edgeresnet.quantize.ort_static import CALIBRATORS, quiet_ort
 
 # TensorRT's Q/DQ placement guidance for residual networks: quantize every input of the weighted
@@ -40,7 +40,6 @@ from edgeresnet.quantize.ort_static import CALIBRATORS, quiet_ort
 # convolution's own Q, and a second Q before the ReLU would only add rounding error.
 OP_TYPES = ("Conv", "Gemm", "Add")
 WEIGHT_STORAGE = ("int8", "float")
-_STANDARD_DOMAINS = ("", "ai.onnx")
 # ORT's calibrators hold every activation of every image of one collect_data call until they
 # reduce it (tens of GB for ResNet-50 at 300 images); fed this many at a time, they hold those.
 CHUNK = 8
@@ -212,7 +211,7 @@ def _calibrate(
 def _drop_unused_domains(path: Path) -> list[str]:
     """Remove opset imports of domains no node uses (ORT's pre-pass declares all it knows)."""
     model = onnx.load(str(path))
-    used = {node.domain for node in model.graph.node} | set(_STANDARD_DOMAINS)
+    used = {node.domain for node in model.graph.node} | set(STANDARD_DOMAINS)
     keep = [o for o in model.opset_import if o.domain in used]
     dropped = sorted(o.domain for o in model.opset_import if o.domain not in used)
     if dropped:
