@@ -23,6 +23,7 @@ from PIL import Image
 
 from edgeresnet.config import shipped
 from edgeresnet.errors import DataError
+from edgeresnet.ondevice.common import sha256_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 LABEL_FILE_NAMES = ("labels.tsv", "labels.txt", "labels.csv")
@@ -334,11 +335,7 @@ def _file_sha256(path: Path) -> str:
 @functools.cache
 def _content_sha256(path: str, mtime_ns: int, size: int) -> str:
     """A file's SHA-256, hashed once per version of the file (path, mtime and size)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(Path(path))
 
 
 def _is_image(path: Path) -> bool:

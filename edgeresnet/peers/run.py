@@ -49,7 +49,7 @@ from edgeresnet.peers.byhand import PEERS, Peer
 from edgeresnet.progress import stage, warn
 from edgeresnet.report import write_report
 from edgeresnet.report.rows import crowded
-from edgeresnet.results import model_record
+from edgeresnet.results import data_record, model_record
 
 RESULTS = "results.json"
 BATCH = 16
@@ -164,13 +164,13 @@ def _run(
         environment=_environment(),
         model=model,
         data={
-            "calibration": {
-                "source": images.source if request.calib else "embedded default",
-                "images": len(images),
-                "seed": request.seed,
-                "sha256": images.sha256(),
-            },
-            "evaluation": None,
+            **data_record(
+                images,
+                images.sha256(),
+                default=request.calib is None,
+                seed=request.seed,
+                evaluation=None,
+            ),
             "fidelity_images": "calibration set",
         },
         target={"name": "peers", "backend": "peers", "device": "CPU"},

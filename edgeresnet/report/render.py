@@ -14,7 +14,16 @@ from edgeresnet.publish import merged
 from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
 from edgeresnet.report.plots import Plot, scatter, y_metric
-from edgeresnet.report.rows import Row, Runs, fp32_rows, rate, rows_of, runs, under_load
+from edgeresnet.report.rows import (
+    Row,
+    Runs,
+    fp32_rows,
+    rate,
+    row_name,
+    rows_of,
+    runs,
+    under_load,
+)
 from edgeresnet.report.select import RANKING, Constraints, select
 
 _TEMPLATES = jinja2.Environment(
@@ -139,12 +148,6 @@ def _plot_entry(plot: Plot, named: Runs) -> dict[str, Any]:
         "name": plot.name,
         "left_out": [{"who": row_name(r, named), "why": why} for r, why in left_out],
     }
-
-
-def row_name(r: Row, named: Runs) -> str:
-    """E.g. "vm onnx:int8", with "[resnet18, a/onnx]" where runs must be told apart."""
-    tag = named.of(r)
-    return f"{r.device} {r.target}:{r.variant}" + (f" [{tag}]" if tag else "")
 
 
 def _entry(r: Row, baselines: dict[tuple[str, str, str], Row], named: Runs) -> dict[str, Any]:

@@ -449,3 +449,9 @@ def run_names(sources: Iterable[str]) -> dict[str, str]:
         if seen[names[source]] > 1:
             names[source] += f"-{seen[names[source]]}"
     return names
+
+
+def row_name(r: Row, named: Runs) -> str:
+    """E.g. "vm onnx:int8", with "[resnet18, a/onnx]" where runs must be told apart."""
+    tag = named.of(r)
+    return f"{r.device} {r.target}:{r.variant}" + (f" [{tag}]" if tag else "")

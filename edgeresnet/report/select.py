@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.rows import Row, fp32_rows, rate, runs
+from edgeresnet.report.rows import Row, fp32_rows, rate, row_name, runs
 
 RANKING = (
     "fastest batch-1 p50 latency first, then smaller artifact, then higher top-1 "
@@ -209,9 +209,7 @@ def format_text(selection: Selection) -> str:
     if selection.excluded:
         lines += ["", "excluded:"]
         for v in selection.excluded:
-            tag = named.of(v.row)
-            name = f"{v.row.device} {v.row.target}:{v.row.variant}" + (f" [{tag}]" if tag else "")
-            lines.append(f"  {name}: {'; '.join(v.reasons)}")
+            lines.append(f"  {row_name(v.row, named)}: {'; '.join(v.reasons)}")
     return "\n".join(lines)
 
 
