@@ -146,7 +146,8 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     refused as possible decompression bombs.
     """
     image = _read(Path(path), decode=True)
-    assert image is not None
+    if image is None:  # _read returns no image only when asked not to decode
+        raise DataError(f"Cannot decode {path}.")
     return image
 
 

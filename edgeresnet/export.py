@@ -78,7 +78,13 @@ def export_onnx(
     except Exception as exc:  # the exporters raise many unrelated types
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
     proto = onnx.load(str(path), load_external_data=False)
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(
+            f"The exported ONNX model {path} is invalid: {exc}",
+            hint="Try the other exporter (export.exporter in the target profile) or opset.",
+        ) from exc
     return ExportRecord(
         exporter=options.exporter,
         opset=default_opset(proto) or options.opset,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -343,3 +344,23 @@ def test_reference_timing_refuses_bad_options(extra, message, tmp_path):
         extra = ["--reference", str(light), *extra]
     proc = subprocess.run([*command, *extra], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("open(out, 'w').write('{\"rows\": [')", "wrote unreadable results"),
+        ("raise SystemExit(3)", "failed (exit 3)"),
+    ],
+)
+def test_a_benchmark_process_that_fails_or_writes_half_its_file_is_a_backend_error(
+    tmp_path, monkeypatch, body, message
+):
+    from edgeresnet.backends.script import run_ondevice
+    from edgeresnet.errors import BackendUnavailableError
+
+    script = f"import sys\nout = sys.argv[sys.argv.index('--json') + 1]\n{body}\n"
+    (tmp_path / "half_written.py").write_text(script)
+    monkeypatch.chdir(tmp_path)  # `python -m` finds the module in the current folder
+    with pytest.raises(BackendUnavailableError, match=re.escape(message)):
+        run_ondevice("half_written", [])

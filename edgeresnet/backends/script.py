@@ -30,7 +30,12 @@ def run_ondevice(module: str, args: list[str], *, timeout_s: float = 1800) -> di
             raise BackendUnavailableError(
                 f"Benchmark process {module} failed (exit {proc.returncode}): " + " | ".join(tail)
             )
-        return json.loads(out.read_text(encoding="utf-8"))
+        try:
+            return json.loads(out.read_text(encoding="utf-8"))
+        except ValueError as exc:  # a script that wrote half its file and still exited 0
+            raise BackendUnavailableError(
+                f"Benchmark process {module} wrote unreadable results: {exc}"
+            ) from None
 
 
 def timing_args(options: BenchmarkOptions, *, input_size: int, threads: int | None) -> list[str]:
