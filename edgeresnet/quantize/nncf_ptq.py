@@ -42,13 +42,6 @@ class _Counted:
             yield batch
 
 
-def read_openvino_model(path: Path) -> ov.Model:
-    """An OpenVINO model from an IR (.xml) or, through ``openvino.convert_model``, an ONNX file."""
-    if path.suffix == ".xml":
-        return ov.Core().read_model(str(path))
-    return ov.convert_model(str(path))
-
-
 def float_scope(exclude: Sequence[str]) -> nncf.IgnoredScope | None:
     """NNCF's scope for ONNX nodes kept in float (the accuracy-aware fallback).
 
@@ -94,7 +87,7 @@ def quantize(
     cut = available and options.fast_bias_correction
     subset = min(options.subset_size, available) if cut else options.subset_size
     try:
-        model = read_openvino_model(fp32_path)
+        model = ov.convert_model(str(fp32_path))
         with quiet_logger("nncf", logging.WARNING):  # one INFO line per statistic otherwise
             quantized = nncf.quantize(
                 model,

@@ -286,7 +286,6 @@ def _peer_section(
                 "p50_ratio": ratio(mine.p50_ms if mine else None, peer.p50_ms),
                 "fps_ratio": ratio(mine.throughput if mine else None, peer.throughput),
                 "size_ratio": ratio(mine.size_mb if mine else None, peer.size_mb),
-                "fastest": fast,
                 "fastest_name": name(fast),
                 "fastest_ratio": ratio(fast.p50_ms if fast else None, peer.p50_ms),
             }

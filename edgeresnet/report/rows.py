@@ -62,7 +62,6 @@ class Row:
     top5: float | None
     agreement: float | None
     sqnr_db: float | None
-    mean_kl: float | None
     p50_ms: float | None
     p90_ms: float | None
     p99_ms: float | None
@@ -205,7 +204,6 @@ def _row(
         top5=None if random_weights else number(accuracy.get("top5")),
         agreement=number(fid.get("top1_agreement")),
         sqnr_db=number(fid.get("sqnr_db")),
-        mean_kl=number(fid.get("mean_kl")),
         p50_ms=number(latency.get("p50_ms")),
         p90_ms=number(latency.get("p90_ms")),
         p99_ms=number(latency.get("p99_ms")),
