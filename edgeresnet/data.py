@@ -23,7 +23,7 @@ from PIL import Image
 
 from edgeresnet.config import shipped
 from edgeresnet.errors import DataError
-from edgeresnet.ondevice.common import sha256_file
+from edgeresnet.ondevice.common import sha256_file, to_rgb
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 LABEL_FILE_NAMES = ("labels.tsv", "labels.txt", "labels.csv")
@@ -191,27 +191,11 @@ def _read(file: Path, *, decode: bool) -> Image.Image | None:
 
 def _to_rgb(img: Image.Image, where: str) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (high bit depths rescaled, alpha dropped)."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        values = np.nan_to_num(np.asarray(img).astype(np.float64))
-        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        if mode == "F" and lo >= 0 and hi <= 1:
-            values = values * 255.0
-        elif mode == "F" and lo >= 0 and hi <= 255:
-            pass
-        elif lo >= 0 and hi <= 65535:
-            values = values / 257.0  # 16-bit full scale -> 8-bit full scale
-        else:
-            values = (values - lo) * (255.0 / (hi - lo)) if hi > lo else values * 0
-        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey).convert("RGB")
     try:
-        return img.convert("RGB")
+        return to_rgb(img)
     except (ValueError, OSError) as exc:
         raise DataError(
-            f"Cannot convert image mode {mode} of {where} to RGB",
+            f"Cannot convert image mode {img.mode} of {where} to RGB",
             hint="Convert the image to 8-bit RGB or greyscale with an image editor.",
         ) from exc
 

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 from edgeresnet.backends import tensorrt_bundle, tensorrt_cache
 from edgeresnet.backends.tensorrt import TensorRTSession
@@ -193,12 +194,26 @@ def test_a_range_is_read_whole_before_it_is_matched():
 # --------------------------------------------------------------------------- on-device helpers
 
 
-def test_standalone_preprocessing_matches_the_build(imagenet_samples):
+def test_standalone_preprocessing_matches_the_build(imagenet_samples, tmp_path):
     pre = Preprocess()
     spec = pre.to_dict()
-    for path, _ in evaluate_tensorrt.labelled_images(imagenet_samples)[:3]:
+    paths = [path for path, _ in evaluate_tensorrt.labelled_images(imagenet_samples)[:3]]
+    # A 16-bit greyscale scan: rescaled to 8 bits by both, not clipped to white by either.
+    deep = np.linspace(0, 65535, 300 * 260).reshape(260, 300).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    for path in [*paths, tmp_path / "deep.png"]:
         expected = pre(load_image(path))
         np.testing.assert_allclose(evaluate_tensorrt.preprocess(path, spec), expected, atol=1e-6)
+    assert 0.3 < float(pre(load_image(tmp_path / "deep.png")).std()) < 2.0  # not one flat value
+
+
+def test_standalone_scores_have_no_sqnr_where_the_reference_is_silent():
+    labels = np.array([0, 1])
+    silent = evaluate_tensorrt.scores(np.ones((2, 3)), labels, np.zeros((2, 3)))
+    assert silent["fidelity"]["sqnr_db"] is None
+    same = evaluate_tensorrt.scores(np.ones((2, 3)), labels, np.ones((2, 3)))
+    assert same["fidelity"]["sqnr_db"] is None and same["fidelity"]["top1_agreement"] == 100.0
 
 
 def test_layer_precisions_read_the_engine_inspector():

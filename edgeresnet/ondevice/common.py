@@ -225,6 +225,32 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def to_rgb(img: Any) -> Any:
+    """A PIL image as 8-bit RGB, as the build and the on-device evaluation both read images:
+    16- and 32-bit greyscale (``I;16*``, ``I``, ``F``) rescaled to 8 bits, never clipped; other
+    modes through PIL, alpha dropped. A mode PIL cannot convert raises ``ValueError``/``OSError``.
+    """
+    from PIL import Image  # only where images are read: the bench scripts never need PIL
+
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.nan_to_num(np.asarray(img).astype(np.float64))
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if mode == "F" and lo >= 0 and hi <= 1:
+            values = values * 255.0
+        elif mode == "F" and lo >= 0 and hi <= 255:
+            pass
+        elif lo >= 0 and hi <= 65535:
+            values = values / 257.0  # 16-bit full scale -> 8-bit full scale
+        else:
+            values = (values - lo) * (255.0 / (hi - lo)) if hi > lo else values * 0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return img.convert("RGB")
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

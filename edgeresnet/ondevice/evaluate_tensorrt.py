@@ -91,7 +91,7 @@ def preprocess(image_path: Path, spec: dict[str, Any]) -> np.ndarray:
     # Pillow before 9.1 (JetPack 5's python3-pil) has the filters on Image itself.
     bilinear = getattr(Image, "Resampling", Image).BILINEAR
     with Image.open(image_path) as img:
-        img = img.convert("RGB")
+        img = common.to_rgb(img)
         width, height = img.size
         size = spec["resize_size"]
         new = (
@@ -127,7 +127,7 @@ def scores(logits: np.ndarray, labels: np.ndarray, reference: np.ndarray | None)
         result["fidelity"] = {
             "reference": "fp32 TensorRT engine on this device",
             "top1_agreement": round(100.0 * float(agree), 3),
-            "sqnr_db": round(10.0 * np.log10(signal / noise), 2) if noise > 0 else None,
+            "sqnr_db": round(10.0 * np.log10(signal / noise), 2) if noise and signal else None,
             "images": int(labels.size),
             "reference_classes": len(np.unique(reference.argmax(axis=1))),
         }
