@@ -101,12 +101,15 @@ def quantize(
     calibrator = _check(options, weights)
     reader = _Batches(batches)
     with quiet_ort(), tempfile.TemporaryDirectory(prefix="edgeresnet-trt-qdq-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
         ranges = Path(ranges_out) if ranges_out else Path(tmp) / "ranges.json"
+        # With a ranges cache the pre-processed model is kept beside it too, for the next call
+        # (the accuracy-aware search quantizes one model dozens of times), as in ort_static.
+        prepared = ranges.with_suffix(".pre.onnx") if ranges_out else Path(tmp) / "prepared.onnx"
         try:
             # Folds the Identity nodes the exporter leaves on shared initializers, which
             # otherwise hide weights from the quantizer (see ort_static.py).
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            if not prepared.is_file():
+                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
             if ranges_out is not None and Path(ranges_out).is_file():
                 calibrated = load_tensors_data(ranges)
             else:
