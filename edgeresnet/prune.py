@@ -221,8 +221,32 @@ def rebuild(spec: Any) -> nn.Module:
             hint=_SPEC_HINT,
         )
     for name, shape in spec["layers"].items():
-        _set_module(model, name, _resized(modules[name], shape, name))
+        resized = _resized(modules[name], shape, name)
+        _check_pruned_from(resized, modules[name], name, spec)
+        _set_module(model, name, resized)
     return model.eval()
+
+
+def _check_pruned_from(layer: nn.Module, dense: nn.Module, name: str, spec: dict[str, Any]) -> None:
+    """A spec's layer can only be its dense layer with channels removed: never wider, the image's
+    3 channels into the stem and the classifier's ``num_classes`` outputs never pruned. So a spec
+    whose ``num_classes`` or ``width`` was edited apart from its layers is refused, not recorded
+    as a model it is not."""
+    fields = {
+        nn.Conv2d: (("in", "in_channels"), ("out", "out_channels")),
+        nn.BatchNorm2d: (("features", "num_features"),),
+        nn.Linear: (("in", "in_features"), ("out", "out_features")),
+    }[type(dense)]
+    model = f"{spec['arch']} at width {spec['width']} with {spec['num_classes']} classes"
+    for key, attr in fields:
+        have, full = getattr(layer, attr), getattr(dense, attr)
+        kept = (isinstance(dense, nn.Linear) and key == "out") or (name == "conv1" and key == "in")
+        if have > full or (kept and have != full):
+            raise WeightsError(
+                f"The channel spec gives {name} {key}={have}, where {model} has {full}"
+                + (" (never pruned)." if kept else ": pruning only removes channels."),
+                hint="Keep the spec's arch, num_classes and width as the pruning run wrote them.",
+            )
 
 
 def save_pruned(model: nn.Module, spec: dict[str, Any], folder: Path) -> tuple[Path, Path]:

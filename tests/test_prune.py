@@ -139,6 +139,10 @@ def _spec(**changes):
         (_spec(pruned_from={}), "does not say which weights it was pruned from"),
         ({k: v for k, v in _spec().items() if k != "pruned_from"}, "lacks pruned_from"),
         (_spec(note="edited"), r"fields a pruning run does not write: \['note'\]"),
+        # num_classes or width edited apart from the layers: the model would be misdescribed.
+        (_spec(num_classes=1000), r"fc out=10, where .* with 1000 classes has 1000 \(never"),
+        (_spec(width=8), r"conv1 out=16, where resnet18 at width 8 .* only removes channels"),
+        (_spec(layers={"conv1": {"in": 4, "out": 8}}), r"conv1 in=4, where .* has 3 \(never"),
     ],
 )
 def test_a_malformed_spec_is_refused_with_a_hint(spec, message):
