@@ -14,6 +14,9 @@ def test_accuracy_top1_top5():
     logits = np.array([[9, 1, 2, 3, 4, 5], [5, 9, 2, 3, 4, 1], [0, 1, 2, 3, 4, 5]], np.float32)
     result = accuracy(logits, np.array([0, 0, 0]))
     assert result == {"top1": pytest.approx(33.333), "top5": pytest.approx(66.667), "images": 3}
+    # Five classes or fewer: every label is in the top 5, so there is no top-5 figure to give.
+    five = accuracy(logits[:, :5], np.array([0, 0, 4]))
+    assert five == {"top1": pytest.approx(66.667), "top5": None, "images": 3}
 
 
 def test_fidelity_identical_and_perturbed():

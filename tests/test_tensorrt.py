@@ -214,6 +214,7 @@ def test_standalone_scores_have_no_sqnr_where_the_reference_is_silent():
     assert silent["fidelity"]["sqnr_db"] is None
     same = evaluate_tensorrt.scores(np.ones((2, 3)), labels, np.ones((2, 3)))
     assert same["fidelity"]["sqnr_db"] is None and same["fidelity"]["top1_agreement"] == 100.0
+    assert same["accuracy"]["top5"] is None  # 3 classes: all of them are in the top 5
 
 
 def test_layer_precisions_read_the_engine_inspector():
