@@ -661,7 +661,7 @@ def test_fp32_ratios_and_drops_come_from_the_same_run_only(tmp_path):
     # Rows in file order: a/onnx fp32, int8; b/onnx fp32, int8, p30-int8; r18/onnx int8.
     across = table(md, "## Across devices")
     ratios = [r["x FP32 p50"] for r in across]
-    drops = [r["top-1 % (drop)"] for r in across]
+    drops = [r["top-1 % (change)"] for r in across]
     # The dense run's INT8 is slower than its own FP32: 50 / 40, not 50 / 100. The ResNet-18
     # run has no FP32 row: no ratio and no drop, never ResNet-50's.
     assert ratios == ["1.00x", "1.25x", "1.00x", "0.12x", "0.06x", "-"]
@@ -749,18 +749,18 @@ def test_top5_is_shown_where_top1_is(tmp_path, capsys):
     path = write(tmp_path, "a.json", document("box", rows=rows))
     assert main(["report", path, "--out", str(tmp_path / "r"), "--max-latency-ms", "20"]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
-    assert table(md, "## Across devices")[1]["top-5 % (drop)"] == "92.40 (-0.50)"
+    assert table(md, "## Across devices")[1]["top-5 % (change)"] == "92.40 (-0.50)"
     assert table(md, "## FP32 baseline")[0]["top-5 %"] == "92.90"
     assert table(md, "## Selection")[0]["top-5 %"] == "92.40 (-0.50)"
-    assert table(md, "### Device: box")[0]["top-5 % (drop)"] == "92.90"
-    assert "<th>top-5 % (drop)</th>" in (tmp_path / "r" / "report.html").read_text()
+    assert table(md, "### Device: box")[0]["top-5 % (change)"] == "92.90"
+    assert "<th>top-5 % (change)</th>" in (tmp_path / "r" / "report.html").read_text()
     capsys.readouterr()
     assert main(["select", path, "--max-latency-ms", "20"]) == 0
     assert re.search(r"top-1 %\s+top-5 %", capsys.readouterr().out)
     random = document("rnd", weights="random", top1=False)
     write_report({"r.json": random}, tmp_path / "rr", command="c")
     md = (tmp_path / "rr" / "report.md").read_text()
-    assert table(md, "## Across devices")[0]["top-5 % (drop)"] == "n/a (random weights)"
+    assert table(md, "## Across devices")[0]["top-5 % (change)"] == "n/a (random weights)"
 
 
 # ----------------------------------------------------------------------------- throughput
