@@ -328,9 +328,13 @@ def _check_labels(found: ImageSet, num_classes: int, *, scored: bool) -> None:
         return
     top = max(s.label for s in found.samples)
     if top >= num_classes:
+        image = next(s.path for s in found.samples if s.label == top)
+        folder = (
+            f", its class folder {image.parent.name!r}" if found.layout == "class-folders" else ""
+        )
         raise DataError(
-            f"The evaluation set {found.source} has class index {top}, but the model has "
-            f"{num_classes} classes.",
+            f"The evaluation set {found.source} gives {image} class index {top}{folder}, but the "
+            f"model has {num_classes} classes.",
             hint="Evaluate on data labelled with the model's classes, or pass the matching "
             "--weights file.",
         )
