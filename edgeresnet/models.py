@@ -346,17 +346,19 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines()]
-        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), "")
+        # Only the object torch names: its advice to allow-list it cannot be taken from here.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        detail = f" ({found[1]} first)" if found else ""
         why = (
-            "it contains Python objects, not just tensors, and unpickling them could execute code"
+            f"it contains Python objects{detail}, not just tensors, and unpickling them could "
+            "execute code"
             if "GLOBAL" in str(e)
             else "it holds pickle data that torch's weights-only loader rejects (Python objects "
             "that could execute code, or a corrupt file)"
         )
         raise WeightsError(
             f"Weights file {path} was refused: {why}; it was not loaded (edgeresnet never "
-            f"loads weights unsafely){'. torch: ' + detail if detail else ''}.",
+            "loads weights unsafely).",
             hint="In a trusted environment re-save only the tensors: "
             "torch.save(model.state_dict(), 'weights.pth').",
         ) from e
