@@ -6,7 +6,6 @@ import argparse
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,10 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_help_is_instant():
-    start = time.perf_counter()
     proc = run("build", "--help")
     assert proc.returncode == 0 and "--calib-size" in proc.stdout
-    assert time.perf_counter() - start < 5.0
-    # What makes it instant: the command line imports no framework until a command runs.
+    # What makes it instant, checked without a wall clock that a busy machine could stop: the
+    # command line imports no framework until a command runs.
     heavy = "{'torch', 'onnxruntime', 'openvino', 'nncf'}"
     probe = "import sys, edgeresnet.cli; edgeresnet.cli.parser(); "
     probe += f"print(sorted({heavy} & set(sys.modules)))"
