@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,7 +345,10 @@ def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
             "--weights imagenet or --weights random.",
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A raw pickle's protocol, which the refusal or the load below settles anyway.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # Only the object torch names: its advice to allow-list it cannot be taken from here.
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
