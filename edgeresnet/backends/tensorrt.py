@@ -110,7 +110,7 @@ class TensorRTBackend:
             lowest = trt_runtime.lowest_version(tensorrt_versions)
         except common.ScriptError:
             lowest = None
-        if lowest is None:  # the calibration cache's header names the oldest version
+        if lowest is None:
             raise ConfigError(
                 f"tensorrt_versions '{tensorrt_versions}' is not a version range with a lowest "
                 "version.",
@@ -127,6 +127,7 @@ class TensorRTBackend:
             "qdq_weights": qdq_weights,
         }
         self.min_sqnr_db = min_sqnr_db
+        self._cache_version = lowest  # the calibration cache's header names it
         self._work = Scratch("edgeresnet-tensorrt-")
         self._engines: dict[tuple[Path, str, tuple[int, ...]], Path] = {}
 
@@ -209,12 +210,11 @@ class TensorRTBackend:
             exclude=exclude,
         )
         tensors = {name: td.range_value for name, td in load_tensors_data(ranges).items()}
-        lowest = trt_runtime.lowest_version(self.runtime["tensorrt_versions"])
         record["calibration_cache"] = tensorrt_cache.write(
             out_dir / tensorrt_cache.CACHE_NAME,
             fp32,
             _amax(tensors),
-            version=lowest,
+            version=self._cache_version,
             float_nodes=exclude,
         )
         record["validator"] = tensorrt_rules.validate(

@@ -132,8 +132,7 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
             out.append("top-1 drop unknown (its run has no FP32 row)")
         elif fp32.top1 is None:
             out.append("top-1 drop unknown (its run's FP32 top-1 not measured)")
-        elif _drop(fp32.top1, row.top1) > c.max_drop:
-            drop = _drop(fp32.top1, row.top1)
+        elif (drop := _drop(fp32.top1, row.top1)) > c.max_drop:
             out.append(
                 f"top-1 drop {_over(drop, c.max_drop)} points > {_exact(c.max_drop)} points "
                 f"(FP32 {fp32.top1:.2f} %, this {row.top1:.2f} %)"
