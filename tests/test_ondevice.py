@@ -234,14 +234,17 @@ def test_a_model_or_bundle_that_cannot_be_read_is_one_error(script, given, messa
     assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_a_device_name_with_a_slash_still_names_a_file_in_the_bundle(bundle, tmp_path):
+def test_bundle_results_are_named_by_device_and_target(bundle, tmp_path):
+    """A device name with a slash still names a file in the bundle, and two bundles timed on one
+    device can be gathered into one folder without a clash."""
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     proc = run_script(copy, "--device-name", "lab/orin 1")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((copy / "results.lab-orin-1.json").read_text())["device"]["name"] == (
-        "lab/orin 1"
-    )
+    written = copy / "results.lab-orin-1.onnx.json"
+    assert f"wrote {written}" in proc.stdout
+    document = json.loads(written.read_text())
+    assert document["device"]["name"] == "lab/orin 1" and document["target"]["name"] == "onnx"
 
 
 @pytest.mark.parametrize(

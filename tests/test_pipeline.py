@@ -351,6 +351,10 @@ def test_bundle_script_times_variants_against_the_manifests_references(
         "p30-fp32": ("fp32", 10),
         "p30-int8": ("int8", 10),
     }
+    # Each variant in a process of its own, as the build times it: a peak that only grew from
+    # variant to variant would give int8 at least FP32's.
+    peak = {r["variant"]: r["bench"]["peak_rss_mb"] for r in measured}
+    assert peak["int8"] < peak["fp32"] and peak["p30-int8"] < peak["p30-fp32"] < peak["fp32"]
     proc = subprocess.run(
         [sys.executable, str(script), "--bundle", ".", "--reference", "model.fp32.onnx"],
         capture_output=True,

@@ -12,6 +12,7 @@ from typing import Any
 
 from edgeresnet.config import BenchmarkOptions
 from edgeresnet.errors import BackendUnavailableError
+from edgeresnet.ondevice.common import timing_flags
 
 
 def run_ondevice(module: str, args: list[str], *, timeout_s: float = 1800) -> dict[str, Any]:
@@ -40,12 +41,11 @@ def run_ondevice(module: str, args: list[str], *, timeout_s: float = 1800) -> di
 
 def timing_args(options: BenchmarkOptions, *, input_size: int, threads: int | None) -> list[str]:
     """The timing options every on-device benchmark script takes (``threads`` None: none given)."""
-    args = [] if threads is None else ["--threads", str(threads)]
-    return [
-        *args,
-        *("--batch-sizes", ",".join(map(str, options.batch_sizes))),
-        *("--input-size", str(input_size)),
-        *("--warmup", str(options.warmup)),
-        *("--min-iterations", str(options.min_iterations)),
-        *("--min-seconds", str(options.min_seconds)),
-    ]
+    return timing_flags(
+        threads=threads,
+        batch_sizes=list(options.batch_sizes),
+        input_size=input_size,
+        warmup=options.warmup,
+        min_iterations=options.min_iterations,
+        min_seconds=options.min_seconds,
+    )

@@ -119,14 +119,15 @@ python3 -c "import tensorrt; print(tensorrt.__version__)"    # must print a vers
 {clocks}python3 ondevice/build_engine.py --bundle .     # engines/*.engine + build.json
 python3 ondevice/bench_tensorrt.py --bundle . --device-name my-device
 python3 ondevice/evaluate_tensorrt.py --bundle . --images LABELLED_DIR \\
-    --results results.my-device.json                          # optional: top-1/top-5 (needs PIL)
+    --results results.my-device.{s["target"]}.json            # optional: top-1/top-5 (needs PIL)
 ```
 
 Then, on the build machine:
 
 ```
-scp device:bundle/results.my-device.json .
-edgeresnet report build/{s["target"]}/results.json results.my-device.json --out reports/my-device/
+scp device:bundle/results.my-device.{s["target"]}.json .
+edgeresnet report build/{s["target"]}/results.json results.my-device.{s["target"]}.json \\
+    --out reports/my-device/
 ```
 
 Every script first checks every file against `manifest.json` (sha256) and refuses a damaged

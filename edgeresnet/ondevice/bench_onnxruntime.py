@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -47,6 +45,7 @@ INT8_OPS = {
 FLOAT_OPS = {"Conv", "FusedConv", "NchwcConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
 # The size of this process's shared thread pool, once ``share_threads`` made it.
 _SHARED_POOL: list[int] = []
+SCRIPT = Path(__file__).name
 OPTIMIZATION_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -214,32 +213,38 @@ def paired(
 def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
     """Benchmark every ONNX variant a bundle lists (and ``pairs`` against each's reference)."""
     manifest = common.check_manifest(bundle)
+    input_size = manifest["model"]["input_size"]
+    runtime = ["--optimization", args.optimization, "--providers", ",".join(args.providers)]
     rows = []
     for variant in manifest["variants"]:
         if not variant["file"].endswith(".onnx"):
             continue
         print(f"benchmarking {variant['file']} ...", flush=True)
-        result = measure(
-            bundle / variant["file"],
-            input_size=manifest["model"]["input_size"],
-            optimization=args.optimization,
-            providers=args.providers,
-            **common.timing(args),
+        result = common.in_fresh_process(
+            SCRIPT,
+            [
+                *("--model", str(bundle / variant["file"])),
+                *common.timing_flags(**common.timing(args), input_size=input_size),
+                *runtime,
+            ],
+            f"Benchmarking {variant['file']}",
         )
         rows.append(common.bundle_row(variant, result))
     if pairs:
-        # In a process of their own: the sessions above made this one's thread pools, and
-        # pairs need a shared pool made before any session (``share_threads``).
-        options = [
-            *("--pairs", str(pairs), "--warmup", str(args.warmup), "--threads", str(args.threads)),
-            *("--input-size", str(manifest["model"]["input_size"])),
-            *("--optimization", args.optimization, "--providers", ",".join(args.providers)),
-        ]
-        common.paired_rows(
-            manifest,
-            rows,
-            lambda v, ref: _paired_process(bundle / v["file"], bundle / ref["file"], options),
-        )
+        # Pairs need a shared pool made before any session (``share_threads``): their own process.
+        def pair(v: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+            document = common.in_fresh_process(
+                SCRIPT,
+                [
+                    *("--model", str(bundle / v["file"]), "--reference", str(bundle / ref["file"])),
+                    *("--pairs", str(pairs), "--warmup", str(args.warmup)),
+                    *("--threads", str(args.threads), "--input-size", str(input_size), *runtime),
+                ],
+                f"Timing {v['file']} against {ref['file']}",
+            )
+            return {k: val for k, val in document.items() if not k.endswith("_file")}
+
+        common.paired_rows(manifest, rows, pair)
     return common.bundle_document(
         manifest,
         rows,
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--model", type=Path, help="one ONNX file")
     parser.add_argument(
-        "--json", type=Path, help="output file (default: BUNDLE/results.<device>.json)"
+        "--json", type=Path, help="output file (default: BUNDLE/results.<device>.<target>.json)"
     )
     common.add_timing_arguments(parser)
     parser.add_argument("--optimization", choices=sorted(OPTIMIZATION_LEVELS), default="all")
@@ -303,23 +308,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     common.emit(document, out)
     return 0
-
-
-def _paired_process(model: Path, reference: Path, options: list[str]) -> dict[str, Any]:
-    """This script's ``--model MODEL --reference REFERENCE`` timing, in a fresh process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "paired.json"
-        command = [sys.executable, str(Path(__file__).resolve()), "--model", str(model)]
-        command += ["--reference", str(reference), *options, "--json", str(out)]
-        proc = subprocess.run(command, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = " | ".join(proc.stderr.strip().splitlines()[-4:])
-            common.fail(
-                f"Timing {model} against {reference} failed: {tail}",
-                f"Run it alone for the whole output: {' '.join(command[1:])}",
-            )
-        document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    return {k: v for k, v in document.items() if not k.endswith("_file")}
 
 
 if __name__ == "__main__":

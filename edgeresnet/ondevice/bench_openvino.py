@@ -39,6 +39,7 @@ ov = common.require("openvino", pip="openvino")
 # pins the few layers NNCF leaves in float to f32.
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 UNPINNED = "default"
+SCRIPT = Path(__file__).name
 # Layers that hold a model's arithmetic; their runtime precision is what "executed" means.
 COMPUTE_LAYERS = {
     "Convolution",
@@ -351,12 +352,16 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
             continue
         hint = hint_of(variant)
         print(f"benchmarking {variant['variant']} ({variant['file']}, {hint}) ...", flush=True)
-        result = measure(
-            bundle / variant["file"],
-            device=device,
-            hint=hint,
-            input_size=manifest["model"]["input_size"],
-            **common.timing(args),
+        timing = common.timing_flags(
+            **common.timing(args), input_size=manifest["model"]["input_size"]
+        )
+        result = common.in_fresh_process(
+            SCRIPT,
+            [
+                *("--model", str(bundle / variant["file"])),
+                *("--device", device, "--precision-hint", hint, *timing),
+            ],
+            f"Benchmarking {variant['file']}",
         )
         rows.append(common.bundle_row(variant, result))
     if pairs:
@@ -390,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--model", type=Path, help="one IR .xml file (its .bin next to it)")
     parser.add_argument(
-        "--json", type=Path, help="output file (default: BUNDLE/results.<device>.json)"
+        "--json", type=Path, help="output file (default: BUNDLE/results.<device>.<target>.json)"
     )
     parser.add_argument("--device", help="OpenVINO device (default: the bundle's, else CPU)")
     parser.add_argument(

@@ -2,7 +2,7 @@
 
 Imports only tensorrt, numpy and the standard library (and common.py, trt_runtime.py beside it):
 
-    python3 ondevice/bench_tensorrt.py --bundle .      # every engine -> results.<device>.json
+    python3 ondevice/bench_tensorrt.py --bundle .   # every engine: results.<device>.<target>.json
     python3 ondevice/bench_tensorrt.py --engine int8.engine --input-size 224 --json out.json
     python3 ondevice/bench_tensorrt.py --engine p30-int8.engine --reference int8.engine
 
@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402 (common says how to install it where it is miss
 
 LATENCY_TIMING = "host wall clock per batch, host->device copy + execute + device->host copy"
 TIMING = f"latency: {LATENCY_TIMING}; gpu_compute: CUDA events around execute only"
+SCRIPT = Path(__file__).name
 
 
 def measure(
@@ -183,16 +184,20 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
     for record in records:
         print(f"benchmarking {record['engine']} ...", flush=True)
         entry = row(record, bundle, variants)
-        entry["bench"] = measure(
-            trt,
-            bundle / "engines" / record["engine"],
+        timing = common.timing_flags(
+            threads=None,
             # The engine's own range: build_engine.py --batch-sizes may have narrowed the profile's.
             batch_sizes=args.batch_sizes or record["options"]["batch_sizes"],
             input_size=manifest["model"]["input_size"],
             warmup=args.warmup,
             min_iterations=args.min_iterations,
             min_seconds=args.min_seconds,
-            dla_core=record["options"]["dla_core"],
+        )
+        engine = bundle / "engines" / record["engine"]
+        entry["bench"] = common.in_fresh_process(
+            SCRIPT,
+            ["--engine", str(engine), "--dla-core", str(record["options"]["dla_core"]), *timing],
+            f"Benchmarking {record['engine']}",
         )
         rows.append(entry)
     if pairs:
@@ -221,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bundle", type=Path, help="bundle folder holding manifest.json")
     source.add_argument("--engine", type=Path, help="one engine file")
-    parser.add_argument("--json", type=Path, help="output (default BUNDLE/results.<device>.json)")
+    parser.add_argument(
+        "--json", type=Path, help="output (default BUNDLE/results.<device>.<target>.json)"
+    )
     parser.add_argument("--batch-sizes", type=common.batch_sizes)
     parser.add_argument("--input-size", type=common.at_least(32), default=224)
     parser.add_argument("--dla-core", type=int, default=-1)

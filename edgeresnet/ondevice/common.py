@@ -15,7 +15,9 @@ import platform
 import re
 import resource
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -327,6 +329,30 @@ def check_manifest(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
+def in_fresh_process(script: str, args: list[str], what: str) -> dict[str, Any]:
+    """``python SCRIPT ARGS --json FILE`` in a process of its own, and the JSON it wrote.
+
+    ``script`` is a file next to this one. A bundle's variants are timed this way, one process
+    each, as the build times them: a process's peak memory only ever grows, and a runtime's
+    thread pools outlive the model that made them.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-") as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, str(Path(__file__).resolve().with_name(script)), *args]
+        proc = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True)
+        if proc.returncode != 0 or not out.is_file():
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+            fail(
+                f"{what} failed (exit {proc.returncode}): {tail}",
+                f"Run it alone for its whole output: {shlex.join(command)}",
+            )
+        try:
+            document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            fail(f"{what} wrote unreadable results: {exc}", "Run it again.")
+    return document
+
+
 def batch_sizes(text: str) -> list[int]:
     """``--batch-sizes``: whole numbers of at least 1, the first 1 (the batch-1 latency)."""
     try:
@@ -367,7 +393,8 @@ def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
 
 def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
     """Where the results go, checked before anything is measured: ``--json``, else with
-    ``--bundle`` BUNDLE/results.<device><suffix>, else None (standard output)."""
+    ``--bundle`` BUNDLE/results.<device>.<target><suffix> (one device's results of several
+    bundles can share a folder), else None (standard output)."""
     bundle = getattr(args, "bundle", None)
     if bundle is not None and not Path(bundle).is_dir():
         fail(
@@ -377,8 +404,9 @@ def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
         )
     if args.json is None and not bundle:
         return None
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", device_name(args.device_name)).strip("-.")
-    out = Path(args.json or Path(args.bundle) / f"results.{safe or 'device'}{suffix}")
+    device = _safe(device_name(args.device_name)) or "device"
+    name = ".".join(filter(None, (device, _target(bundle))))
+    out = Path(args.json or Path(args.bundle) / f"results.{name}{suffix}")
     if out.is_dir():
         fail(f"{out} is a folder.", "Pass --json with a file name, e.g. results.mydevice.json.")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
@@ -387,6 +415,20 @@ def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
             "Pass --json with a path in a folder that exists and is writable.",
         )
     return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+
+
+def _target(bundle: Path | None) -> str:
+    """The target a bundle was built for, from its manifest; "" where it cannot be read (the
+    manifest check that follows says why)."""
+    try:
+        manifest = json.loads((Path(bundle) / MANIFEST).read_text(encoding="utf-8"))
+        return _safe(str(manifest["target"]["name"]))
+    except (TypeError, OSError, ValueError, KeyError):
+        return ""
 
 
 def timing(args: argparse.Namespace) -> dict[str, Any]:
@@ -398,6 +440,26 @@ def timing(args: argparse.Namespace) -> dict[str, Any]:
         "min_iterations": args.min_iterations,
         "min_seconds": args.min_seconds,
     }
+
+
+def timing_flags(
+    *,
+    threads: int | None,
+    batch_sizes: list[int],
+    input_size: int,
+    warmup: int,
+    min_iterations: int,
+    min_seconds: float,
+) -> list[str]:
+    """The timing options above as a command line (``threads`` None: the script's default)."""
+    return [
+        *([] if threads is None else ["--threads", str(threads)]),
+        *("--batch-sizes", ",".join(map(str, batch_sizes))),
+        *("--input-size", str(input_size)),
+        *("--warmup", str(warmup)),
+        *("--min-iterations", str(min_iterations)),
+        *("--min-seconds", str(min_seconds)),
+    ]
 
 
 def add_pairing_arguments(parser: argparse.ArgumentParser, what: str) -> None:

@@ -4,7 +4,7 @@ Imports only tensorrt, numpy and the standard library (plus common.py and trt_ru
 PIL to decode and resize the images (`pip3 install pillow` or `apt install python3-pil`):
 
     python3 ondevice/evaluate_tensorrt.py --bundle . --images DIR [--limit 1000]
-    python3 ondevice/evaluate_tensorrt.py --bundle . --images DIR --results results.orin.json
+    python3 ondevice/evaluate_tensorrt.py --bundle . --images DIR --results results.orin.jetson.json
 
 Labels: class folders (index = rank of the folder name), or a labels.tsv/.txt/.csv holding
 `relative/path label` lines or a header with `file` and `class_index` columns. Preprocessing is
@@ -174,8 +174,8 @@ def _results(path: Path) -> dict[str, Any]:
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "variant" in r for r in rows):
         common.fail(
             f"--results {path} is not a results file to merge into: {why}.",
-            "Pass the results.<device>.json that bench_tensorrt.py --bundle wrote, or leave "
-            "--results out.",
+            "Pass the results.<device>.<target>.json that bench_tensorrt.py --bundle wrote, or "
+            "leave --results out.",
         )
     return document
 
