@@ -83,6 +83,8 @@ def _report(args: argparse.Namespace) -> int:
     )
     for problem in merged.problems:
         warn(f"left out: {problem.message}")
+    for clash in merged.clashes:
+        warn(clash)
     for path in merged.written:
         console.print(f"wrote {path}")
     return 0
@@ -90,15 +92,17 @@ def _report(args: argparse.Namespace) -> int:
 
 def _select(args: argparse.Namespace) -> int:
     from edgeresnet.progress import console, warn
-    from edgeresnet.report import rows_of
+    from edgeresnet.report import all_rows
     from edgeresnet.report.merge import load_readable, merge_and_write
+    from edgeresnet.report.schema import device_clashes
     from edgeresnet.report.select import format_text, select
 
     documents, problems = load_readable(args.results)
     for problem in problems:
         warn(f"left out: {problem.message}")
-    rows = [row for source, doc in documents.items() for row in rows_of(doc, source)]
-    selection = select(rows, _constraints(args))
+    for clash in device_clashes(documents):
+        warn(clash)
+    selection = select(all_rows(documents), _constraints(args))
     print(format_text(selection))
     if args.out:
         merged = merge_and_write(

@@ -16,8 +16,17 @@ import pytest
 from edgeresnet.cli import main
 from edgeresnet.errors import OutputError, ReportError
 from edgeresnet.ondevice.common import results_document, write_json
-from edgeresnet.report import Constraints, load_many, load_results, rows_of, select, write_report
+from edgeresnet.report import (
+    Constraints,
+    all_rows,
+    load_many,
+    load_results,
+    rows_of,
+    select,
+    write_report,
+)
 from edgeresnet.report.plots import pareto_front
+from edgeresnet.report.select import format_text
 
 DEVICE = {
     "cpu": "Test CPU",
@@ -329,6 +338,97 @@ def test_max_drop_measures_each_variant_against_the_fp32_of_its_own_run(tmp_path
     )
 
 
+def timed_on_device(build: dict[str, Any], device: str, executed: dict[str, str]) -> dict:
+    """What a bundle's benchmark script writes for ``build``'s files on ``device``: timings,
+    the precision each ran at, no accuracy."""
+    timed = []
+    for entry in build["rows"]:
+        bench = {**entry["bench"], "precision_executed": {"label": executed[entry["variant"]]}}
+        timed.append({**entry, "accuracy": None, "fidelity": None, "bench": bench, "notes": []})
+    for entry in timed:
+        entry.pop("build", None)
+    on_device = json.loads(json.dumps({**build, "rows": timed}))
+    on_device["producer"] = {"tool": "edgeresnet ondevice/bench_onnxruntime.py"}
+    on_device["device"] = {**DEVICE, "name": device}
+    return on_device
+
+
+def test_timed_only_rows_take_the_build_accuracy_of_the_same_file_runtime_and_precision(
+    tmp_path,
+):
+    rows = [
+        row("fp32", "fp32", 40.0, 102_000_000, 76.1, "fp32"),
+        row("int8", "int8", 12.0, 25_800_000, 75.6, "int8"),
+        row("bf16", "bf16", 20.0, 102_000_000, 76.0, "bf16"),
+    ]
+    for entry, digest in zip(rows, "abc", strict=True):
+        entry["artifact"]["sha256"] = digest * 64
+    build = document("builder", rows=rows)
+    # bf16 ran fp32 on the device (no bf16 there): the build's figure is not its own.
+    edge = timed_on_device(build, "edge", {"fp32": "fp32", "int8": "int8", "bf16": "fp32"})
+    documents = {"b.json": build, "e.json": edge}
+    merged = {(r.device, r.variant): r for r in all_rows(documents)}
+    carried = merged[("edge", "int8")]
+    assert (carried.top1, carried.top5, carried.agreement) == (75.6, 99.0, 98.5)
+    assert carried.accuracy_from == "the build on builder (onnxruntime 1.0, b.json)"
+    assert merged[("edge", "bf16")].top1 is None and not merged[("edge", "bf16")].accuracy_from
+    assert merged[("builder", "int8")].accuracy_from == ""  # the build's own figure
+    chosen = select(list(merged.values()), Constraints(min_top1=75.0, max_latency_ms=15))
+    assert [(r.device, r.variant) for r in chosen.chosen] == [("builder", "int8"), ("edge", "int8")]
+    why = {(v.row.device, v.row.variant): "; ".join(v.reasons) for v in chosen.excluded}
+    assert why[("edge", "bf16")] == (
+        "p50 20.0 ms > 15 ms; top-1 not measured (timed on the device only; no build of the "
+        "same file, runtime and executed precision among the inputs)"
+    )
+    text = format_text(chosen)
+    assert "75.60 ‡" in text and "‡ edge onnx:int8: top-1 from the build on builder" in text
+    # A file the build did not make (another sha256) takes nothing.
+    other = json.loads(json.dumps(edge))
+    other["rows"][1]["artifact"]["sha256"] = "d" * 64
+    alone = {(r.device, r.variant): r for r in all_rows({"b.json": build, "e.json": other})}
+    assert alone[("edge", "int8")].top1 is None
+    write_report(documents, tmp_path, command="c")
+    report = (tmp_path / "report.md").read_text()
+    assert "**‡ Accuracy from the build.**" in report
+    assert "> - edge onnx:int8: the build on builder (onnxruntime 1.0, b.json)" in report
+    assert "| edge | onnx | int8 | int8 | file | 75.60 (-0.50) ‡ |" in report
+    assert "‡" in (tmp_path / "report.html").read_text()
+
+
+def test_one_device_name_for_two_machines_is_named_in_warnings_and_the_report(tmp_path, capsys):
+    x86, arm = document("ubuntu"), document("ubuntu")
+    arm["device"].update(cpu="ARM Cortex-A78AE", arch="aarch64", logical_cores=12)
+    paths = []
+    for name, doc in (("x86.json", x86), ("arm.json", arm)):
+        write_json(tmp_path / name, doc)
+        paths.append(str(tmp_path / name))
+    clash = (
+        "the device name 'ubuntu' stands for 2 machines: Test CPU (x86_64, 2 cores) in "
+        f"{paths[0]}; ARM Cortex-A78AE (aarch64, 12 cores) in {paths[1]}."
+    )
+    assert main(["select", *paths, "--max-latency-ms", "60"]) == 0
+    assert clash in " ".join(capsys.readouterr().err.split())
+    assert main(["report", *paths, "--out", str(tmp_path / "rep")]) == 0
+    assert clash in " ".join(capsys.readouterr().err.split())
+    assert f"> **One name, two machines.** {clash}" in (tmp_path / "rep" / "report.md").read_text()
+    # The same machine in two files is one device, not a clash.
+    write_json(tmp_path / "again.json", document("ubuntu", target="openvino"))
+    assert (
+        main(["report", paths[0], str(tmp_path / "again.json"), "--out", str(tmp_path / "r2")]) == 0
+    )
+    assert "stands for" not in capsys.readouterr().err
+
+
+def test_a_variant_repeated_in_one_file_is_left_out_with_a_warning(tmp_path, capsys):
+    doc = document("box")
+    doc["rows"].append({**doc["rows"][0], "precision": "int8"})
+    write_json(tmp_path / "twice.json", doc)
+    assert main(["select", str(tmp_path / "twice.json")]) == 0
+    captured = capsys.readouterr()
+    assert "rows[2] repeats the variant 'fp32' of rows[0]" in " ".join(captured.err.split())
+    assert len(re.findall(r"^\d+\s+box\s+onnx\s+fp32\s", captured.out, re.M)) == 1
+
+
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     chosen = select(selection_rows(tmp_path), Constraints(max_size_mb=30, min_fps=300))
     ranked = [(r.device, r.variant) for r in chosen.chosen]
@@ -395,7 +495,7 @@ def test_select_cli_prints_table_writes_report_and_exit_codes(tmp_path, capsys):
     assert main(["select", good, "--max-latency-ms", "20", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ranking: fastest batch-1 p50" in printed and "p50 40.0 ms > 20 ms" in printed
-    assert re.search(r"1\s+box\s+onnx\s+int8\s+12.00", printed)
+    assert re.search(r"1\s+box\s+onnx\s+int8\s+int8 \(ran int8\+fp32\)\s+12.00", printed)
     md = (out / "report.md").read_text()
     assert "## Selection" in md and "--max-latency-ms 20" in md
     assert main(["select", good, "--max-latency-ms", "5"]) == 3
@@ -695,7 +795,7 @@ def test_merged_runs_are_told_apart_in_tables_plots_and_select(tmp_path, monkeyp
     printed = capsys.readouterr().out
     ranked = [line for line in printed.splitlines() if re.match(r"\d+\s+vm", line)]
     assert len(ranked) == 5 and len(set(ranked)) == 5
-    assert re.search(r"1\s+vm\s+onnx\s+int8\s+5.00 .* resnet18, r18/onnx$", printed, re.M)
+    assert re.search(r"1\s+vm\s+onnx\s+int8\s+int8\s+5.00 .* resnet18, r18/onnx$", printed, re.M)
     assert "vm onnx:fp32 [resnet50, b/onnx]: p50 100.0 ms > 60 ms" in printed
 
 

@@ -19,7 +19,7 @@ from edgeresnet.errors import ReportError
 from edgeresnet.publish import merged
 from edgeresnet.report.render import OWNED, render
 from edgeresnet.report.rows import run_names
-from edgeresnet.report.schema import load_many
+from edgeresnet.report.schema import device_clashes, load_many
 from edgeresnet.report.select import Constraints
 
 INPUTS = "inputs"
@@ -29,6 +29,7 @@ INPUTS = "inputs"
 class Merged:
     written: list[Path]
     problems: list[ReportError]
+    clashes: list[str]  # device names that stand for more than one machine
 
 
 def load_readable(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[ReportError]]:
@@ -78,7 +79,7 @@ def merge_and_write(
             regenerate=regenerate,
         )
         report = [out_dir / p.relative_to(staging) for p in written]
-    return Merged(report + copies, problems)
+    return Merged(report + copies, problems, device_clashes(documents))
 
 
 def _copy_inputs(sources: list[str], folder: Path) -> list[str]:

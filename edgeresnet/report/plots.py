@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from edgeresnet.report.rows import Row, Runs  # noqa: E402
+from edgeresnet.report.rows import NO_BUILD_ROW, Row, Runs, unmeasured_top1  # noqa: E402
 
 _MARKERS = "osD^v<>Pp*"
 _PEER_MARKER = "X"
@@ -57,8 +57,9 @@ def why_not_plotted(r: Row, x: str, metric: str) -> str | None:
             missing.append("no size")
     if getattr(r, metric) is None:
         if metric == "top1":
-            why = "random weights" if r.random_weights else "no labelled evaluation set"
-            missing.append(f"no top-1 ({why})")
+            missing.append(f"no top-1 ({unmeasured_top1(r)})")
+        elif r.timed_only:
+            missing.append(f"no agreement with FP32 ({NO_BUILD_ROW})")
         else:
             missing.append("no agreement with FP32 measured")
     return "; ".join(missing) or None

@@ -17,13 +17,14 @@ from edgeresnet.report.plots import Plot, scatter, y_metric
 from edgeresnet.report.rows import (
     Row,
     Runs,
+    all_rows,
     fp32_rows,
     rate,
     row_name,
-    rows_of,
     runs,
     under_load,
 )
+from edgeresnet.report.schema import device_clashes
 from edgeresnet.report.select import RANKING, Constraints, select
 
 _TEMPLATES = jinja2.Environment(
@@ -63,6 +64,8 @@ def write_report(
     return [out_dir / p.relative_to(staging) for p in written]
 
 
+# Marks accuracy and fidelity a timed-only row takes from its build.
+FROM_BUILD = "‡"
 # The files a report writes; a report written again into the same folder replaces them all.
 OWNED = ("report.md", "report.html", "accuracy_vs_latency.png", "accuracy_vs_size.png")
 
@@ -77,7 +80,7 @@ def render(
     regenerate: str | None = None,
 ) -> list[Path]:
     """Write the report's files into the existing ``folder``; an ``OSError`` passes through."""
-    rows = [row for source, doc in documents.items() for row in rows_of(doc, source)]
+    rows = all_rows(documents)
     named = runs(rows)
     plots = [
         scatter(
@@ -124,6 +127,9 @@ def render(
         "selection": _selection(rows, constraints, entry, named) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),
+        "from_build": FROM_BUILD,
+        "clashes": device_clashes(documents),
+        "carried": [(row_name(r, named), r.accuracy_from) for r in rows if r.accuracy_from],
         "random_classes": _fewest_classes(r for r in rows if r.random_weights),
         "under_load": [row_name(r, named) for r in rows if r.candidate and under_load(r)],
         "measurements": [entry(r) for r in rows],
@@ -174,18 +180,19 @@ def _cells(r: Row, base: Row | None) -> dict[str, str]:
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
+    # Measured by the build on the same file, not by this row's run (``with_build_accuracy``).
+    mark = f" {FROM_BUILD}" if r.accuracy_from else ""
+
     def accuracy(value: float | None, reference: float | None) -> str:
         if value is None:
             return "n/a (random weights)" if r.random_weights else "-"
         drop = "" if reference is None or base is r else f" ({value - reference:+.2f})"
-        return f"{value:.2f}{drop}"
+        return f"{value:.2f}{drop}{mark}"
 
     top1 = accuracy(r.top1, base.top1 if base else None)
     top5 = accuracy(r.top5, base.top5 if base else None)
     return {
-        "precision": r.precision
-        if r.executed in (r.precision, "not measured")
-        else f"{r.precision} (ran {r.executed})",
+        "precision": r.precision_run,
         "weights": f"{r.weights} (random)"
         if r.random_weights and r.weights != "random"
         else r.weights,
@@ -197,8 +204,8 @@ def _cells(r: Row, base: Row | None) -> dict[str, str]:
         "top1_short": "n/a" if r.top1 is None and r.random_weights else top1,
         "top5": top5,
         "top5_short": "n/a" if r.top5 is None and r.random_weights else top5,
-        "agreement": num(r.agreement, ".1f"),
-        "sqnr": num(r.sqnr_db, ".1f"),
+        "agreement": num(r.agreement, ".1f") + (mark if r.agreement is not None else ""),
+        "sqnr": num(r.sqnr_db, ".1f") + (mark if r.sqnr_db is not None else ""),
         "p50": num(r.p50_ms, ".2f"),
         "p90": num(r.p90_ms, ".2f"),
         "p99": num(r.p99_ms, ".2f"),

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Any
 
 from edgeresnet.report.schema import number
 
 MB = 1_000_000  # reports use MB = 10^6 bytes throughout
+# The producers whose rows are timings only: a bundle's benchmark scripts.
+TIMING_SCRIPTS = ("edgeresnet ondevice/bench_",)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,11 @@ class Row:
     throughput_mode: str = ""
     throughput_streams: int | str | None = None
     throughput_requests: int | None = None
+    artifact_sha256: str = ""
+    # Timed by a bundle's benchmark script on the device, which measures no accuracy.
+    timed_only: bool = False
+    # Where a timed-only row's accuracy and fidelity come from (see ``with_build_accuracy``).
+    accuracy_from: str = ""
 
     @property
     def group(self) -> tuple[str, str]:
@@ -118,6 +125,13 @@ class Row:
     @property
     def label(self) -> str:
         return f"{self.target}:{self.variant}"
+
+    @property
+    def precision_run(self) -> str:
+        """The precision built, and the one the runtime executed where it was another."""
+        if self.executed in (self.precision, "not measured"):
+            return self.precision
+        return f"{self.precision} (ran {self.executed})"
 
 
 def fp32_rows(rows: Iterable[Row]) -> dict[tuple[str, str, str], Row]:
@@ -148,11 +162,71 @@ def _weights_id(weights: dict[str, Any]) -> str:
     return str(origin.get("sha256") or f"{origin.get('kind')}:{origin.get('seed')}")
 
 
+def all_rows(documents: dict[str, dict[str, Any]]) -> list[Row]:
+    """The rows of every document (source name -> results), timed-only rows given the accuracy
+    their build measured on the same file (``with_build_accuracy``)."""
+    return with_build_accuracy(
+        [row for source, doc in documents.items() for row in rows_of(doc, source)]
+    )
+
+
+def with_build_accuracy(rows: list[Row]) -> list[Row]:
+    """A bundle's benchmark script times its files and measures no accuracy; where the build's
+    own results are among ``rows``, each timed-only row takes the accuracy and fidelity the build
+    measured on the same file (sha256) in the same runtime at the same executed precision, with
+    ``accuracy_from`` saying so. Any of those different (a bf16 variant that ran fp32 on a CPU
+    without bf16), and the row keeps none."""
+    measured: dict[tuple[str, str, str], Row] = {}
+    for r in rows:
+        evaluated = r.top1 is not None or r.agreement is not None
+        if r.candidate and not r.timed_only and r.artifact_sha256 and evaluated:
+            measured.setdefault((r.artifact_sha256, r.backend, r.executed), r)
+    out = []
+    for r in rows:
+        build = measured.get((r.artifact_sha256, r.backend, r.executed)) if r.timed_only else None
+        if build is None:
+            out.append(r)
+            continue
+        out.append(
+            replace(
+                r,
+                top1=build.top1,
+                top5=build.top5,
+                agreement=build.agreement,
+                sqnr_db=build.sqnr_db,
+                fidelity_images=build.fidelity_images,
+                reference_classes=build.reference_classes,
+                to_own_fp32=build.to_own_fp32,
+                accuracy_from=f"the build on {build.device} ({build.runtime}, {build.source})",
+            )
+        )
+    return out
+
+
+# Why a timed-only row has no accuracy or fidelity where ``with_build_accuracy`` found none.
+NO_BUILD_ROW = (
+    "timed on the device only; no build of the same file, runtime and executed precision "
+    "among the inputs"
+)
+
+
+def unmeasured_top1(row: Row) -> str:
+    """Why ``row`` has no top-1, in words."""
+    if row.random_weights:
+        return "random weights"
+    return NO_BUILD_ROW if row.timed_only else "no labelled evaluation set"
+
+
 def rows_of(document: dict[str, Any], source: str) -> list[Row]:
     """Flatten a results document into rows; a missing measurement becomes None."""
     model, target = document["model"], document["target"]
     weights = _obj(model, "weights")
-    return [_row(entry, document, model, target, weights, source) for entry in document["rows"]]
+    tool = str(_obj(document, "producer").get("tool") or "")
+    timed_only = tool.startswith(TIMING_SCRIPTS)
+    return [
+        _row(entry, document, model, target, weights, source, timed_only)
+        for entry in document["rows"]
+    ]
 
 
 def _row(
@@ -162,6 +236,7 @@ def _row(
     target: dict[str, Any],
     weights: dict[str, Any],
     source: str,
+    timed_only: bool = False,
 ) -> Row:
     bench = entry.get("bench") or {}
     latency = _obj(bench, "latency")
@@ -241,6 +316,8 @@ def _row(
         throughput_requests=throughput.get("infer_requests")
         if isinstance(throughput.get("infer_requests"), int)
         else None,
+        artifact_sha256=str((entry.get("artifact") or {}).get("sha256") or ""),
+        timed_only=timed_only and not accuracy and not fid,
     )
 
 

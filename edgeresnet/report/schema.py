@@ -40,6 +40,8 @@ _ROW_NUMBERS: dict[tuple[str, ...], tuple[str, ...]] = {
 _PERCENT = {"top1", "top5", "top1_agreement"}
 _WHOLE = {"batch", "threads", "images", "pairs", "reference_classes", "params", "macs"}
 _MODEL_NUMBERS = ("params", "macs", "input_size")
+# What tells two machines apart in ``device`` (one name, another machine: a clash).
+_MACHINE_FACTS = ("cpu", "arch", "logical_cores")
 # The only row numbers that may be negative: quantization noise louder than the signal.
 _SIGNED = {"sqnr_db"}
 
@@ -98,9 +100,19 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
                 hint="Regenerate the file with edgeresnet, or fix the field by hand.",
             )
     kept = []
+    seen: dict[tuple[Any, str], int] = {}
     for i, entry in enumerate(document["rows"]):
         _check_row(path, i, entry)
         problem = _row_types(path, i, entry)
+        # A run's variant is one row (a peer run re-times each target's variant of that name).
+        key = ((entry.get("remeasured") or {}).get("target"), entry["variant"])
+        if problem is None and key in seen:
+            problem = ReportError(
+                f"{path}: rows[{i}] repeats the variant '{entry['variant']}' of "
+                f"rows[{seen[key]}]; a run holds each variant once.",
+                hint="Regenerate the file with edgeresnet, or remove the repeated row.",
+            )
+        seen.setdefault(key, i)
         if problem is None:
             kept.append(entry)
         elif left_out is None:
@@ -139,6 +151,29 @@ def load_many(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[Report
         documents[str(path)] = document
         problems += rows_left_out
     return documents, problems
+
+
+def device_clashes(documents: dict[str, dict[str, Any]]) -> list[str]:
+    """Device names that stand for more than one machine among ``documents`` (source -> results):
+    the default name is the host name, and boards often share one ("ubuntu"). Their rows would
+    merge as one device's."""
+    machines: dict[str, dict[tuple[Any, ...], list[str]]] = {}
+    for source, document in documents.items():
+        device = document["device"]
+        facts = tuple(device.get(k) for k in _MACHINE_FACTS)
+        name = str(device.get("name") or "unknown")
+        machines.setdefault(name, {}).setdefault(facts, []).append(source)
+    return [
+        f"the device name '{name}' stands for {len(found)} machines: "
+        + "; ".join(
+            f"{facts[0] or '?'} ({facts[1] or '?'}, {facts[2] or '?'} cores) in {', '.join(files)}"
+            for facts, files in found.items()
+        )
+        + ". Their rows merge as one device's: run the on-device script again with "
+        "--device-name (or the build with --device-name) to tell them apart."
+        for name, found in machines.items()
+        if len(found) > 1
+    ]
 
 
 def _check_row(path: Path, i: int, entry: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.rows import Row, fp32_rows, rate, row_name, runs
+from edgeresnet.report.rows import Row, fp32_rows, rate, row_name, runs, unmeasured_top1
 
 RANKING = (
     "fastest batch-1 p50 latency first, then smaller artifact, then higher top-1 "
@@ -97,8 +97,7 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
     ``fp32`` is the FP32 row of ``row``'s run, which ``--max-drop`` measures the drop against.
     """
     out = []
-    why = "random weights" if row.random_weights else "no labelled evaluation set"
-    unmeasured = f"top-1 not measured ({why})"
+    unmeasured = f"top-1 not measured ({unmeasured_top1(row)})"
     if c.max_latency_ms is not None:
         if row.p50_ms is None:
             out.append(f"p50 not measured{_why_unmeasured(row)}")
@@ -169,7 +168,8 @@ def format_text(selection: Selection) -> str:
     named = runs([*selection.chosen, *(v.row for v in selection.excluded)])
     lines = ["constraints: " + ("; ".join(selection.constraints.describe()) or "none")]
     lines.append(f"ranking: {RANKING}")
-    header = ("rank", "device", "target", "variant", "p50 ms", "size MB", "top-1 %", "top-5 %")
+    header = ("rank", "device", "target", "variant", "precision", "p50 ms", "size MB")
+    header += ("top-1 %", "top-5 %")
     header += ("img/s",) + (("model / run",) if named.shown else ())
     table = [header] + [
         (
@@ -177,10 +177,11 @@ def format_text(selection: Selection) -> str:
             r.device,
             r.target,
             r.variant,
+            r.precision_run,
             _fmt(r.p50_ms, ".2f"),
             _fmt(r.size_mb, ".1f"),
-            _fmt(r.top1, ".2f"),
-            _fmt(r.top5, ".2f"),
+            _fmt(r.top1, ".2f") + (" ‡" if r.accuracy_from and r.top1 is not None else ""),
+            _fmt(r.top5, ".2f") + (" ‡" if r.accuracy_from and r.top5 is not None else ""),
             rate(r.throughput),
             *((named.of(r),) if named.shown else ()),
         )
@@ -195,6 +196,8 @@ def format_text(selection: Selection) -> str:
                 for row in table
             ),
         ]
+        carried = [r for r in selection.chosen if r.accuracy_from and r.top1 is not None]
+        lines += [f"‡ {row_name(r, named)}: top-1 from {r.accuracy_from}" for r in carried]
     elif not selection.excluded and selection.references:
         lines += [
             "",
