@@ -7,7 +7,6 @@ output, so a changed model, data set, option or tool version runs it afresh.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from edgeresnet.data import ImageSet, Preprocess
 from edgeresnet.errors import BackendUnavailableError, VerificationError
 from edgeresnet.evaluate import collect_logits, fidelity
 from edgeresnet.export import export_onnx
-from edgeresnet.ondevice.common import machine_info
+from edgeresnet.ondevice.common import machine_info, with_load_average
 from edgeresnet.progress import progress_bar, stage, warn
 from edgeresnet.prune import PruneOptions, channel_spec, load_pruned, prune, save_pruned
 from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
@@ -465,10 +464,8 @@ class Stages:
         if cached is not None:
             self.reused.append(label)
             return cached
-        before = os.getloadavg()
-        result = measure()
-        # Kept with the figure, which the cache may hand to a later build on a quieter machine.
-        result["load_average"] = {"start": list(before), "end": list(os.getloadavg())}
+        # The load is kept with the figure, which the cache may hand to a later build.
+        result = with_load_average(measure)
         self.cache.store_json(key, result)
         return result
 

@@ -176,9 +176,12 @@ def test_bundle_benchmark_writes_results_in_the_shared_schema(bundle, tmp_path):
     (row,) = doc["rows"]
     assert row["bench"]["latency"]["batch"] == 1 and row["bench"]["threads"] == 1
     assert row["bench"]["precision_executed"]["label"] == "fp32"
+    load = row["bench"]["load_average"]  # so a report can say it was timed under load
+    assert len(load["start"]) == len(load["end"]) == 3
     from edgeresnet.report import load_results, rows_of
 
-    assert rows_of(load_results(out), "device.json")[0].p50_ms > 0
+    (timed,) = rows_of(load_results(out), "device.json")
+    assert timed.p50_ms > 0 and timed.peak_load == max(load["start"][0], load["end"][0])
 
 
 def test_damaged_bundle_is_refused(bundle, tmp_path):

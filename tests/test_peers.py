@@ -322,7 +322,7 @@ def _peer_section(document: dict[str, Any], out: Path) -> str:
 def test_a_slow_peer_keeps_the_digits_of_its_throughput(tmp_path: Path):
     section = _peer_section(_peer_document(0.38), tmp_path)
     assert "| PyTorch eager FP32 | fp32 | 2631.58 |" in section
-    assert "| 0.38 @1 |" in section and "| 0 @1 |" not in section
+    assert "| 0.380 @1 |" in section and "| 0 @1 |" not in section
 
 
 def test_a_slow_peer_keeps_the_digits_of_its_rounds(tmp_path: Path):
@@ -330,7 +330,7 @@ def test_a_slow_peer_keeps_the_digits_of_its_rounds(tmp_path: Path):
     rounds = {"count": 2, "p50_ms": [2631.6, 2702.7], "images_per_s": [0.38, 0.37]}
     document["rows"][0]["bench"]["rounds"] = {**rounds, "kept": "fastest"}
     write_report({"peers/results.json": document}, tmp_path, command="test")
-    assert "img/s 0.38/0.37, the most kept" in (tmp_path / "report.md").read_text()
+    assert "img/s 0.380/0.370, the most kept" in (tmp_path / "report.md").read_text()
 
 
 def test_the_load_warning_stands_next_to_the_peer_figures(tmp_path: Path):

@@ -429,6 +429,19 @@ def test_a_variant_repeated_in_one_file_is_left_out_with_a_warning(tmp_path, cap
     assert len(re.findall(r"^\d+\s+box\s+onnx\s+fp32\s", captured.out, re.M)) == 1
 
 
+def test_an_fp32_baseline_that_ran_another_precision_is_named(tmp_path):
+    unpinned = document("box", target="openvino", backend="openvino")
+    unpinned["rows"][0]["bench"]["precision_executed"]["label"] = "bf16"
+    write_report({"u.json": unpinned, "a.json": document("box")}, tmp_path, command="c")
+    report = (tmp_path / "report.md").read_text()
+    assert "> **FP32 baseline not run in FP32.**" in report
+    assert (
+        "against the\n> precision their FP32 row really ran at: box openvino:fp32 ran bf16."
+        in report
+    )
+    assert "box onnx:fp32" not in report.split("FP32 baseline not run")[1].split("\n\n")[0]
+
+
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     chosen = select(selection_rows(tmp_path), Constraints(max_size_mb=30, min_fps=300))
     ranked = [(r.device, r.variant) for r in chosen.chosen]
@@ -592,6 +605,17 @@ def test_bad_results_files_are_named(tmp_path, content, message):
     with pytest.raises(ReportError) as info:
         load_results(path)
     assert message in str(info.value) and "bad.json" in str(info.value)
+
+
+def test_a_missing_or_cut_short_results_file_says_what_to_do(tmp_path):
+    with pytest.raises(ReportError, match="missing.json does not exist") as info:
+        load_results(tmp_path / "missing.json")
+    assert "results.<device>.<target>.json" in info.value.hint
+    cut = tmp_path / "cut.json"
+    cut.write_text(results_json()[:40])
+    with pytest.raises(ReportError, match="cut.json is not a readable JSON file") as info:
+        load_results(cut)
+    assert "Copy it again" in info.value.hint
 
 
 def test_minimal_version_1_file_reads_with_dashes(tmp_path):
@@ -871,9 +895,9 @@ def test_small_throughput_keeps_its_digits(tmp_path):
     slow["bench"]["throughput"] = {"batch": 1, "images_per_s": 0.4}
     write_report({"a.json": document("box", rows=[slow])}, tmp_path, command="c")
     md = (tmp_path / "report.md").read_text()
-    assert table(md, "## Across devices")[0]["img/s @batch"] == "0.4 @1"
+    assert table(md, "## Across devices")[0]["img/s @batch"] == "0.400 @1"
     chosen = select(rows_of(document("box", rows=[slow]), "a.json"), Constraints(min_fps=1))
-    assert chosen.excluded[0].reasons == ("throughput 0.4 img/s (batch 1) < 1 img/s",)
+    assert chosen.excluded[0].reasons == ("throughput 0.400 img/s (batch 1) < 1 img/s",)
 
 
 def test_rounds_of_a_slow_row_keep_their_digits(tmp_path):
@@ -881,7 +905,7 @@ def test_rounds_of_a_slow_row_keep_their_digits(tmp_path):
     rounds = {"count": 2, "kept": "fastest", "p50_ms": [2631.6, 2702.7]}
     slow["bench"]["rounds"] = rounds | {"images_per_s": [0.38, 0.37]}
     write_report({"a.json": document("box", rows=[slow])}, tmp_path, command="c")
-    assert "img/s 0.38/0.37, the most kept" in (tmp_path / "report.md").read_text()
+    assert "img/s 0.380/0.370, the most kept" in (tmp_path / "report.md").read_text()
 
 
 def test_rows_timed_under_load_are_named_at_the_top(tmp_path):
@@ -1089,7 +1113,10 @@ def test_the_same_results_twice_are_read_once(tmp_path):
     shutil.copyfile(path, copy)
     documents, problems = load_many([Path(path), copy, Path(path)])
     assert list(documents) == [path]
-    assert len(problems) == 2 and all("holds the same results as" in p.message for p in problems)
+    assert [p.message for p in problems] == [
+        f"{copy} holds the same results as {path}; it is read once.",
+        f"{path} is given twice; it is read once.",
+    ]
 
 
 def test_limits_are_kept_exactly_and_reasons_show_the_digits_that_decide():

@@ -220,14 +220,13 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
         if not variant["file"].endswith(".onnx"):
             continue
         print(f"benchmarking {variant['file']} ...", flush=True)
-        result = common.in_fresh_process(
-            SCRIPT,
-            [
-                *("--model", str(bundle / variant["file"])),
-                *common.timing_flags(**common.timing(args), input_size=input_size),
-                *runtime,
-            ],
-            f"Benchmarking {variant['file']}",
+        command = [
+            *("--model", str(bundle / variant["file"])),
+            *common.timing_flags(**common.timing(args), input_size=input_size),
+            *runtime,
+        ]
+        result = common.with_load_average(
+            common.in_fresh_process, SCRIPT, command, f"Benchmarking {variant['file']}"
         )
         rows.append(common.bundle_row(variant, result))
     if pairs:

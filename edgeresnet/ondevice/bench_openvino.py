@@ -355,13 +355,12 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
         timing = common.timing_flags(
             **common.timing(args), input_size=manifest["model"]["input_size"]
         )
-        result = common.in_fresh_process(
-            SCRIPT,
-            [
-                *("--model", str(bundle / variant["file"])),
-                *("--device", device, "--precision-hint", hint, *timing),
-            ],
-            f"Benchmarking {variant['file']}",
+        command = [
+            *("--model", str(bundle / variant["file"])),
+            *("--device", device, "--precision-hint", hint, *timing),
+        ]
+        result = common.with_load_average(
+            common.in_fresh_process, SCRIPT, command, f"Benchmarking {variant['file']}"
         )
         rows.append(common.bundle_row(variant, result))
     if pairs:

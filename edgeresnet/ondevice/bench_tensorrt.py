@@ -194,10 +194,9 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
             min_seconds=args.min_seconds,
         )
         engine = bundle / "engines" / record["engine"]
-        entry["bench"] = common.in_fresh_process(
-            SCRIPT,
-            ["--engine", str(engine), "--dla-core", str(record["options"]["dla_core"]), *timing],
-            f"Benchmarking {record['engine']}",
+        command = ["--engine", str(engine), "--dla-core", str(record["options"]["dla_core"])]
+        entry["bench"] = common.with_load_average(
+            common.in_fresh_process, SCRIPT, [*command, *timing], f"Benchmarking {record['engine']}"
         )
         rows.append(entry)
     if pairs:

@@ -442,6 +442,17 @@ def timing(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def with_load_average(measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``measure(*args)``'s result, with the machine's load average (1, 5, 15 min) at its start
+    and end: a report names the figures timed while other work competed for the cores."""
+    if not hasattr(os, "getloadavg"):  # not on every system
+        return measure(*args)
+    before = os.getloadavg()
+    result = measure(*args)
+    result["load_average"] = {"start": list(before), "end": list(os.getloadavg())}
+    return result
+
+
 def timing_flags(
     *,
     threads: int | None,

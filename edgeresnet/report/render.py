@@ -129,6 +129,12 @@ def render(
         "any_random": any(r.random_weights for r in rows),
         "from_build": FROM_BUILD,
         "clashes": device_clashes(documents),
+        # An FP32 row the runtime ran at another precision (an unpinned OpenVINO run: bf16).
+        "unpinned": [
+            f"{row_name(b, named)} ran {b.executed}"
+            for b in baselines.values()
+            if b.executed not in ("fp32", "not measured")
+        ],
         "carried": [(row_name(r, named), r.accuracy_from) for r in rows if r.accuracy_from],
         "random_classes": _fewest_classes(r for r in rows if r.random_weights),
         "under_load": [row_name(r, named) for r in rows if r.candidate and under_load(r)],

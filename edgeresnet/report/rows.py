@@ -327,10 +327,10 @@ def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def rate(value: float | None) -> str:
-    """Images per second with the digits a small figure needs: "1234", "45.3", "0.412"."""
+    """Images per second to three digits, trailing zeros kept: "1234", "45.3", "22.0", "0.412"."""
     if value is None:
         return "-"
-    return f"{value:.0f}" if abs(value) >= 99.95 else f"{value:.3g}"
+    return f"{value:.0f}" if abs(value) >= 99.95 else f"{value:#.3g}"
 
 
 def _count(value: Any) -> int | None:

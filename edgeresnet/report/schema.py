@@ -55,8 +55,18 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
     """
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(
+            f"{path} does not exist.",
+            hint="Check the path: a build writes OUT/<target>/results.json, a bundle's "
+            "benchmark script BUNDLE/results.<device>.<target>.json.",
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path} is not a readable JSON file: {exc}.") from None
+        raise ReportError(
+            f"{path} is not a readable JSON file: {exc}.",
+            hint="Copy it again from where it was written (a copy cut short reads so), or "
+            "measure again.",
+        ) from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise ReportError(
             f'{path} is not an edgeresnet results file (no "schema": "{SCHEMA}").',
@@ -140,9 +150,12 @@ def load_many(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], list[Report
             continue
         content = json.dumps(document, sort_keys=True)
         if content in seen:
+            same = Path(path).resolve() == Path(seen[content]).resolve()
             problems.append(
                 ReportError(
-                    f"{path} holds the same results as {seen[content]}; it is read once.",
+                    f"{path} is given twice; it is read once."
+                    if same
+                    else f"{path} holds the same results as {seen[content]}; it is read once.",
                     hint="Pass each results file once.",
                 )
             )
