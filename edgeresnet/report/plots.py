@@ -68,8 +68,13 @@ def why_not_plotted(r: Row, x: str, metric: str) -> str | None:
 def scatter(
     rows: list[Row], x: str, xlabel: str, path: Path, *, title: str, runs: Runs | None = None
 ) -> Plot:
-    """Plot ``x`` against the y metric; rows without both numbers are listed, not drawn."""
+    """Plot ``x`` against the y metric; rows without both numbers are listed, not drawn.
+
+    ``title`` follows the metric's name, e.g. "vs latency": "Accuracy vs latency", or
+    "Fidelity (agreement with FP32) vs latency" where no row has a top-1.
+    """
     metric, ylabel = y_metric(rows)
+    title = f"{'Accuracy' if metric == 'top1' else 'Fidelity (agreement with FP32)'} {title}"
     left_out = [(r, why) for r in rows if (why := why_not_plotted(r, x, metric)) is not None]
     points = [r for r in rows if why_not_plotted(r, x, metric) is None]
     if not points:

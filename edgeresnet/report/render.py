@@ -88,7 +88,7 @@ def render(
             "p50_ms",
             "Batch-1 latency p50 (ms)",
             folder / "accuracy_vs_latency.png",
-            title="Accuracy vs latency",
+            title="vs latency",
             runs=named,
         ),
         scatter(
@@ -96,7 +96,7 @@ def render(
             "size_mb",
             "Artifact size (MB = 10^6 bytes)",
             folder / "accuracy_vs_size.png",
-            title="Accuracy vs size",
+            title="vs size",
             runs=named,
         ),
     ]
