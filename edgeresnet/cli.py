@@ -62,12 +62,14 @@ def _build(args: argparse.Namespace) -> int:
 def _targets(args: argparse.Namespace) -> int:
     from edgeresnet.config import available_targets, load_target
 
+    lines = [("target", "backend", "device", "precisions", "description")]
     for name, path in available_targets().items():
         profile = load_target(str(path))
-        print(
-            f"{name:<16} {profile.backend:<12} {profile.device:<6} "
-            f"{','.join(profile.precisions):<16} {profile.description}"
-        )
+        precisions = ",".join(profile.precisions)
+        lines.append((name, profile.backend, profile.device, precisions, profile.description))
+    widths = [max(len(line[i]) for line in lines) for i in range(4)]
+    for *cells, description in lines:
+        print("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=True)), description]))
     return 0
 
 

@@ -57,8 +57,12 @@ def test_every_command_and_option_is_documented_in_the_readme():
 def test_targets_lists_profiles():
     proc = run("targets")
     assert proc.returncode == 0
-    names = [line.split()[0] for line in proc.stdout.splitlines()]
-    assert {"onnx", "openvino", "jetson", "tensorrt"} <= set(names)
+    header, *lines = proc.stdout.splitlines()
+    assert header.split() == ["target", "backend", "device", "precisions", "description"]
+    assert {"onnx", "openvino", "jetson", "tensorrt"} <= {line.split()[0] for line in lines}
+    # Columns line up under the header, however long a target's precisions.
+    start = header.index("description")
+    assert all(line[start - 2 : start] == "  " and line[start] != " " for line in lines)
 
 
 @pytest.mark.parametrize(
