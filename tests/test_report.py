@@ -442,6 +442,15 @@ def test_an_fp32_baseline_that_ran_another_precision_is_named(tmp_path):
     assert "box onnx:fp32" not in report.split("FP32 baseline not run")[1].split("\n\n")[0]
 
 
+def test_names_from_a_results_file_are_escaped_in_the_html(tmp_path):
+    doc = document("<img src=x onerror=alert(1)>")
+    doc["rows"][1]["variant"] = "<script>alert(1)</script>"
+    write_report({"a.json": doc}, tmp_path, command="c")
+    html = (tmp_path / "report.html").read_text()
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     chosen = select(selection_rows(tmp_path), Constraints(max_size_mb=30, min_fps=300))
     ranked = [(r.device, r.variant) for r in chosen.chosen]
