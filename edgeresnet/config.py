@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
+import re
 import sys
 import types
 import typing
@@ -36,6 +38,10 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # newest is what the installed onnx knows.
 MIN_OPSET, MAX_OPSET = 13, onnx_opset_version()
 _FIX = "Compare with the bundled profiles in targets/ (e.g. targets/onnx.toml)."
+# The quantization method each backend's INT8 takes (``quantize/``, one module per method).
+QUANTIZATION_METHODS = {"onnxruntime": "ort-static", "openvino": "nncf", "tensorrt": "trt-qdq"}
+# A profile's name names its output folder (OUT/<name>): a plain folder name, nothing more.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,8 @@ class TargetProfile:
 
 
 def targets_dir() -> Path:
-    """Folder of the bundled profiles; ``EDGERESNET_TARGETS`` points elsewhere."""
-    return Path(os.environ.get("EDGERESNET_TARGETS", TARGETS_DIR))
+    """Folder of the bundled profiles; a non-empty ``EDGERESNET_TARGETS`` points elsewhere."""
+    return Path(os.environ.get("EDGERESNET_TARGETS") or TARGETS_DIR)  # set but empty: unset
 
 
 def available_targets() -> dict[str, Path]:
@@ -129,22 +135,44 @@ def load_target(name_or_path: str) -> TargetProfile:
 
 
 def _check(profile: TargetProfile, path: Path) -> None:
-    bad = [p for p in profile.precisions if p not in PRECISIONS]
-    if bad or not profile.precisions:
+    if not _NAME.fullmatch(profile.name):
         raise ConfigError(
-            f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}.",
+            f"{path}: name {profile.name!r} must be a plain folder name (letters, digits, '-' and "
+            "'_'): a build writes the target's bundle to OUT/<name>.",
+            hint='For example name = "openvino-lab".',
+        )
+    bad = [p for p in profile.precisions if p not in PRECISIONS]
+    repeated = len(set(profile.precisions)) != len(profile.precisions)
+    if bad or not profile.precisions or repeated:
+        raise ConfigError(
+            f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}, "
+            "each once.",
             hint=_FIX,
         )
-    sizes = profile.benchmark.batch_sizes
-    if not sizes or min(sizes) < 1 or sizes[0] != 1:
+    check_method(profile)
+    bench = profile.benchmark
+    sizes = bench.batch_sizes
+    if not sizes or min(sizes) < 1 or sizes[0] != 1 or len(set(sizes)) != len(sizes):
         raise ConfigError(
             f"{path}: benchmark.batch_sizes must start with 1 (the latency every report compares "
-            f"at batch 1) and list positive sizes, got {sizes}.",
+            f"at batch 1) and list positive sizes, each once, got {sizes}.",
             hint="For example batch_sizes = [1, 8].",
         )
-    if profile.benchmark.threads < 0:
+    if bench.threads < 0:
         raise ConfigError(
             f"{path}: benchmark.threads must be 0 (one per core) or positive.", hint=_FIX
+        )
+    if bench.warmup < 0 or bench.min_iterations < 1:
+        raise ConfigError(
+            f"{path}: benchmark.warmup must be 0 or more and min_iterations at least 1, got "
+            f"{bench.warmup} and {bench.min_iterations}.",
+            hint="The bundled profiles use warmup = 10, min_iterations = 50.",
+        )
+    if not (math.isfinite(bench.min_seconds) and bench.min_seconds >= 0):
+        raise ConfigError(
+            f"{path}: benchmark.min_seconds must be a finite number, 0 or more, got "
+            f"{bench.min_seconds}.",
+            hint="The bundled profiles use min_seconds = 3.0.",
         )
     if not MIN_OPSET <= profile.export.opset <= MAX_OPSET:
         raise ConfigError(
@@ -157,6 +185,17 @@ def _check(profile: TargetProfile, path: Path) -> None:
             f"{path}: quantization.percentile must be between 90 and 100, got "
             f"{profile.quantization.percentile}.",
             hint="Typical values are 99.99 or 99.999.",
+        )
+
+
+def check_method(profile: TargetProfile) -> None:
+    """Refuse a quantization method that ``profile``'s backend does not take."""
+    wanted = QUANTIZATION_METHODS.get(profile.backend)
+    if wanted is not None and profile.quantization.method != wanted:
+        raise ConfigError(
+            f"The {profile.backend} backend quantizes with {wanted}, not "
+            f"{profile.quantization.method}.",
+            hint=f'Set method = "{wanted}" under [quantization] in {profile.source}.',
         )
 
 

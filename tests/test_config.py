@@ -45,6 +45,12 @@ def write(tmp_path, text):
         ('precisions = ["fp32"]\n[export]\nopset = true\n', "opset must be int"),
         ("", "missing key(s) precisions"),
         ("precisions = [", "not valid TOML"),
+        ('precisions = ["fp32", "fp32"]\n', "each once"),
+        ('precisions = ["int8"]\n[quantization]\nmethod = "nncf"\n', "quantizes with ort-static"),
+        ('precisions = ["fp32"]\n[benchmark]\nbatch_sizes = [1, 1]\n', "each once"),
+        ('precisions = ["fp32"]\n[benchmark]\nwarmup = -5\n', "warmup must be 0 or more"),
+        ('precisions = ["fp32"]\n[benchmark]\nmin_iterations = 0\n', "min_iterations at least 1"),
+        ('precisions = ["fp32"]\n[benchmark]\nmin_seconds = nan\n', "min_seconds must be a finite"),
     ],
 )
 def test_bad_profiles_are_refused_with_the_key_named(tmp_path, text, message):
@@ -52,6 +58,22 @@ def test_bad_profiles_are_refused_with_the_key_named(tmp_path, text, message):
         load_target(write(tmp_path, text))
     assert message in str(info.value)
     assert "p.toml" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "../../elsewhere", ".cache", "a/b"])
+def test_a_profile_name_must_be_a_plain_folder_name(tmp_path, name):
+    """A build writes OUT/<name>: an empty name would replace OUT, ../ would leave it."""
+    path = tmp_path / "p.toml"
+    path.write_text(
+        f'name = "{name}"\nbackend = "onnxruntime"\ndevice = "CPU"\nprecisions = ["fp32"]\n'
+    )
+    with pytest.raises(ConfigError, match="must be a plain folder name"):
+        load_target(str(path))
+
+
+def test_an_empty_profiles_variable_means_the_bundled_profiles(monkeypatch):
+    monkeypatch.setenv("EDGERESNET_TARGETS", "")
+    assert "onnx" in available_targets()
 
 
 def test_unknown_target_lists_the_known_ones():

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from edgeresnet.backends import Artifact, CalibrationBatches, Scratch, ranges_file
 from edgeresnet.backends.script import run_ondevice, timing_args
-from edgeresnet.config import TargetProfile
+from edgeresnet.config import TargetProfile, check_method
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_onnxruntime as script
 from edgeresnet.quantize import get_quantizer
@@ -70,6 +70,7 @@ class OnnxRuntimeBackend:
             shutil.copyfile(fp32_onnx, target)
             return Artifact("fp32", "fp32", target, {"from": "exported FP32 ONNX"})
         if precision == "int8":
+            check_method(profile)  # a profile made in code, not loaded
             quantize = get_quantizer(profile.quantization.method)
             # One image per batch: ORT calibrates without graph optimizations, and at batch 16
             # that session alone held 4 GB for ResNet-50; at batch 1 it holds 0.9 GB, as fast.

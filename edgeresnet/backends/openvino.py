@@ -17,7 +17,7 @@ import openvino as ov
 
 from edgeresnet.backends import Artifact, CalibrationBatches
 from edgeresnet.backends.script import run_ondevice, timing_args
-from edgeresnet.config import TargetProfile
+from edgeresnet.config import TargetProfile, check_method
 from edgeresnet.errors import BackendUnavailableError, ConfigError, ExportError
 from edgeresnet.ondevice import bench_openvino as script
 from edgeresnet.quantize import get_quantizer
@@ -121,11 +121,7 @@ class OpenVinoBackend:
         profile: TargetProfile,
         exclude: tuple[str, ...],
     ) -> dict[str, Any]:
-        if profile.quantization.method != "nncf":
-            raise ConfigError(
-                f"The openvino backend quantizes with nncf, not {profile.quantization.method}.",
-                hint=f'Set method = "nncf" under [quantization] in {profile.source}.',
-            )
+        check_method(profile)  # a profile made in code, not loaded
         quantize = get_quantizer("nncf")
         passes = _CalibrationPasses(calibration)
         try:

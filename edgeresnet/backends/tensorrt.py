@@ -33,7 +33,7 @@ from edgeresnet.backends import (
 )
 from edgeresnet.backends.onnxruntime import OnnxRuntimeSession
 from edgeresnet.backends.script import run_ondevice, timing_args
-from edgeresnet.config import TargetProfile
+from edgeresnet.config import TargetProfile, check_method
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice import bench_tensorrt, build_engine, common, evaluate_tensorrt, trt_runtime
 from edgeresnet.quantize import get_quantizer
@@ -190,12 +190,7 @@ class TensorRTBackend:
         profile: TargetProfile,
         exclude: tuple[str, ...],
     ) -> Artifact:
-        if profile.quantization.method != "trt-qdq":
-            raise ConfigError(
-                f"The tensorrt backend needs quantization.method = 'trt-qdq', "
-                f"not '{profile.quantization.method}'.",
-                hint=f"Edit [quantization] in {profile.source}.",
-            )
+        check_method(profile)  # a profile made in code, not loaded
         target = out_dir / INT8_NAME
         ranges = ranges_file(self._work.path, fp32, profile.quantization)
         quantize = get_quantizer("trt-qdq")
