@@ -218,6 +218,27 @@ def _seed(text: str) -> int:
     return value
 
 
+def _threads(text: str) -> int:
+    """0 (the default) up to this machine's logical cores: more only queue for the cores."""
+    value = _non_negative_int(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (the default) to {cores}, this machine's logical cores, got {value}"
+        )
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
@@ -339,7 +360,7 @@ def parser() -> _Parser:
     )
     b.add_argument(
         "--threads",
-        type=int,
+        type=_threads,
         default=0,
         help="runtime threads (default 0: the profile's, else one per physical core)",
     )
@@ -488,7 +509,7 @@ def parser() -> _Parser:
     )
     m.add_argument("--input-size", type=_positive, help="input resolution (default 224)")
     m.add_argument(
-        "--threads", type=int, default=0, help="threads (default 0: one per physical core)"
+        "--threads", type=_threads, default=0, help="threads (default 0: one per physical core)"
     )
     m.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (default 0)")
     m.add_argument(
@@ -509,7 +530,9 @@ def parser() -> _Parser:
         default=[1, 8],
         help="default 1,8 (as the targets)",
     )
-    m.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    m.add_argument(
+        "--warmup", type=_non_negative_int, default=10, help="untimed runs first (default 10)"
+    )
     m.add_argument("--min-iterations", type=_positive, default=50, help="default 50")
     m.add_argument("--min-seconds", type=_non_negative, default=3.0, help="default 3.0")
     m.add_argument(

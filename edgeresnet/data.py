@@ -93,6 +93,14 @@ class Preprocess:
         img = _to_rgb(img, "the image given to Preprocess")
         width, height = img.size
         new_size = _resized_size(width, height, self.resize_size)
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and new_size[0] * new_size[1] > limit:  # a strip: 2 x 1,000,000 pixels
+            raise DataError(
+                f"an image of {width} x {height} pixels would be {new_size[0]} x {new_size[1]} "
+                f"once its shorter side is resized to {self.resize_size}, past PIL's limit of "
+                f"{limit} pixels",
+                hint="Crop it to a photo's proportions, or remove it from the dataset.",
+            )
         if new_size != (width, height):
             img = img.resize(new_size, Image.Resampling.BILINEAR)
         pixels = _center_crop(np.asarray(img, dtype=np.uint8), self.crop_size)
@@ -302,9 +310,18 @@ class ImageSet:
         labelled = self.labelled
         for start in range(0, len(self.samples), batch_size):
             chunk = self.samples[start : start + batch_size]
-            images = np.stack([preprocess(load_image(s.path)) for s in chunk])
+            images = np.stack([_preprocessed(preprocess, s.path) for s in chunk])
             labels = np.array([s.label for s in chunk], dtype=np.int64) if labelled else None
             yield images, labels
+
+
+def _preprocessed(preprocess: Preprocess, path: Path) -> np.ndarray:
+    try:
+        return preprocess(load_image(path))
+    except DataError as exc:
+        if str(path) in exc.message:
+            raise
+        raise DataError(f"Image file {path}: {exc.message}", hint=exc.hint) from None
 
 
 def _file_sha256(path: Path) -> str:

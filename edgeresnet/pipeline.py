@@ -222,6 +222,19 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--sensitivity-images must be at least 1, got {request.sensitivity_images}.",
             hint=f"{SENSITIVITY_IMAGES} is the default.",
         )
+    for option, folder in (
+        ("--calib", request.calib),
+        ("--eval", request.eval),
+        ("--train", request.train),
+    ):
+        if folder is not None and Path(request.out).resolve().is_relative_to(
+            Path(folder).resolve()
+        ):
+            raise UsageError(
+                f"--out {request.out} lies inside {option} {folder}: the next run would read "
+                "this run's output as images.",
+                hint=f"Write the build outside {folder}.",
+            )
     profile = _with_calibration(load_target(request.target), request)
     backend = get_backend(
         profile.backend,

@@ -78,6 +78,7 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--sensitivity-images", "10"], "sizes the --max-drop search"),
         (["--target", "onnx", "--seed", "99999999999999999999"], "must be 0 to 4294967295"),
         (["--target", "onnx", "--calib-sze", "5"], "build: unrecognized arguments: --calib-sze"),
+        (["--target", "onnx", "--threads", "100000"], "this machine's logical cores"),
     ],
 )
 def test_bad_input_gives_one_clear_error(tmp_path, args, message):
@@ -86,6 +87,32 @@ def test_bad_input_gives_one_clear_error(tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "onnx").exists()
+
+
+def test_an_output_inside_an_input_folder_is_refused(tmp_path):
+    """The next run would read this run's report PNGs as calibration or evaluation images."""
+    calib_dir = tmp_path / "calib"
+    calib_dir.mkdir()
+    out = calib_dir / "build"
+    proc = run(
+        "build",
+        "--target",
+        "onnx",
+        "--weights",
+        "random",
+        "--calib",
+        str(calib_dir),
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"--out {out} lies inside --calib {calib_dir}" in " ".join(proc.stderr.split())
+    assert not out.exists()
+
+
+def test_bench_refuses_a_negative_warmup(tmp_path):
+    proc = run("bench", "--compare-peers", "--weights", "random", "--warmup", "-1")
+    assert proc.returncode == 2 and "--warmup: must be 0 or more, got -1" in proc.stderr
 
 
 def test_a_malformed_random_seed_is_a_usage_error(tmp_path):

@@ -200,6 +200,19 @@ def test_decompression_bomb_is_data_error(tmp_path, monkeypatch, side):
     assert "bomb.png" in info.value.message
 
 
+def test_a_strip_too_long_to_resize_is_a_data_error_naming_it(tmp_path, monkeypatch):
+    """2 x 1,000,000 pixels is under PIL's limit, but resized to a 256-pixel shorter side it
+    would not be: one clear error, not a MemoryError."""
+    write_image(tmp_path / "strip.png", (2, 2000))
+    write_image(tmp_path / "photo.png", (40, 30))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    found = discover(tmp_path)
+    found.check_readable(decode=True)  # each file decodes: the size is the trouble
+    with pytest.raises(DataError, match="strip.png") as info:
+        list(found.batches(Preprocess(), batch_size=2))
+    assert "would be 256 x 256000 once its shorter side is resized to 256" in info.value.message
+
+
 # --------------------------------------------------------------------------- discovery
 
 

@@ -200,6 +200,7 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
     [
         (["--batch-sizes", "0"], "batch sizes must start with 1"),
         (["--batch-sizes", "8"], "batch sizes must start with 1 (the batch-1 latency)"),
+        (["--batch-sizes", "1,8,8"], "batch sizes must be at least 1, each once, got '1,8,8'"),
         (["--batch-sizes", "1,,8"], "expected batch sizes like 1,8, got '1,,8'"),
         (["--threads", "0"], "must be at least 1, got 0"),
         (["--pairs", "1"], "--pairs must be 0 (off) or at least 2, got 1"),
@@ -255,6 +256,8 @@ def test_bundle_results_are_named_by_device_and_target(bundle, tmp_path):
     [
         ("a file entry lost its size", "files[0] needs a path, bytes and sha256"),
         ("the files list was emptied", "model.fp32.onnx (variant fp32) is not in its files"),
+        ("a path leaves the bundle", "files[0] path '../../etc/hostname' must lie inside"),
+        ("a path is absolute", "files[0] path '/etc/hostname' must lie inside the bundle"),
     ],
 )
 def test_a_manifest_that_was_edited_is_refused(bundle, tmp_path, damage, message):
@@ -263,6 +266,10 @@ def test_a_manifest_that_was_edited_is_refused(bundle, tmp_path, damage, message
     manifest = json.loads((copy / common.MANIFEST).read_text())
     if damage == "a file entry lost its size":
         del manifest["files"][0]["bytes"]
+    elif damage == "a path leaves the bundle":
+        manifest["files"][0]["path"] = "../../etc/hostname"
+    elif damage == "a path is absolute":
+        manifest["files"][0]["path"] = "/etc/hostname"
     else:
         manifest["files"] = []
     (copy / common.MANIFEST).write_text(json.dumps(manifest))

@@ -591,6 +591,8 @@ def results_json(**fields: Any) -> str:
 
 BAD_FILES = [
     ("not json", "is not a readable JSON file"),
+    ("[" * 100_000, "is not a readable JSON file"),
+    ('{"schema_version": ' + "9" * 5000 + "}", "is not a readable JSON file"),
     (json.dumps({"hello": 1}), "is not an edgeresnet results file"),
     (results_json(schema_version=99), "schema version 99"),
     (

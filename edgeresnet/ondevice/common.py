@@ -308,6 +308,9 @@ def _manifest_shape(manifest: Any, entries: Any) -> str | None:
             and isinstance(entry.get("sha256"), str)
         ):
             return f"files[{i}] needs a path, bytes and sha256"
+        path = Path(entry["path"])
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            return f"files[{i}] path {entry['path']!r} must lie inside the bundle"
     for i, variant in enumerate(manifest["variants"]):
         if not (
             isinstance(variant, dict)
@@ -359,10 +362,12 @@ def batch_sizes(text: str) -> list[int]:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}") from None
-    if min(sizes) < 1 or sizes[0] != 1:
+    if sizes[0] != 1:
         raise argparse.ArgumentTypeError(
-            f"batch sizes must start with 1 (the batch-1 latency) and be at least 1, got {text!r}"
+            f"batch sizes must start with 1 (the batch-1 latency), got {text!r}"
         )
+    if min(sizes) < 1 or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, each once, got {text!r}")
     return sizes
 
 

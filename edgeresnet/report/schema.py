@@ -61,9 +61,10 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
             hint="Check the path: a build writes OUT/<target>/results.json, a bundle's "
             "benchmark script BUNDLE/results.<device>.<target>.json.",
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError: not JSON, or a number too long to read; RecursionError: nested too deep.
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ReportError(
-            f"{path} is not a readable JSON file: {exc}.",
+            f"{path} is not a readable JSON file: {str(exc)[:200]}.",
             hint="Copy it again from where it was written (a copy cut short reads so), or "
             "measure again.",
         ) from None
