@@ -275,7 +275,8 @@ def resolve(request: BuildRequest) -> Inputs:
     for options in prune:
         check_prunable(loaded.model, options)
     if found is not None:
-        _check_labels(found, loaded.num_classes, scored=not loaded.random_weights)
+        with _naming("--eval"):
+            _check_labels(found, loaded.num_classes, scored=not loaded.random_weights)
     heldout = None
     if request.max_drop is not None:
         heldout = _heldout(evaluation or pool, calib, request)
