@@ -1138,6 +1138,8 @@ def test_limits_are_kept_exactly_and_reasons_show_the_digits_that_decide():
     assert limits.flags() == ["--max-latency-ms", "20.01306", "--max-size-mb", "30"]
     (verdict,) = select(rows, limits).excluded
     assert verdict.reasons == ("p50 20.014 ms > 20.01306 ms", "size 30.005 MB > 30 MB")
+    huge = rows_of(document("box", rows=[row("fp32", "fp32", 1e308, 1, None, "fp32")]), "b.json")
+    assert select(huge, limits).excluded[0].reasons == ("p50 1e+308 ms > 20.01306 ms",)
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,8 @@ def _drop(reference: float, value: float) -> float:
 
 def _over(value: float, limit: float) -> str:
     """``value`` with one decimal, or as many more as it takes to show it above ``limit``."""
+    if abs(value) >= 1e9 and value > 10 * limit:  # 1e308 in three digits, not 309
+        return f"{value:.3g}"
     for digits in range(1, 7):
         text = f"{value:.{digits}f}"
         if float(text) > limit:
