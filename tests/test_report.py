@@ -442,13 +442,19 @@ def test_an_fp32_baseline_that_ran_another_precision_is_named(tmp_path):
     assert "box onnx:fp32" not in report.split("FP32 baseline not run")[1].split("\n\n")[0]
 
 
-def test_names_from_a_results_file_are_escaped_in_the_html(tmp_path):
+def test_names_from_a_results_file_are_escaped_in_html_and_markdown(tmp_path):
     doc = document("<img src=x onerror=alert(1)>")
     doc["rows"][1]["variant"] = "<script>alert(1)</script>"
     write_report({"a.json": doc}, tmp_path, command="c")
     html = (tmp_path / "report.html").read_text()
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # In Markdown, a "|" or a line break in a name would end its cell or its row.
+    doc = document("lab|box\n2")
+    write_report({"a.json": doc}, tmp_path, command="edgeresnet report a|b.json")
+    md = (tmp_path / "report.md").read_text()
+    assert "| lab\\|box 2 | onnx | **fp32** |" in md
+    assert "edgeresnet report a|b.json\n```" in md  # a command stays as typed
 
 
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):

@@ -27,13 +27,29 @@ from edgeresnet.report.rows import (
 from edgeresnet.report.schema import device_clashes
 from edgeresnet.report.select import RANKING, Constraints, select
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("edgeresnet.report", "templates"),
-    autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    undefined=jinja2.StrictUndefined,
-)
+
+class _Verbatim(str):
+    """Text a Markdown report shows as it is: a command in a code block."""
+
+
+def _markdown_text(value: object) -> object:
+    """Any value a Markdown template prints: a "|" or a line break from a results file (a
+    device or variant name) would end its table cell or row."""
+    if value is None or isinstance(value, _Verbatim):
+        return value
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+_OPTIONS: dict[str, Any] = {
+    "loader": jinja2.PackageLoader("edgeresnet.report", "templates"),
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "undefined": jinja2.StrictUndefined,
+}
+_TEMPLATES = {
+    "report.md": jinja2.Environment(**_OPTIONS, finalize=_markdown_text),
+    "report.html": jinja2.Environment(**_OPTIONS, autoescape=True),
+}
 
 
 def write_report(
@@ -107,8 +123,8 @@ def render(
         return _entry(r, baselines, named)
 
     context = {
-        "command": command,
-        "regenerate": regenerate,
+        "command": _Verbatim(command),
+        "regenerate": None if regenerate is None else _Verbatim(regenerate),
         "skipped": skipped or [],
         "producers": [_producer(source, d) for source, d in documents.items()],
         "runs": named,
@@ -146,7 +162,7 @@ def render(
     }
     written = []
     for name in ("report.md", "report.html"):
-        text = _TEMPLATES.get_template(f"{name}.j2").render(**context)
+        text = _TEMPLATES[name].get_template(f"{name}.j2").render(**context)
         path = folder / name
         path.write_text(text, encoding="utf-8")
         written.append(path)
