@@ -53,6 +53,8 @@ def fidelity(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
 
     ``reference_classes`` counts the distinct classes the reference predicts: an untrained
     network tends to predict one class for every image, where agreement says little.
+    Logits holding NaN or infinite values give NaN metrics, which fail no ``<`` threshold: a
+    check must refuse them first (``np.isfinite``), as the export check does.
     """
     predicted = np.argmax(reference, axis=1)
     agree = predicted == np.argmax(logits, axis=1)

@@ -40,6 +40,7 @@ __all__ = [
     "WeightsInfo",
     "build_model",
     "check_input_size",
+    "check_weight_values",
     "count_macs",
     "count_parameters",
     "detect_architecture",
@@ -285,14 +286,32 @@ def _unwrap_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
             raise WeightsError(
                 f"{source} is not a state_dict: entry {key!r} is not a tensor.", hint=hint
             )
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise WeightsError(
-                f"{source}: {key} holds NaN or infinite values.",
-                hint="The training run diverged or the file is damaged: use a checkpoint from "
-                "before the loss went NaN.",
-            )
         out[_strip_prefix(key)] = value
+    check_weight_values(
+        obj,
+        source,
+        hint="The training run diverged or the file is damaged: use a checkpoint from before "
+        "the loss went NaN.",
+    )
     return out
+
+
+def check_weight_values(state: Mapping[str, Tensor], source: str, *, hint: str) -> None:
+    """Refuse weights no trained model has: NaN or infinite values, and a negative BatchNorm
+    ``running_var`` (the model would take the square root of a negative number and output NaN).
+    ``source`` names the file; ``hint`` says what to do about NaN or infinite values."""
+    for key, value in state.items():
+        if not value.is_floating_point():
+            continue
+        if not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"{source}: {key} holds NaN or infinite values.", hint=hint)
+        if key.endswith("running_var") and bool((value < 0).any()):
+            raise WeightsError(
+                f"{source}: {key} holds negative values (down to {value.min().item():.4g}), and "
+                "a BatchNorm variance is never negative: the model would output NaN.",
+                hint="BatchNorm's running variance is what training measured: the file was "
+                "damaged or edited after it was saved. Use the weights as training saved them.",
+            )
 
 
 def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:

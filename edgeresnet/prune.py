@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgeresnet.errors import PruneError, UsageError, WeightsError
-from edgeresnet.models import MAX_INPUT, MIN_INPUT, build_model
+from edgeresnet.models import MAX_INPUT, MIN_INPUT, build_model, check_weight_values
 from edgeresnet.ondevice.common import sha256_file
 
 SPEC_FORMAT = "edgeresnet.channels"
@@ -166,7 +166,11 @@ def channel_spec(
 
 
 def rebuild(spec: Any) -> nn.Module:
-    """The architecture a channel spec describes, with fresh weights."""
+    """The architecture a channel spec describes, with fresh weights.
+
+    Nothing is allocated before every size is checked: the dense model the spec was pruned from
+    is built as shapes only, and a forward pass on shapes refuses layers that do not fit
+    together, naming the layer."""
     if not isinstance(spec, dict):
         raise WeightsError(
             f"A channel spec is a JSON object, and this one is a {type(spec).__name__}.",
@@ -208,23 +212,95 @@ def rebuild(spec: Any) -> nn.Module:
             f"takes: the crop must be {MIN_INPUT} to {MAX_INPUT} pixels, the resize at least it.",
             hint=_SPEC_HINT,
         )
-    model = build_model(
-        spec["arch"],
-        num_classes=_count(spec, "num_classes", "the model"),
-        width=_count(spec, "width", "the model"),
-    )
-    modules = dict(model.named_modules())
-    unknown = sorted(set(spec["layers"]) - set(modules))
-    if unknown:
+    # The dense model as shapes only (meta tensors): num_classes and width are the spec's word,
+    # which may claim any size, so nothing is allocated until every size is checked.
+    with torch.device("meta"):
+        model = build_model(
+            spec["arch"],
+            num_classes=_count(spec, "num_classes", "the model"),
+            width=_count(spec, "width", "the model"),
+        )
+        modules = dict(model.named_modules())
+        unknown = sorted(set(spec["layers"]) - set(modules))
+        if unknown:
+            raise WeightsError(
+                f"The channel spec names layers {unknown[:3]} that {spec['arch']} does not have.",
+                hint=_SPEC_HINT,
+            )
+        for name, shape in spec["layers"].items():
+            resized = _resized(modules[name], shape, name)
+            _check_pruned_from(resized, modules[name], name, spec)
+            _set_module(model, name, resized)
+    sized = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
+    missing = [n for n, m in modules.items() if isinstance(m, sized) and n not in spec["layers"]]
+    if missing:
         raise WeightsError(
-            f"The channel spec names layers {unknown[:3]} that {spec['arch']} does not have.",
+            f"The channel spec lacks layers {missing[:3]} of {spec['arch']}: a pruning run "
+            "writes every convolution, batch-norm and linear layer.",
             hint=_SPEC_HINT,
         )
-    for name, shape in spec["layers"].items():
-        resized = _resized(modules[name], shape, name)
-        _check_pruned_from(resized, modules[name], name, spec)
-        _set_module(model, name, resized)
+    _check_layers_fit(model.eval(), spec)
+    # Every size is checked: allocate the layers the spec describes, with fresh weights.
+    model = model.to_empty(device="cpu")
+    for module in model.modules():
+        if isinstance(module, sized):
+            module.reset_parameters()
     return model.eval()
+
+
+def _check_layers_fit(model: nn.Module, spec: dict[str, Any]) -> None:
+    """Refuse layers that do not fit together (a batch-norm of other width than the convolution
+    before it, a residual branch added to a shortcut of other width): a forward pass on meta
+    tensors checks every shape without computing or allocating anything, and the innermost layer
+    it was in when a shape did not fit is the one named."""
+    inside: list[tuple[str, nn.Module, int]] = []
+
+    def enter(name: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            inside.append((name, module, args[0].shape[1]))
+
+        return hook
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        inside.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        if name:
+            handles.append(module.register_forward_pre_hook(enter(name)))
+            handles.append(module.register_forward_hook(leave))
+    size = spec["preprocess"]["crop_size"]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device="meta"))
+    except RuntimeError as exc:
+        name, module, channels = inside[-1] if inside else ("the model", model, 3)
+        why = _misfit(name, module, channels) or f"{name}: {str(exc).splitlines()[0][:200]}."
+        raise WeightsError(
+            f"The channel spec's layers do not fit together: {why}",
+            hint="Keep the spec's layers as the pruning run wrote them: each layer takes the "
+            "channels the layer before it gives.",
+        ) from None
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _misfit(name: str, module: nn.Module, channels: int) -> str | None:
+    """Why ``module`` cannot take an input of ``channels`` channels, in words (None: unknown)."""
+    takes = {nn.Conv2d: "in_channels", nn.BatchNorm2d: "num_features", nn.Linear: "in_features"}
+    if type(module) in takes:
+        wants = getattr(module, takes[type(module)])
+        return f"{name} takes {wants} channels, and the layer before it gives {channels}."
+    last = getattr(module, "bn3", getattr(module, "bn2", None))
+    if isinstance(last, nn.BatchNorm2d):
+        downsample = getattr(module, "downsample", None)
+        shortcut = downsample[-1].num_features if downsample is not None else channels
+        return (
+            f"{name} adds its residual branch of {last.num_features} channels to a shortcut of "
+            f"{shortcut} channels."
+        )
+    return None
 
 
 def _check_pruned_from(layer: nn.Module, dense: nn.Module, name: str, spec: dict[str, Any]) -> None:
@@ -264,7 +340,11 @@ def save_pruned(model: nn.Module, spec: dict[str, Any], folder: Path) -> tuple[P
 
 
 def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a pruned model from its spec and the ``model.safetensors`` beside it."""
+    """Rebuild a pruned model from its spec and the ``model.safetensors`` beside it.
+
+    The spec's sizes are checked against the weights' tensor shapes (read from the file's
+    header) before anything is built, so an edited spec is refused, never allocated.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -273,21 +353,28 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsError(f"Cannot read the channel spec {spec_path}: {exc}.") from None
     weights = Path(spec_path).with_name("model.safetensors")
-    model = rebuild(spec)
-    expected = spec.get("weights_sha256")
+    keep = "Keep model.safetensors beside model.channels.json, as the pruning run wrote them."
+    expected = spec.get("weights_sha256") if isinstance(spec, dict) else None
     if expected is not None and weights.is_file() and sha256_file(weights) != expected:
         raise WeightsError(
             f"{weights} is not the weights file {spec_path} was written with (sha256 differs).",
             hint="Keep model.channels.json and model.safetensors from the same pruning run.",
         )
     try:
+        shapes = _tensor_shapes(weights)
+    except (OSError, SafetensorError) as exc:
+        raise WeightsError(f"Cannot read pruned weights {weights}: {exc}.", hint=keep) from None
+    try:
+        _check_against_weights(spec, spec_path, weights, shapes)
+        model = rebuild(spec)
+    except WeightsError as exc:
+        if str(spec_path) in exc.message:
+            raise
+        raise WeightsError(f"{spec_path}: {exc.message}", hint=exc.hint) from None
+    try:
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
-        raise WeightsError(
-            f"Cannot read pruned weights {weights}: {exc}.",
-            hint="Keep model.safetensors beside model.channels.json, both as the pruning run "
-            "wrote them.",
-        ) from None
+        raise WeightsError(f"Cannot read pruned weights {weights}: {exc}.", hint=keep) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -296,13 +383,60 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
             f"The weights {weights} do not match the channel spec {spec_path}: {first[0].strip()}",
             hint="Keep model.channels.json and model.safetensors from the same pruning run.",
         ) from None
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise WeightsError(
-                f"{weights}: {name} holds NaN or infinite values.",
-                hint="The file is damaged, or the run that wrote it diverged: prune again.",
-            )
+    check_weight_values(
+        state,
+        str(weights),
+        hint="The file is damaged, or the run that wrote it diverged: prune again.",
+    )
     return model.eval(), spec
+
+
+def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, from its header: no tensor is read."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+
+
+def _check_against_weights(
+    spec: Any, spec_path: Path, weights: Path, shapes: dict[str, tuple[int, ...]]
+) -> None:
+    """Every size the spec gives (``num_classes``, ``width``, each layer's channels) against the
+    weights' tensor shapes. Values of the wrong type are left to ``rebuild``, which names them."""
+    if not isinstance(spec, dict):
+        return
+    hint = "Keep model.channels.json and model.safetensors from the same pruning run, unedited."
+
+    def refuse(field: str, value: Any, tensor: str, why: str) -> None:
+        raise WeightsError(
+            f"The weights {weights} do not match the channel spec {spec_path}: the spec gives "
+            f"{field}={value!r}, where {tensor} has shape {list(shapes[tensor])}{why}.",
+            hint=hint,
+        )
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    fc, conv1 = shapes.get("fc.weight"), shapes.get("conv1.weight")
+    classes, width = spec.get("num_classes"), spec.get("width")
+    if count(classes) and fc is not None and len(fc) == 2 and classes != fc[0]:
+        refuse("num_classes", classes, "fc.weight", f": {fc[0]} classes")
+    if count(width) and conv1 is not None and len(conv1) == 4 and width < conv1[0]:
+        refuse("width", width, "conv1.weight", f": {conv1[0]} channels, more than the width")
+    layers = spec.get("layers")
+    if not isinstance(layers, dict):
+        return
+    for name, entry in layers.items():
+        tensor = f"{name}.weight"
+        shape = shapes.get(tensor)
+        if not isinstance(entry, dict) or shape is None:
+            continue  # an unknown layer or a missing tensor: rebuild or the strict load names it
+        keys = ("features",) if "features" in entry else ("out", "in")
+        for key, size in zip(keys, shape, strict=False):
+            value = entry.get(key)
+            if count(value) and value != size:
+                refuse(f"layers.{name}.{key}", value, tensor, "")
 
 
 def _resized(module: nn.Module, shape: Any, name: str) -> nn.Module:

@@ -196,10 +196,30 @@ class Stages:
         x, _ = next(images_.subset(min(8, len(images_)), seed=0).batches(self.preprocess, 8))
         with torch.no_grad():
             expected = model(torch.from_numpy(x)).numpy()
+        if not np.isfinite(expected).all():
+            raise VerificationError(
+                f"The model's outputs are not finite: PyTorch gives NaN or infinite logits on "
+                f"{_non_finite(expected)} of {len(x)} check images, so the export cannot be "
+                "checked and nothing built from it would work.",
+                hint="Check the weights: a BatchNorm running_var below 0, or weights from a "
+                "training run that diverged, make a model output NaN. Use weights that give "
+                "finite outputs in PyTorch.",
+            )
         session = get_backend("onnxruntime").load(Artifact("check", "fp32", path), threads=1)
-        result = fidelity(expected, session.run(x))
+        got = np.asarray(session.run(x), dtype=np.float32)
+        if not np.isfinite(got).all():
+            raise VerificationError(
+                f"The exported FP32 ONNX's outputs are not finite: ONNX Runtime gives NaN or "
+                f"infinite logits on {_non_finite(got)} of {len(x)} check images, where "
+                "PyTorch's are finite.",
+                hint="Try the other exporter in the target profile ([export] exporter).",
+            )
+        result = fidelity(expected, got)
         sqnr = result["sqnr_db"]
-        if result["top1_agreement"] < 100.0 or (sqnr is not None and sqnr < MIN_EXPORT_SQNR_DB):
+        # Written so that a NaN metric fails the check: every comparison with NaN is False.
+        agrees = result["top1_agreement"] >= 100.0
+        close = sqnr is None or sqnr >= MIN_EXPORT_SQNR_DB
+        if not (agrees and close):
             raise VerificationError(
                 f"The exported FP32 ONNX does not reproduce PyTorch: {result}.",
                 hint="Try the other exporter in the target profile ([export] exporter).",
@@ -515,6 +535,11 @@ def _held_out(pool: ImageSet, train: ImageSet) -> tuple[ImageSet, ImageSet]:
         return (free if free.samples else train), train
     held = train.subset(min(32, len(train) // 2), seed=1)
     return held, train.without(held)
+
+
+def _non_finite(logits: np.ndarray) -> int:
+    """How many rows (images) of ``logits`` hold a NaN or infinite value."""
+    return int((~np.isfinite(logits)).reshape(len(logits), -1).any(axis=1).sum())
 
 
 def _identity(dense: torch.nn.Module) -> dict[str, Any]:

@@ -1,12 +1,16 @@
-"""Accuracy and fidelity metrics on hand-made logits."""
+"""Accuracy and fidelity metrics, and the export check, on hand-made logits."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
+from edgeresnet.errors import VerificationError
 from edgeresnet.evaluate import accuracy, collect_logits, fidelity
 
 
@@ -51,3 +55,54 @@ def test_collect_logits_runs_every_session_on_the_same_batches():
     logits, labels = collect_logits({"a": Doubler(), "b": Doubler()}, batches, total=3)
     assert logits["a"].shape == (3, 3) and np.array_equal(logits["a"], logits["b"])
     assert labels.tolist() == [0, 1, 2]
+
+
+class _CheckImages:
+    """The one batch of check images ``Stages._verify_export`` draws."""
+
+    def __len__(self):
+        return 2
+
+    def subset(self, n, seed=0):
+        return self
+
+    def batches(self, preprocess, size):
+        yield np.zeros((2, 3, 32, 32), np.float32), None
+
+
+class _Fixed(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.as_tensor(logits)
+
+    def forward(self, x):
+        return self.logits
+
+
+def _verify_export(monkeypatch, pytorch, onnx):
+    """The export check on PyTorch logits ``pytorch`` and ONNX Runtime logits ``onnx``."""
+    from edgeresnet import stages
+
+    class Backend:
+        def load(self, artifact, threads):
+            return SimpleNamespace(run=lambda x: onnx)
+
+    monkeypatch.setattr(stages, "get_backend", lambda name: Backend())
+    context = SimpleNamespace(preprocess=None)
+    return stages.Stages._verify_export(context, _Fixed(pytorch), Path("m.onnx"), _CheckImages())
+
+
+def test_export_check_refuses_outputs_that_are_not_finite(monkeypatch):
+    good = np.array([[1.0, 2.0, 0.5], [3.0, -1.0, 0.0]], np.float32)
+    assert _verify_export(monkeypatch, good, good.copy())["top1_agreement"] == 100.0
+    nan = np.full_like(good, np.nan)  # e.g. a BatchNorm running_var below 0
+    # NaN on both sides once passed: NaN logits agree on argmax 0, and a NaN SQNR is never < 60.
+    with pytest.raises(VerificationError, match="model's outputs are not finite") as info:
+        _verify_export(monkeypatch, nan, nan.copy())
+    assert "2 of 2 check images" in info.value.message and "running_var" in info.value.hint
+    inf = good.copy()
+    inf[1, 0] = np.inf
+    with pytest.raises(VerificationError, match="1 of 2 check images"):
+        _verify_export(monkeypatch, inf, good)
+    with pytest.raises(VerificationError, match="exported FP32 ONNX's outputs are not finite"):
+        _verify_export(monkeypatch, good, nan)

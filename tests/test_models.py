@@ -306,6 +306,21 @@ def test_weights_with_nan_are_refused_at_load(tmp_path: Path) -> None:
     assert err.value.hint
 
 
+def test_weights_with_a_negative_running_var_are_refused_at_load(tmp_path: Path) -> None:
+    # BatchNorm would take the square root of var + eps < 0: the model would output NaN.
+    state = build_model("resnet18", num_classes=10, width=8).state_dict()
+    state["layer2.0.bn1.running_var"][3] = -0.5
+    path = tmp_path / "edited.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="layer2.0.bn1.running_var holds negative") as err:
+        load_model("resnet18", str(path))
+    assert str(path) in err.value.message and "never negative" in err.value.message
+    assert err.value.hint
+    state["layer2.0.bn1.running_var"][3] = 0.0  # zero is a variance (eps keeps it finite)
+    torch.save(state, path)
+    assert load_model("resnet18", str(path)).num_classes == 10
+
+
 def test_torch_load_always_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
     real_load = torch.load

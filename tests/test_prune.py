@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -143,6 +144,8 @@ def _spec(**changes):
         (_spec(num_classes=1000), r"fc out=10, where .* with 1000 classes has 1000 \(never"),
         (_spec(width=8), r"conv1 out=16, where resnet18 at width 8 .* only removes channels"),
         (_spec(layers={"conv1": {"in": 4, "out": 8}}), r"conv1 in=4, where .* has 3 \(never"),
+        # A layer left out would keep the size num_classes and width claim, which may be any.
+        (_spec(layers={"conv1": {"in": 3, "out": 16}}), r"lacks layers \['bn1', 'layer1.0.conv1'"),
     ],
 )
 def test_a_malformed_spec_is_refused_with_a_hint(spec, message):
@@ -310,3 +313,82 @@ def test_a_spec_names_its_architecture_so_model_may_be_left_out(tiny, tmp_path):
     with pytest.raises(WeightsError, match="is a resnet18, not resnet50") as info:
         _load(BuildRequest(target="onnx", model="resnet50", weights=str(spec_path)))
     assert info.value.hint == "Pass --model resnet18, or leave --model out."
+
+
+def _saved(model, folder, **edits):
+    """``model`` saved as spec + weights, the spec then edited as a user might (no hash)."""
+    spec_path, _ = save_pruned(model, channel_spec(model, **SPEC), folder)
+    spec = json.loads(spec_path.read_text())
+    del spec["weights_sha256"]
+    spec.update(edits)
+    spec_path.write_text(json.dumps(spec))
+    return spec_path
+
+
+def test_spec_sizes_are_checked_against_the_weights_before_anything_is_built(
+    tiny, tmp_path, monkeypatch
+):
+    def build(*args, **kwargs):
+        raise AssertionError("a model was built before the sizes were checked")
+
+    layers = channel_spec(tiny, **SPEC)["layers"]
+    wide = {**layers, "fc": {"in": 128, "out": 10**12}}
+    cases = [
+        ({"num_classes": 10**12}, r"num_classes=1000000000000, where fc.weight has shape \[10, "),
+        ({"num_classes": 10**12, "layers": wide}, r"num_classes=1000000000000, where fc.weight"),
+        ({"width": 8}, r"width=8, where conv1.weight has shape \[16, 3, 7, 7\]"),
+        ({"layers": {**layers, "bn1": {"features": 8}}}, r"layers.bn1.features=8, where bn1"),
+    ]
+    with monkeypatch.context() as patch:
+        patch.setattr(prune_module, "rebuild", build)
+        for i, (edits, message) in enumerate(cases):
+            spec_path = _saved(tiny, tmp_path / str(i), **edits)
+            with pytest.raises(WeightsError, match=message) as info:
+                load_pruned(spec_path)
+            assert str(spec_path) in info.value.message and info.value.hint
+    # Wider than the weights' conv1 is the dense width they could have been pruned from: the
+    # weights cannot refute it, and it is never allocated (it was: 36 TB, then a traceback).
+    model, spec = load_pruned(_saved(tiny, tmp_path / "wide", width=10**6))
+    assert spec["width"] == 10**6 and model.conv1.out_channels == 16
+
+
+def _bn1_of_8(model):
+    model.bn1 = torch.nn.BatchNorm2d(8)  # after conv1's 16 channels
+
+
+def _branch_of_8(model):
+    block = model.layer1[0]  # its shortcut, the block's input, carries 16 channels
+    block.conv2 = torch.nn.Conv2d(16, 8, 3, padding=1, bias=False)
+    block.bn2 = torch.nn.BatchNorm2d(8)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_bn1_of_8, r"bn1 takes 8 channels, and the layer before it gives 16\."),
+        (_branch_of_8, r"layer1.0 adds its residual branch of 8 channels to a shortcut of 16 "),
+    ],
+)
+def test_a_spec_whose_layers_do_not_fit_together_is_refused_at_load(tiny, tmp_path, edit, message):
+    # Spec and weights agree with each other; only a forward pass (the ONNX export) would fail.
+    model = copy.deepcopy(tiny)
+    edit(model)
+    spec_path = _saved(model, tmp_path)
+    with pytest.raises(WeightsError, match=f"do not fit together: {message}") as info:
+        load_pruned(spec_path)
+    assert info.value.message.startswith(f"{spec_path}: ") and info.value.hint
+    with pytest.raises(WeightsError, match=message):
+        rebuild(json.loads(spec_path.read_text()))
+
+
+def test_pruned_weights_with_a_negative_running_var_are_refused_at_load(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    spec_path = _saved(tiny, tmp_path)
+    weights = spec_path.with_name("model.safetensors")
+    state = load_file(str(weights))
+    state["layer1.0.bn1.running_var"][0] = -1.0
+    save_file(state, str(weights))
+    with pytest.raises(WeightsError, match="layer1.0.bn1.running_var holds negative") as info:
+        load_pruned(spec_path)
+    assert str(weights) in info.value.message and info.value.hint
