@@ -15,6 +15,7 @@ it was; ``output_error`` puts the ``OSError`` in words.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -163,13 +164,15 @@ def replace_folder(staging: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def clean_stale(out: Path) -> None:
+def clean_stale(out: Path, name: str | None = None) -> None:
     """Remove the staging and replaced folders that killed runs left in ``out``; a run killed
     between its two renames left its previous output only as ``.NAME.old-...``: put back.
+    ``name`` limits the sweep to the folders of ``out/name``, where ``out`` is not edgeresnet's
+    own (the folder that holds a peer run's ``--out``).
 
     Call it only while holding ``out``'s lock, so no other run's folders are touched.
     """
-    for path in out.glob(".*"):
+    for path in out.glob(".*" if name is None else f".{glob.escape(name)}.*"):
         if not path.is_dir():
             continue
         if ".old-" in path.name:

@@ -6,12 +6,18 @@ import errno
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edgeresnet.cli import main
+from edgeresnet.lock import LOCK_NAME, output_lock
 from edgeresnet.models import RANDOM_INIT
 from edgeresnet.ondevice.common import results_document
 from edgeresnet.report import load_results, write_report
@@ -245,7 +251,7 @@ def test_a_failed_write_leaves_the_previous_output_whole(
     err = capsys.readouterr().err
     assert f"error: No space left on the device while writing under {out}" in err
     assert "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["peers"]  # no staging folder left
+    assert _beside(tmp_path) == ["peers"]  # no staging folder left
     assert [p.name for p in out.iterdir()] == ["results.json"]
     assert (out / "results.json").read_text() == "previous"
 
@@ -268,8 +274,83 @@ def test_a_failed_publish_puts_the_previous_output_back(
     monkeypatch.setattr(run.os, "replace", replace)
     assert main(_quick(digits, out)) == 1
     assert f"error: Cannot write under {out}: Invalid cross-device link" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["peers"]
+    assert _beside(tmp_path) == ["peers"]
     assert (out / "results.json").read_text() == "previous"
+
+
+def _beside(folder: Path) -> list[str]:
+    """What ``folder`` holds but the lock file: a peer run locks the folder ``--out`` is in."""
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
+def test_a_second_run_beside_the_same_out_is_refused(digits: dict[str, Path], tmp_path, capsys):
+    """Runs sweep the folder beside ``--out`` of what killed runs left: one at a time there."""
+    out = tmp_path / "peers"
+    _previous_output(out)
+    with output_lock(tmp_path):
+        assert main(_quick(digits, out)) == 2
+    err = capsys.readouterr().err
+    assert f"Another edgeresnet build is writing to {tmp_path} (pid {os.getpid()})" in err
+    assert "hint:" in err and _beside(tmp_path) == ["peers"]
+    assert (out / "results.json").read_text() == "previous"
+
+
+def test_kill_9_leaves_nothing_in_the_system_temp_and_the_next_run_sweeps_up(
+    digits: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+):
+    import edgeresnet.peers.run as run
+
+    out = tmp_path / "peers"
+    _previous_output(out)
+    # The system's temporary folder, watched. Not work files: ONNX Runtime's shared session id
+    # ".ses", and the empty cache folder "torchinductor_USER" that importing torch._dynamo makes
+    # (counting the model's MACs, checked against --against before any work) in every run.
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+
+    def left_in_temp() -> list[str]:
+        return sorted(
+            p.name
+            for p in system_temp.iterdir()
+            if p.name != ".ses" and not (p.name.startswith("torchinductor_") and _empty(p))
+        )
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeresnet", *_quick(digits, out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(system_temp)},
+        start_new_session=True,  # SIGKILL the timing process with its parent
+    )
+    seen = []
+    deadline = threading.Timer(240, proc.kill)  # a silent hang ends the read loop too
+    deadline.start()
+    for line in proc.stderr:
+        seen.append(line)
+        if "benchmarking" in line:
+            break
+    # Killed while a timing process runs: its folder made, wherever the run keeps them.
+    while proc.poll() is None and not list(tmp_path.rglob("edgeresnet-bench-*")):
+        time.sleep(0.01)
+    deadline.cancel()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert any("benchmarking" in line for line in seen), "".join(seen)
+    assert left_in_temp() == []
+    assert [p for p in tmp_path.glob(".peers.*staging-*")], _beside(tmp_path)
+    assert (out / "results.json").read_text() == "previous"
+    # The next run removes what the killed one left beside --out, then publishes as ever; the
+    # folder holding --out is the user's: another tool's folders there are left alone.
+    (tmp_path / ".other.staging-1").mkdir()
+    monkeypatch.setattr(run, "_run", lambda *a: (a[-1] / "results.json").write_text("new"))
+    assert main(_quick(digits, out)) == 0, capsys.readouterr().err
+    assert _beside(tmp_path) == [".other.staging-1", "peers", "system-temp"]
+    assert left_in_temp() == []
+    assert (out / "results.json").read_text() == "new"
+
+
+def _empty(folder: Path) -> bool:
+    return folder.is_dir() and not any(folder.iterdir())
 
 
 def _peer_document(images_per_s: float, **producer: Any) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -29,6 +30,7 @@ from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, disco
 from edgeresnet.errors import EdgeResnetError, OutputError, UsageError
 from edgeresnet.evaluate import collect_logits, fidelity
 from edgeresnet.export import export_onnx
+from edgeresnet.lock import output_lock
 from edgeresnet.models import (
     LoadedModel,
     check_input_size,
@@ -102,7 +104,7 @@ def compare_peers(request: PeerRequest) -> Path:
         check_against(bundle, model)
     staging = None
     try:
-        with publish.replaced(request.out) as staging:
+        with _publishing(request.out) as staging:
             _run(request, loaded, pre, model, images, threads, staging)
     except OSError as exc:
         raise publish.output_error(exc, request.out, "the peer comparison") from None
@@ -110,6 +112,21 @@ def compare_peers(request: PeerRequest) -> Path:
         message = exc.message.replace(str(staging), str(request.out)) if staging else exc.message
         raise OutputError(message, hint=exc.hint) from None
     return request.out
+
+
+@contextmanager
+def _publishing(out: Path) -> Iterator[Path]:
+    """A staging folder that replaces ``out`` when the block succeeds, written as a build writes.
+
+    The staging and work folders lie beside ``out``, so its parent is what a build's ``--out`` is
+    to the build: locked, so that two runs (or a build into the parent) do not sweep each other's
+    folders; swept of what a killed run left there; and the temporary folder of this process and
+    its timing processes while the block runs, so a ``kill -9`` leaves nothing in the system's.
+    """
+    with output_lock(out.parent):
+        publish.clean_stale(out.parent, out.name)  # the folder holding --out is the user's
+        with publish.replaced(out) as staging, publish.work_folder(out.parent, out.name):
+            yield staging
 
 
 def _run(
