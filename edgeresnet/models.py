@@ -325,6 +325,12 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
             hint="Pass the state_dict of a torchvision-style ResNet (keys conv1.weight, "
             "layer1.0..., fc.weight).",
         )
+    if fc.dim() != 2 or fc.shape[0] < 1 or conv1.shape[0] < 1:
+        raise WeightsError(
+            f"fc.weight has shape {list(fc.shape)} and conv1.weight {list(conv1.shape)}: a "
+            "ResNet has at least one class and one stem channel.",
+            hint="The file is damaged or was edited: use the weights as training saved them.",
+        )
     blocks = [0, 0, 0, 0]
     for key in keys:
         m = re.match(r"layer([1-4])\.(\d+)\.", key)

@@ -500,3 +500,14 @@ def _raise_not_implemented(*args: object, **kwargs: object) -> object:
 def test_public_names_exist() -> None:
     for name in models.__all__:
         assert hasattr(models, name)
+
+
+def test_weights_with_no_classes_are_refused_naming_the_file(tmp_path: Path) -> None:
+    state = build_model("resnet18", num_classes=10, width=8).state_dict()
+    state["fc.weight"] = state["fc.weight"][:0]
+    state["fc.bias"] = state["fc.bias"][:0]
+    path = tmp_path / "none.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="fc.weight has shape \\[0, 64\\]") as err:
+        load_model("resnet18", str(path))
+    assert str(path) in err.value.message and err.value.hint
