@@ -188,13 +188,13 @@ def _check(profile: TargetProfile, path: Path) -> None:
         )
 
 
-def check_method(profile: TargetProfile) -> None:
-    """Refuse a quantization method that ``profile``'s backend does not take."""
-    wanted = QUANTIZATION_METHODS.get(profile.backend)
+def check_method(profile: TargetProfile, backend: str | None = None) -> None:
+    """Refuse a quantization method that ``backend`` (by default the profile's) does not take."""
+    backend = backend or profile.backend
+    wanted = QUANTIZATION_METHODS.get(backend)
     if wanted is not None and profile.quantization.method != wanted:
         raise ConfigError(
-            f"The {profile.backend} backend quantizes with {wanted}, not "
-            f"{profile.quantization.method}.",
+            f"The {backend} backend quantizes with {wanted}, not {profile.quantization.method}.",
             hint=f'Set method = "{wanted}" under [quantization] in {profile.source}.',
         )
 

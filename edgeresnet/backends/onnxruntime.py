@@ -70,7 +70,7 @@ class OnnxRuntimeBackend:
             shutil.copyfile(fp32_onnx, target)
             return Artifact("fp32", "fp32", target, {"from": "exported FP32 ONNX"})
         if precision == "int8":
-            check_method(profile)  # a profile made in code, not loaded
+            check_method(profile, self.name)  # another backend's profile, or one made in code
             quantize = get_quantizer(profile.quantization.method)
             # One image per batch: ORT calibrates without graph optimizations, and at batch 16
             # that session alone held 4 GB for ResNet-50; at batch 1 it holds 0.9 GB, as fast.

@@ -121,7 +121,7 @@ class OpenVinoBackend:
         profile: TargetProfile,
         exclude: tuple[str, ...],
     ) -> dict[str, Any]:
-        check_method(profile)  # a profile made in code, not loaded
+        check_method(profile, self.name)  # another backend's profile, or one made in code
         quantize = get_quantizer("nncf")
         passes = _CalibrationPasses(calibration)
         try:

@@ -190,7 +190,7 @@ class TensorRTBackend:
         profile: TargetProfile,
         exclude: tuple[str, ...],
     ) -> Artifact:
-        check_method(profile)  # a profile made in code, not loaded
+        check_method(profile, self.name)  # another backend's profile, or one made in code
         target = out_dir / INT8_NAME
         ranges = ranges_file(self._work.path, fp32, profile.quantization)
         quantize = get_quantizer("trt-qdq")
