@@ -590,6 +590,12 @@ def load_model(
     arch = canonical_arch(arch)
     spec = str(weights).strip()
     low = spec.lower()
+    if not spec:
+        raise UsageError(
+            "--weights is empty.",
+            hint="Pass imagenet[:V1|V2], random[:SEED], a weights file or a pruned build's "
+            "model.channels.json.",
+        )
     if low == "imagenet" or low.startswith(("imagenet:", "imagenet1k_")):
         return _load_imagenet(arch, _imagenet_version(arch, spec), num_classes, progress)
     if low == "random" or low.startswith("random:"):

@@ -511,3 +511,9 @@ def test_weights_with_no_classes_are_refused_naming_the_file(tmp_path: Path) -> 
     with pytest.raises(WeightsError, match="fc.weight has shape \\[0, 64\\]") as err:
         load_model("resnet18", str(path))
     assert str(path) in err.value.message and err.value.hint
+
+
+def test_empty_weights_option_says_what_it_takes() -> None:
+    with pytest.raises(UsageError, match="--weights is empty") as err:
+        load_model("resnet18", "  ")
+    assert "random[:SEED]" in err.value.hint
