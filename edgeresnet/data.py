@@ -496,6 +496,18 @@ def _read_labels_file(file: Path) -> ImageSet:
             )
         seen[rel.as_posix()] = n
         target = root.joinpath(*rel.parts)
+        if target.is_dir():
+            raise DataError(
+                f"Labels file {file}:{n}: {target} is a folder, not an image file",
+                hint="A line holds one image's path and its class index.",
+            )
+        first = raw_path.split()[0] if raw_path.split() else raw_path
+        if not target.is_file() and first != raw_path and (root / first).is_file():
+            raise DataError(
+                f"Labels file {file}:{n}: the line has more than a path and a label "
+                f"({raw_path!r} is not a file, {first!r} is)",
+                hint="Write one image's path and its class index per line: `path label`.",
+            )
         if not target.is_file():
             raise DataError(
                 f"Labels file {file}:{n}: {target} does not exist",

@@ -216,6 +216,17 @@ def test_a_strip_too_long_to_resize_is_a_data_error_naming_it(tmp_path, monkeypa
 # --------------------------------------------------------------------------- discovery
 
 
+def test_a_labels_line_with_an_extra_field_or_a_folder_says_so(tmp_path):
+    write_image(tmp_path / "a.jpg")
+    (tmp_path / "sub.jpg").mkdir()
+    (tmp_path / "extra.txt").write_text("a.jpg 1 2\n")
+    with pytest.raises(DataError, match="extra.txt:1: the line has more than a path and a label"):
+        discover(tmp_path / "extra.txt")
+    (tmp_path / "folder.txt").write_text("sub.jpg 1\n")
+    with pytest.raises(DataError, match="is a folder, not an image file"):
+        discover(tmp_path / "folder.txt")
+
+
 def test_labels_file_both_separators_comments_and_blank_lines(tmp_path):
     for name in ("b.jpg", "sub/a.png", "c c.JPEG"):
         touch(tmp_path / name)
