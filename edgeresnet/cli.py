@@ -386,7 +386,11 @@ def parser() -> _Parser:
         default=Path("build"),
         help="output folder; the target's bundle goes to OUT/<target> (default build)",
     )
-    b.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
+    b.add_argument(
+        "--device-name",
+        type=common.a_name,
+        help="name of this machine in reports (default: hostname)",
+    )
     b.add_argument(
         "--fresh", action="store_true", help="redo every stage instead of resuming from OUT/.cache"
     )
@@ -523,7 +527,11 @@ def parser() -> _Parser:
     m.add_argument(
         "--out", type=Path, default=Path("build/peers"), help="output (default build/peers)"
     )
-    m.add_argument("--device-name", help="name of this machine in reports (default: hostname)")
+    m.add_argument(
+        "--device-name",
+        type=common.a_name,
+        help="name of this machine in reports (default: hostname)",
+    )
     m.add_argument(
         "--batch-sizes",
         type=common.batch_sizes,

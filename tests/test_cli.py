@@ -79,6 +79,7 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--seed", "99999999999999999999"], "must be 0 to 4294967295"),
         (["--target", "onnx", "--calib-sze", "5"], "build: unrecognized arguments: --calib-sze"),
         (["--target", "onnx", "--threads", "100000"], "this machine's logical cores"),
+        (["--target", "onnx", "--device-name", ""], "must name the device, got a blank name"),
     ],
 )
 def test_bad_input_gives_one_clear_error(tmp_path, args, message):

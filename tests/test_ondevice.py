@@ -201,6 +201,7 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
         (["--batch-sizes", "0"], "batch sizes must start with 1"),
         (["--batch-sizes", "8"], "batch sizes must start with 1 (the batch-1 latency)"),
         (["--batch-sizes", "1,8,8"], "batch sizes must be at least 1, each once, got '1,8,8'"),
+        (["--device-name", " "], "--device-name: must name the device, got a blank name"),
         (["--batch-sizes", "1,,8"], "expected batch sizes like 1,8, got '1,,8'"),
         (["--threads", "0"], "must be at least 1, got 0"),
         (["--pairs", "1"], "--pairs must be 0 (off) or at least 2, got 1"),

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         default=["CPUExecutionProvider"],
         help="execution providers, in order",
     )
-    parser.add_argument("--device-name", help="name of this device in reports")
+    parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     common.add_pairing_arguments(parser, "ONNX file")
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)

@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         help="INFERENCE_PRECISION_HINT of --reference (default: as --precision-hint)",
     )
     common.add_timing_arguments(parser)
-    parser.add_argument("--device-name", help="name of this device in reports")
+    parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     common.add_pairing_arguments(parser, "IR .xml file")
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-iterations", type=common.at_least(1), default=100)
     parser.add_argument("--min-seconds", type=common.at_least(0.0, float), default=3.0)
     parser.add_argument("--ignore-version", action="store_true")
-    parser.add_argument("--device-name", help="name of this device in reports")
+    parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     common.add_pairing_arguments(parser, "engine file")
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)

@@ -371,6 +371,13 @@ def batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+def a_name(text: str) -> str:
+    """``--device-name``: a name, not blank (blank would fall back to the host name unsaid)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name the device, got a blank name")
+    return text.strip()
+
+
 def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
     """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
 

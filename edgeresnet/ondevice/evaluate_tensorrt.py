@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", type=Path, help="merge into this results.json")
     parser.add_argument("--json", type=Path, help="output when --results is not given")
-    parser.add_argument("--device-name", help="name of this device in reports")
+    parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     args = parser.parse_args(argv)
     if not args.images.is_dir():
         parser.error(f"{args.images} is not a folder")
