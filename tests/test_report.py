@@ -457,6 +457,24 @@ def test_names_from_a_results_file_are_escaped_in_html_and_markdown(tmp_path):
     assert "edgeresnet report a|b.json\n```" in md  # a command stays as typed
 
 
+def test_across_devices_keeps_each_devices_rows_together(tmp_path):
+    documents = {
+        "b-onnx.json": document("devB"),
+        "c-onnx.json": document("devC"),
+        "b-ov.json": document("devB", target="openvino", backend="openvino"),
+    }
+    write_report(documents, tmp_path, command="c")
+    across = table((tmp_path / "report.md").read_text(), "## Across devices")
+    assert [(r["device"], r["target"]) for r in across] == [
+        ("devB", "onnx"),
+        ("devB", "onnx"),
+        ("devB", "openvino"),
+        ("devB", "openvino"),
+        ("devC", "onnx"),
+        ("devC", "onnx"),
+    ]
+
+
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     chosen = select(selection_rows(tmp_path), Constraints(max_size_mb=30, min_fps=300))
     ranked = [(r.device, r.variant) for r in chosen.chosen]

@@ -130,7 +130,8 @@ def render(
         "runs": named,
         "tag": named.of,
         "show_power": any(r.power_w is not None or r.samples_per_joule is not None for r in rows),
-        "across": [entry(r) for r in rows if r.candidate],
+        # A device's rows together, each device's in the order its files were given.
+        "across": [entry(r) for r in sorted(rows, key=lambda r: r.device) if r.candidate],
         "baselines": [entry(r) for r in rows if r.candidate and r.variant == "fp32"],
         "tables": _tables(rows, entry),
         "peers": [
