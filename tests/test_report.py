@@ -475,6 +475,18 @@ def test_across_devices_keeps_each_devices_rows_together(tmp_path):
     ]
 
 
+def test_a_device_that_lacks_a_variant_the_others_timed_is_named(tmp_path):
+    short = document("devC")
+    short["rows"] = short["rows"][:1]  # its run stopped after fp32
+    other_model = document("devD", arch="resnet18")
+    other_model["rows"] = other_model["rows"][:1]  # another model: nothing to compare with
+    write_report(
+        {"b.json": document("devB"), "c.json": short, "d.json": other_model}, tmp_path, command="c"
+    )
+    report = (tmp_path / "report.md").read_text()
+    assert "> **Variants some devices lack.** devC onnx lacks int8 (timed on devB).\n" in report
+
+
 def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     chosen = select(selection_rows(tmp_path), Constraints(max_size_mb=30, min_fps=300))
     ranked = [(r.device, r.variant) for r in chosen.chosen]

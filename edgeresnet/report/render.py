@@ -19,6 +19,7 @@ from edgeresnet.report.rows import (
     Runs,
     all_rows,
     fp32_rows,
+    missing_variants,
     rate,
     row_name,
     runs,
@@ -146,6 +147,7 @@ def render(
         "any_random": any(r.random_weights for r in rows),
         "from_build": FROM_BUILD,
         "clashes": device_clashes(documents),
+        "missing": missing_variants(rows),
         # An FP32 row the runtime ran at another precision (an unpinned OpenVINO run: bf16).
         "unpinned": [
             f"{row_name(b, named)} ran {b.executed}"

@@ -405,6 +405,28 @@ def _peak_load(load: Any) -> float | None:
     return max((v for v in values if v is not None), default=None)
 
 
+def missing_variants(rows: list[Row]) -> list[str]:
+    """Where devices timed one model for one target, the variants some devices lack that others
+    have: e.g. a device whose run stopped early, or a bundle built without a precision."""
+    groups: dict[tuple[Any, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in rows:
+        if r.candidate:
+            groups[(r.target, r.model, r.input_size, r.weights_id)][r.device].add(r.variant)
+    lines = []
+    for (target, *_), devices in groups.items():
+        if len(devices) < 2:
+            continue
+        every = set().union(*devices.values())
+        for device, variants in sorted(devices.items()):
+            if variants != every:
+                has = sorted(d for d, v in devices.items() if v - variants)
+                lines.append(
+                    f"{device} {target} lacks {', '.join(sorted(every - variants))} "
+                    f"(timed on {', '.join(has)})"
+                )
+    return lines
+
+
 def crowded(peak_load: float | None, threads: int | None) -> bool:
     """A 1-minute load average above the timing's own threads and one other process: other
     work competed for the cores, and only ever slows a timing down."""
