@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +195,19 @@ def assert_ratio_of_p50s(record: dict) -> None:
     lowest = (ms - half) / (reference_ms + half) - half
     highest = (ms + half) / (reference_ms - half) + half
     assert lowest <= record["ratio"] <= highest, record
+
+
+def read_until(proc: subprocess.Popen, text: str, *, timeout_s: float = 240) -> list[str]:
+    """The lines ``proc`` writes to stderr up to the first holding ``text``; a silent hang is
+    ended by killing ``proc`` after ``timeout_s``."""
+    seen = []
+    deadline = threading.Timer(timeout_s, proc.kill)
+    deadline.start()
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if text in line:
+                break
+    finally:
+        deadline.cancel()
+    return seen

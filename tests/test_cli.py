@@ -25,6 +25,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def build_random_onnx(calib: Path, out: Path) -> subprocess.CompletedProcess:
+    """An ONNX build of random weights calibrated on ``calib``."""
+    random_onnx = ["--target", "onnx", "--weights", "random"]
+    return run("build", *random_onnx, "--calib", str(calib), "--out", str(out))
+
+
 def test_help_is_instant():
     proc = run("build", "--help")
     assert proc.returncode == 0 and "--calib-size" in proc.stdout
@@ -95,17 +101,7 @@ def test_an_output_inside_an_input_folder_is_refused(tmp_path):
     calib_dir = tmp_path / "calib"
     calib_dir.mkdir()
     out = calib_dir / "build"
-    proc = run(
-        "build",
-        "--target",
-        "onnx",
-        "--weights",
-        "random",
-        "--calib",
-        str(calib_dir),
-        "--out",
-        str(out),
-    )
+    proc = build_random_onnx(calib_dir, out)
     assert proc.returncode == 2, proc.stderr
     assert f"--out {out} lies inside --calib {calib_dir}" in " ".join(proc.stderr.split())
     assert not out.exists()
@@ -133,17 +129,7 @@ def test_a_mistyped_option_points_to_its_commands_help(capsys):
 
 def test_empty_calibration_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = run(
-        "build",
-        "--target",
-        "onnx",
-        "--weights",
-        "random",
-        "--calib",
-        str(tmp_path / "empty"),
-        "--out",
-        str(tmp_path / "out"),
-    )
+    proc = build_random_onnx(tmp_path / "empty", tmp_path / "out")
     assert proc.returncode == 1
     assert "error:" in proc.stderr and "empty" in proc.stderr
     assert "Traceback" not in proc.stderr

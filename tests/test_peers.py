@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import read_until
 
 from edgeresnet.cli import main
 from edgeresnet.lock import LOCK_NAME, output_lock
@@ -322,17 +322,13 @@ def test_kill_9_leaves_nothing_in_the_system_temp_and_the_next_run_sweeps_up(
         env={**os.environ, "TMPDIR": str(system_temp)},
         start_new_session=True,  # SIGKILL the timing process with its parent
     )
-    seen = []
-    deadline = threading.Timer(240, proc.kill)  # a silent hang ends the read loop too
-    deadline.start()
-    for line in proc.stderr:
-        seen.append(line)
-        if "benchmarking" in line:
-            break
+    seen = read_until(proc, "benchmarking")
     # Killed while a timing process runs: its folder made, wherever the run keeps them.
+    give_up = time.monotonic() + 240
     while proc.poll() is None and not list(tmp_path.rglob("edgeresnet-bench-*")):
+        if time.monotonic() > give_up:  # a hang: the assertions below say what is missing
+            proc.kill()
         time.sleep(0.01)
-    deadline.cancel()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert any("benchmarking" in line for line in seen), "".join(seen)

@@ -9,13 +9,13 @@ import pickle
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import read_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -397,14 +397,7 @@ def test_kill_9_keeps_outputs_and_the_next_run_resumes(digits_build, fast_profil
         text=True,
         env=env,
     )
-    seen = []
-    deadline = threading.Timer(240, proc.kill)  # a silent hang ends the read loop too
-    deadline.start()
-    for line in proc.stderr:
-        seen.append(line)
-        if "benchmarking" in line:
-            break
-    deadline.cancel()
+    seen = read_until(proc, "benchmarking")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert any("benchmarking" in line for line in seen), "".join(seen)

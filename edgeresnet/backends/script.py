@@ -3,40 +3,21 @@ script a bundle ships, so a figure taken here and one taken on the device are me
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from edgeresnet.config import BenchmarkOptions
 from edgeresnet.errors import BackendUnavailableError
-from edgeresnet.ondevice.common import timing_flags
+from edgeresnet.ondevice.common import ScriptError, json_from_process, timing_flags
 
 
 def run_ondevice(module: str, args: list[str], *, timeout_s: float = 1800) -> dict[str, Any]:
     """Run ``python -m module ARGS --json FILE`` and return the JSON it wrote."""
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
-        out = Path(tmp) / "bench.json"
-        command = [sys.executable, "-m", module, *args, "--json", str(out)]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise BackendUnavailableError(
-                f"Benchmark of {args} did not finish within {timeout_s:.0f} s."
-            ) from None
-        if proc.returncode != 0 or not out.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            raise BackendUnavailableError(
-                f"Benchmark process {module} failed (exit {proc.returncode}): " + " | ".join(tail)
-            )
-        try:
-            return json.loads(out.read_text(encoding="utf-8"))
-        except ValueError as exc:  # a script that wrote half its file and still exited 0
-            raise BackendUnavailableError(
-                f"Benchmark process {module} wrote unreadable results: {exc}"
-            ) from None
+    command = [sys.executable, "-m", module, *args]
+    try:
+        return json_from_process(command, f"Benchmark process {module}", timeout_s=timeout_s)
+    except ScriptError as exc:
+        raise BackendUnavailableError(exc.message) from None
 
 
 def timing_args(options: BenchmarkOptions, *, input_size: int, threads: int | None) -> list[str]:

@@ -332,28 +332,39 @@ def check_manifest(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
-def in_fresh_process(script: str, args: list[str], what: str) -> dict[str, Any]:
-    """``python SCRIPT ARGS --json FILE`` in a process of its own, and the JSON it wrote.
+def json_from_process(
+    command: list[str], what: str, *, timeout_s: float | None = None
+) -> dict[str, Any]:
+    """Run ``COMMAND --json FILE`` in a process of its own and return the JSON it wrote.
 
-    ``script`` is a file next to this one. A bundle's variants are timed this way, one process
-    each, as the build times them: a process's peak memory only ever grows, and a runtime's
-    thread pools outlive the model that made them.
+    Every figure is taken this way, in the build as on the device: a process's peak memory only
+    ever grows, and a runtime's thread pools outlive the model that made them. ``what`` names
+    the job in errors.
     """
-    with tempfile.TemporaryDirectory(prefix="edgeresnet-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeresnet-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, str(Path(__file__).resolve().with_name(script)), *args]
-        proc = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True)
-        if proc.returncode != 0 or not out.is_file():
-            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
-            fail(
-                f"{what} failed (exit {proc.returncode}): {tail}",
-                f"Run it alone for its whole output: {shlex.join(command)}",
+        alone = f"Run it alone for its whole output: {shlex.join(command)}"
+        try:
+            proc = subprocess.run(
+                [*command, "--json", str(out)], capture_output=True, text=True, timeout=timeout_s
             )
+        except subprocess.TimeoutExpired:
+            fail(f"{what} did not finish within {timeout_s:.0f} s.", alone)
+        if proc.returncode != 0 or not out.is_file():
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            fail(f"{what} failed (exit {proc.returncode}): {tail}", alone)
         try:
             document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            fail(f"{what} wrote unreadable results: {exc}", "Run it again.")
+        except ValueError as exc:  # a script that wrote half its file and still exited 0
+            fail(f"{what} wrote unreadable results: {exc}", alone)
     return document
+
+
+def in_fresh_process(script: str, args: list[str], what: str) -> dict[str, Any]:
+    """``json_from_process`` of ``script``, a file next to this one: a bundle's variants are
+    timed this way, one process each, as the build times them."""
+    path = Path(__file__).resolve().with_name(script)
+    return json_from_process([sys.executable, str(path), *args], what)
 
 
 def batch_sizes(text: str) -> list[int]:

@@ -15,6 +15,7 @@ from edgeresnet.report.budgets import budget_lines
 from edgeresnet.report.compare import PeerComparison, headlines, peer_comparisons, ratio
 from edgeresnet.report.plots import Plot, scatter, y_metric
 from edgeresnet.report.rows import (
+    FROM_BUILD,
     Row,
     Runs,
     all_rows,
@@ -81,8 +82,6 @@ def write_report(
     return [out_dir / p.relative_to(staging) for p in written]
 
 
-# Marks accuracy and fidelity a timed-only row takes from its build.
-FROM_BUILD = "‡"
 # The files a report writes; a report written again into the same folder replaces them all.
 OWNED = ("report.md", "report.html", "accuracy_vs_latency.png", "accuracy_vs_size.png")
 

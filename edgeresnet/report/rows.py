@@ -162,6 +162,20 @@ def _weights_id(weights: dict[str, Any]) -> str:
     return str(origin.get("sha256") or f"{origin.get('kind')}:{origin.get('seed')}")
 
 
+# Marks the accuracy and fidelity a timed-only row takes from its build, wherever shown.
+FROM_BUILD = "‡"
+# What a row's evaluation measured (accuracy and fidelity), as opposed to its timing.
+_EVALUATED = (
+    "top1",
+    "top5",
+    "agreement",
+    "sqnr_db",
+    "fidelity_images",
+    "reference_classes",
+    "to_own_fp32",
+)
+
+
 def all_rows(documents: dict[str, dict[str, Any]]) -> list[Row]:
     """The rows of every document (source name -> results), timed-only rows given the accuracy
     their build measured on the same file (``with_build_accuracy``)."""
@@ -187,19 +201,9 @@ def with_build_accuracy(rows: list[Row]) -> list[Row]:
         if build is None:
             out.append(r)
             continue
-        out.append(
-            replace(
-                r,
-                top1=build.top1,
-                top5=build.top5,
-                agreement=build.agreement,
-                sqnr_db=build.sqnr_db,
-                fidelity_images=build.fidelity_images,
-                reference_classes=build.reference_classes,
-                to_own_fp32=build.to_own_fp32,
-                accuracy_from=f"the build on {build.device} ({build.runtime}, {build.source})",
-            )
-        )
+        taken = {field: getattr(build, field) for field in _EVALUATED}
+        origin = f"the build on {build.device} ({build.runtime}, {build.source})"
+        out.append(replace(r, **taken, accuracy_from=origin))
     return out
 
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeresnet.report.rows import Row, fp32_rows, rate, row_name, runs, unmeasured_top1
+from edgeresnet.report.rows import (
+    FROM_BUILD,
+    Row,
+    fp32_rows,
+    rate,
+    row_name,
+    runs,
+    unmeasured_top1,
+)
 
 RANKING = (
     "fastest batch-1 p50 latency first, then smaller artifact, then higher top-1 "
@@ -182,8 +190,8 @@ def format_text(selection: Selection) -> str:
             r.precision_run,
             _fmt(r.p50_ms, ".2f"),
             _fmt(r.size_mb, ".1f"),
-            _fmt(r.top1, ".2f") + (" ‡" if r.accuracy_from and r.top1 is not None else ""),
-            _fmt(r.top5, ".2f") + (" ‡" if r.accuracy_from and r.top5 is not None else ""),
+            _accuracy(r.top1, r),
+            _accuracy(r.top5, r),
             rate(r.throughput),
             *((named.of(r),) if named.shown else ()),
         )
@@ -199,7 +207,9 @@ def format_text(selection: Selection) -> str:
             ),
         ]
         carried = [r for r in selection.chosen if r.accuracy_from and r.top1 is not None]
-        lines += [f"‡ {row_name(r, named)}: top-1 from {r.accuracy_from}" for r in carried]
+        lines += [
+            f"{FROM_BUILD} {row_name(r, named)}: top-1 from {r.accuracy_from}" for r in carried
+        ]
     elif not selection.excluded and selection.references:
         lines += [
             "",
@@ -231,6 +241,12 @@ def _rank(row: Row) -> tuple[float, float, bool, float, float]:
 def _why_unmeasured(row: Row) -> str:
     note = next((n for n in row.notes if n.startswith("not benchmarked")), None)
     return f" ({note})" if note else ""
+
+
+def _accuracy(value: float | None, row: Row) -> str:
+    """A top-1 or top-5 for the table, marked where it is the build's (``FROM_BUILD``)."""
+    mark = f" {FROM_BUILD}" if row.accuracy_from and value is not None else ""
+    return _fmt(value, ".2f") + mark
 
 
 def _fmt(value: float | None, spec: str) -> str:
