@@ -374,6 +374,21 @@ def test_second_build_into_the_same_folder_is_refused(tmp_path, capsys):
     assert "Another edgeresnet build is writing to" in capsys.readouterr().err
 
 
+def test_a_failed_first_run_leaves_no_folder_behind(tmp_path):
+    made = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError), output_lock(made):
+        raise RuntimeError("a stage failed")
+    assert not (tmp_path / "new").exists()
+    # A folder that was there, or one the run wrote into, stays.
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError), output_lock(tmp_path / "kept"):
+        raise RuntimeError("a stage failed")
+    with pytest.raises(RuntimeError), output_lock(made):
+        (made / ".cache").mkdir()
+        raise RuntimeError("a stage failed")
+    assert (tmp_path / "kept").is_dir() and (made / ".cache").is_dir()
+
+
 @pytest.mark.slow
 def test_kill_9_keeps_outputs_and_the_next_run_resumes(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
