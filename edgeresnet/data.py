@@ -13,7 +13,7 @@ import random
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -228,9 +228,22 @@ class ImageSet:
     layout: str  # "labels-file", "class-folders", "synset-prefix" or "flat"
     class_names: list[str] | None = None
     root: Path | None = None  # folder relative paths are taken from (for sha256)
+    skipped: list[Path] = field(default_factory=list)  # files of a folder scan not read as images
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def skipped_note(self) -> str | None:
+        """What a folder scan left out as not an image, in one line (None when nothing)."""
+        if not self.skipped:
+            return None
+        base = self._base()
+        names = [os.path.relpath(path, base) for path in self.skipped[:3]]
+        more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+        return (
+            f"{len(self.skipped)} file(s) in {self.source} are not read as images: "
+            f"{', '.join(names)}{more} (images end in {', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
 
     @property
     def labelled(self) -> bool:
@@ -403,7 +416,8 @@ def _scan_folder(folder: Path) -> ImageSet:
             "needs labels too. " + _LAYOUT_HINT,
         )
     images = [e for e in entries if e.is_file() and _is_image(e)]
-    classes = {e.name: _images_under(e) for e in entries if e.is_dir()}
+    skipped = [e for e in entries if e.is_file() and not _is_image(e)]
+    classes = {e.name: _images_under(e, skipped) for e in entries if e.is_dir()}
     if any(classes.values()):
         if images:
             raise DataError(
@@ -418,7 +432,7 @@ def _scan_folder(folder: Path) -> ImageSet:
             )
         names = sorted(classes)
         samples = [Sample(f, i) for i, name in enumerate(names) for f in classes[name]]
-        return ImageSet(samples, str(folder), "class-folders", names, folder)
+        return ImageSet(samples, str(folder), "class-folders", names, folder, skipped)
     if not images:
         raise DataError(
             f"Folder {folder} contains no images",
@@ -429,16 +443,19 @@ def _scan_folder(folder: Path) -> ImageSet:
         synsets = sorted({m[1] for m in matches if m})
         rank = {s: i for i, s in enumerate(synsets)}
         samples = [Sample(p, rank[m[1]]) for p, m in zip(images, matches, strict=True) if m]
-        return ImageSet(samples, str(folder), "synset-prefix", synsets, folder)
-    return ImageSet([Sample(p, None) for p in images], str(folder), "flat", None, folder)
+        return ImageSet(samples, str(folder), "synset-prefix", synsets, folder, skipped)
+    return ImageSet([Sample(p, None) for p in images], str(folder), "flat", None, folder, skipped)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (recursive, hidden skipped, symlinked dirs not followed)."""
+def _images_under(folder: Path, skipped: list[Path]) -> list[Path]:
+    """Image files below ``folder`` (recursive, hidden skipped, symlinked dirs not followed);
+    the other files are added to ``skipped``."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath, f) for f in filenames if _is_image(Path(f)))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                (found if _is_image(Path(name)) else skipped).append(Path(dirpath, name))
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 

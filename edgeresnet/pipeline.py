@@ -286,6 +286,11 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--calib-size {request.calib_size} asks for more images than {pool.source} holds; "
             f"calibrating on all {len(pool)}"
         )
+    given = pool if request.calib is not None else None  # the embedded set holds its sources
+    for option, images in (("--calib", given), ("--eval", found), ("--train", train)):
+        note = images.skipped_note() if images is not None else None
+        if note:
+            warn(f"{option}: {note}")
     if found is not None and evaluation is not None:
         _warn_about_evaluation(found, evaluation, overlap, request)
     if trained_on_eval:

@@ -286,6 +286,11 @@ def test_class_folders(tmp_path):
     found = discover(tmp_path, require_labels=True)
     assert found.layout == "class-folders" and found.class_names == ["ant", "zebra"]
     assert labels_of(found, tmp_path) == {"ant/1.JPG": 0, "ant/deep/2.png": 0, "zebra/1.jpg": 1}
+    # What is not read as an image is named, hidden files aside.
+    assert found.skipped == [tmp_path / "ant" / "notes.txt"]
+    assert "1 file(s) in" in found.skipped_note() and "ant/notes.txt (images end in" in (
+        found.skipped_note()
+    )
 
 
 def test_synset_prefixed_files(tmp_path):

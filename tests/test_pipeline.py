@@ -230,10 +230,12 @@ def test_calib_size_beyond_the_images_warns_and_uses_them_all(
     calib.mkdir()
     for i in range(5):
         Image.new("L", (32, 32), color=40 * i).save(calib / f"{i}.png")
+    Image.new("L", (32, 32)).save(calib / "moving.gif")  # not an image format read: said
     out = tmp_path / "out"
     assert build(*digits_build(fast_profile, out, 50, calib=calib)) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "--calib-size 50 asks for more images than" in err and "calibrating on all 5" in err
+    assert "--calib: 1 file(s) in" in err and "are not read as images: moving.gif" in err
     assert results(out)["data"]["calibration"]["images"] == 5
 
 

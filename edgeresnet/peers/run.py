@@ -94,9 +94,11 @@ def compare_peers(request: PeerRequest) -> Path:
             )
     publish.check_out(request.out, "the peer comparison")
     threads = request.threads or physical_cores()
-    images = discover(request.calib or default_calibration_dir()).subset(
-        request.calib_size, seed=request.seed
-    )
+    pool = discover(request.calib or default_calibration_dir())
+    images = pool.subset(request.calib_size, seed=request.seed)
+    note = pool.skipped_note() if request.calib is not None else None
+    if note:
+        warn(f"--calib: {note}")
     loaded = load_model(request.model, request.weights, seed=request.seed)
     pre = loaded.preprocess(request.input_size)
     model = model_record(loaded, pre)
