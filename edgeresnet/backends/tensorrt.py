@@ -180,7 +180,8 @@ class TensorRTBackend:
             return f"TensorRT {self.version()} engine"
         if precision == "fp16":
             return "not here: FP16 exists only inside a TensorRT engine (TensorRT absent)"
-        return f"onnxruntime {ort.__version__} CPU (TensorRT absent)"
+        how = ", Q/DQ computed in float" if precision == "int8" else ""
+        return f"onnxruntime {ort.__version__} CPU{how} (TensorRT absent)"
 
     def _int8(
         self,
@@ -232,10 +233,11 @@ class TensorRTBackend:
                 "FP16 exists only inside a TensorRT engine, and TensorRT is not installed here.",
                 hint="Run ondevice/evaluate_tensorrt.py on the device for its accuracy.",
             )
+        # As the validator runs it: TensorRT's INT8 arithmetic, not this CPU's int8 kernels.
         return OnnxRuntimeSession(
             artifact.file,
             threads=threads,
-            optimization="all",
+            optimization="disable" if artifact.precision == "int8" else "all",
             providers=["CPUExecutionProvider"],
         )
 
