@@ -224,6 +224,7 @@ def resolve(request: BuildRequest) -> Inputs:
         )
     for option, folder in (
         ("--calib", request.calib),
+        ("the embedded calibration folder", None if request.calib else default_calibration_dir()),
         ("--eval", request.eval),
         ("--train", request.train),
     ):

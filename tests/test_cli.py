@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgeresnet import pipeline
 from edgeresnet.cli import main, parser
 from edgeresnet.models import build_model
 
@@ -104,6 +105,19 @@ def test_an_output_inside_an_input_folder_is_refused(tmp_path):
     proc = build_random_onnx(calib_dir, out)
     assert proc.returncode == 2, proc.stderr
     assert f"--out {out} lies inside --calib {calib_dir}" in " ".join(proc.stderr.split())
+    assert not out.exists()
+
+
+def test_an_output_inside_the_embedded_calibration_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """Without --calib the embedded photos calibrate: an --out among them broke every later run."""
+    embedded = tmp_path / "calibration" / "default"
+    embedded.mkdir(parents=True)
+    monkeypatch.setattr(pipeline, "default_calibration_dir", lambda: embedded)
+    out = embedded / "build"
+    args = ["build", "--target", "onnx", "--weights", "random", "--out", str(out)]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--out {out} lies inside the embedded calibration folder {embedded}" in err
     assert not out.exists()
 
 
