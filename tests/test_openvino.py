@@ -136,6 +136,16 @@ def test_f32_hint_runs_f32_and_bf16_is_its_own_row(built):
     assert built["fp32"].build["inference_precision_hint"] == "f32"
 
 
+def test_fp16_weights_are_not_taken_for_fp16_arithmetic(built):
+    """FP16 weights say "f16" in the runtime graph even where the CPU computes in f32."""
+    settled = compiled(built["fp16"].file, "f16")
+    executed = script.executed_precision(settled)
+    inference = script.properties(settled)["INFERENCE_PRECISION_HINT"]
+    assert executed["label"] == {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}[inference]
+    if inference == "f32":  # the kernels say so too: brgconv_avx2_f32 on an AVX2 CPU
+        assert all(kernel.endswith("_f32") for kernel in executed["kernels"])
+
+
 def test_measure_records_modes_threads_streams_and_version(built):
     result = script.measure(
         built["int8"].file,

@@ -110,7 +110,12 @@ def properties(compiled: ov.CompiledModel) -> dict[str, Any]:
 
 
 def executed_precision(compiled: ov.CompiledModel) -> dict[str, Any]:
-    """Which precision the compute layers really ran at, from the compiled runtime graph."""
+    """Which precision the compute layers really ran at, from the compiled runtime graph.
+
+    A layer's ``runtimePrecision`` follows its weights: FP16 weights read "f16" on a CPU that
+    settled on f32 inference, which decompresses them and computes in f32 (``brgconv_avx2_f32``).
+    Where the device settled on f32, a float layer counts as fp32."""
+    settled = properties(compiled).get("INFERENCE_PRECISION_HINT")
     counts: Counter[str] = Counter()
     layers: dict[str, Counter[str]] = defaultdict(Counter)
     kernels: Counter[str] = Counter()
@@ -121,6 +126,8 @@ def executed_precision(compiled: ov.CompiledModel) -> dict[str, Any]:
             continue
         raw = _rt(info, "runtimePrecision").lower()
         precision = _PRECISION_NAMES.get(raw, raw or "unknown")
+        if settled == "f32" and precision in ("fp16", "bf16"):
+            precision = "fp32"
         counts[precision] += 1
         layers[layer][precision] += 1
         if _rt(info, "primitiveType"):
