@@ -42,7 +42,13 @@ from edgeresnet.models import (
     count_parameters,
     load_model,
 )
-from edgeresnet.ondevice.common import peak_rss_mb, physical_cores, sha256_file, write_json
+from edgeresnet.ondevice.common import (
+    PER_VARIANT_MODEL,
+    peak_rss_mb,
+    physical_cores,
+    sha256_file,
+    write_json,
+)
 from edgeresnet.progress import console, stage, warn
 from edgeresnet.prune import PruneOptions, check_prunable, load_pruned
 from edgeresnet.report import write_report
@@ -705,6 +711,8 @@ def _document(
                 "file": r["artifact"]["file"],
                 "artifact": r["artifact"],
                 "reference": references.get(r["variant"]),
+                # A pruned variant's own size and compute, which the device's rows carry.
+                **{k: r[k] for k in PER_VARIANT_MODEL if k in r},
             }
             for r in rows
         ],

@@ -15,6 +15,7 @@ from edgeresnet.cli import main
 from edgeresnet.data import Preprocess
 from edgeresnet.errors import PruneError, UsageError, WeightsError
 from edgeresnet.models import LoadedModel, build_model, count_macs, count_parameters, load_model
+from edgeresnet.ondevice import common
 from edgeresnet.prune import (
     PruneOptions,
     channel_spec,
@@ -262,6 +263,16 @@ def test_build_with_pruning_adds_pruned_variants(digits_build, fast_profile, tmp
     assert rows["p30-int8"]["build"]["prune"]["recovery"][0]["method"] == "batchnorm-reestimation"
     assert (out / "onnx" / "p30" / "model.channels.json").is_file()
     assert "p30-int8" in (out / "onnx" / "report.md").read_text()
+    # The bundle's benchmark scripts give a device's rows the pruned network's own figures; they
+    # used to fall back to the dense model's.
+    manifest = json.loads((out / "onnx" / "manifest.json").read_text())
+    listed = {v["variant"]: v for v in manifest["variants"]}
+    timed = common.bundle_row(listed["p30-int8"], {})
+    assert (timed["params"], timed["macs"]) == (
+        rows["p30-int8"]["params"],
+        rows["p30-int8"]["macs"],
+    )
+    assert common.bundle_row(listed["int8"], {})["macs"] == doc["model"]["macs"]
 
 
 @pytest.mark.slow

@@ -164,6 +164,7 @@ def row(record: dict[str, Any], bundle: Path, variants: dict[str, dict[str, Any]
             "onnx": source.get("artifact"),
         },
         "build": {"tensorrt_engine": record},
+        **{k: source[k] for k in common.PER_VARIANT_MODEL if k in source},
         "accuracy": None,
         "fidelity": None,
         "notes": [],

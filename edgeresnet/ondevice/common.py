@@ -553,10 +553,15 @@ def paired_rows(
         row["bench"]["paired"] = {"reference": reference["variant"], **paired}
 
 
+# Figures of a variant's own network where it is not the model's (pruned): params, MACs.
+PER_VARIANT_MODEL = ("params", "macs")
+
+
 def bundle_row(variant: dict[str, Any], bench: dict[str, Any]) -> dict[str, Any]:
     """A results row for one variant of a bundle, timed on the device (no accuracy here)."""
     return {
         **{k: variant[k] for k in ("variant", "precision", "artifact")},
+        **{k: variant[k] for k in PER_VARIANT_MODEL if k in variant},
         "accuracy": None,
         "fidelity": None,
         "bench": bench,
