@@ -8,9 +8,8 @@ depending on torchvision.
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from edgeresnet.checkpoints import common_prefix, read_weights_file, strip_prefix, unwrap_state_dict
 from edgeresnet.data import Preprocess
 from edgeresnet.errors import ConfigError, UsageError, WeightsError
 from edgeresnet.ondevice.common import sha256_file
@@ -40,7 +40,6 @@ __all__ = [
     "WeightsInfo",
     "build_model",
     "check_input_size",
-    "check_weight_values",
     "count_macs",
     "count_parameters",
     "detect_architecture",
@@ -257,80 +256,23 @@ _OFFLINE_HINT = (
 )
 
 
-# ------------------------------------------------------------------------------- state dicts
-
-
-def _strip_prefix(key: str) -> str:
-    # DataParallel/DDP save "module.", torch.compile saves "_orig_mod.".
-    return re.sub(r"^(module\.|_orig_mod\.)+", "", key)
-
-
-def _unwrap_state_dict(obj: Any, source: str) -> dict[str, Tensor]:
-    """Accept a plain state_dict or one under 'state_dict'/'model'; strip wrapper prefixes."""
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    hint = (
-        "Save the weights with torch.save(model.state_dict(), path) (a checkpoint holding it "
-        "under 'state_dict' or 'model' works too)."
-    )
-    if not isinstance(obj, Mapping) or not obj:
-        raise WeightsError(
-            f"{source} does not hold a state_dict (got {type(obj).__name__}).", hint=hint
-        )
-    out: dict[str, Tensor] = {}
-    for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, Tensor):
-            raise WeightsError(
-                f"{source} is not a state_dict: entry {key!r} is not a tensor.", hint=hint
-            )
-        out[_strip_prefix(key)] = value
-    check_weight_values(
-        obj,
-        source,
-        hint="The training run diverged or the file is damaged: use a checkpoint from before "
-        "the loss went NaN.",
-    )
-    return out
-
-
-def check_weight_values(state: Mapping[str, Tensor], source: str, *, hint: str) -> None:
-    """Refuse weights no trained model has: NaN or infinite values, and a negative BatchNorm
-    ``running_var`` (the model would take the square root of a negative number and output NaN).
-    ``source`` names the file; ``hint`` says what to do about NaN or infinite values."""
-    for key, value in state.items():
-        if not value.is_floating_point():
-            continue
-        if not bool(torch.isfinite(value).all()):
-            raise WeightsError(f"{source}: {key} holds NaN or infinite values.", hint=hint)
-        if key.endswith("running_var") and bool((value < 0).any()):
-            raise WeightsError(
-                f"{source}: {key} holds negative values (down to {value.min().item():.4g}), and "
-                "a BatchNorm variance is never negative: the model would output NaN.",
-                hint="BatchNorm's running variance is what training measured: the file was "
-                "damaged or edited after it was saved. Use the weights as training saved them.",
-            )
+# --------------------------------------------------------------------- what a state_dict holds
 
 
 def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
     """Infer (arch, num_classes, width) from a ResNet state_dict's keys and shapes."""
-    sd = {_strip_prefix(k): v for k, v in state_dict.items() if isinstance(k, str)}
+    sd = {strip_prefix(k): v for k, v in state_dict.items() if isinstance(k, str)}
     keys = sd.keys()
     conv1, fc = sd.get("conv1.weight"), sd.get("fc.weight")
-    if not isinstance(conv1, Tensor) or conv1.dim() != 4 or not isinstance(fc, Tensor):
-        raise WeightsError(
-            "Not a ResNet state_dict: conv1.weight or fc.weight is missing.",
-            hint="Pass the state_dict of a torchvision-style ResNet (keys conv1.weight, "
-            "layer1.0..., fc.weight).",
-        )
-    if fc.dim() != 2 or fc.shape[0] < 1 or conv1.shape[0] < 1:
+    if not isinstance(conv1, Tensor) or not isinstance(fc, Tensor):
+        raise _not_a_resnet(sd)
+    if conv1.dim() != 4 or fc.dim() != 2 or fc.shape[0] < 1 or conv1.shape[0] < 1:
         raise WeightsError(
             f"fc.weight has shape {list(fc.shape)} and conv1.weight {list(conv1.shape)}: a "
             "ResNet has at least one class and one stem channel.",
             hint="The file is damaged or was edited: use the weights as training saved them.",
         )
+    _check_rgb_stem(conv1)
     blocks = [0, 0, 0, 0]
     for key in keys:
         m = re.match(r"layer([1-4])\.(\d+)\.", key)
@@ -347,68 +289,80 @@ def detect_architecture(state_dict: Mapping[str, Any]) -> tuple[str, int, int]:
     )
 
 
-def _read_weights_file(path: Path) -> tuple[dict[str, Tensor], str]:
-    """torch.load a local file with weights_only=True; return (state_dict, sha256)."""
-    if not path.is_file():
-        raise WeightsError(
-            f"Weights file {path} does not exist or is not a file.",
-            hint="Pass --weights imagenet, --weights random, or the path of a state_dict file.",
+def _not_a_resnet(sd: Mapping[str, Any]) -> WeightsError:
+    """Why ``sd`` is not a ResNet state_dict: the key missing, and what is there instead."""
+    hint = (
+        "Pass the state_dict of a torchvision-style ResNet (keys conv1.weight, layer1.0..., "
+        "fc.weight)."
+    )
+    if "conv1.weight" in sd:
+        head = sorted(k for k in sd if k.startswith("fc."))
+        if head:
+            return WeightsError(
+                f"Not a supported ResNet state_dict: fc.weight is missing, the head is "
+                f"{_describe_keys(head)}; only a single Linear head fc (fc.weight, fc.bias) is "
+                "supported.",
+                hint="Give the model torchvision's head, one nn.Linear: model.fc = "
+                "nn.Linear(in_features, num_classes); fine-tune it and save model.state_dict().",
+            )
+        return WeightsError(
+            "Not a ResNet state_dict: fc.weight is missing (a backbone without its classifier?).",
+            hint="Save the whole model's state_dict, classifier included (keys conv1.weight, "
+            "layer1.0..., fc.weight).",
         )
-    try:
-        sha = sha256_file(path)
-    except OSError as e:
-        raise WeightsError(
-            f"Weights file {path} cannot be read: {e.strerror or e}.",
-            hint="Check the file's permissions, or copy it again.",
-        ) from e
-    head = _head(path)
-    if not head.startswith((b"PK\x03\x04", b"\x80")):
-        raise WeightsError(
-            f"Weights file {path} is not a PyTorch checkpoint: torch.save writes a zip archive "
-            f"or a pickle, and this file starts with {head!r}.",
-            hint="Pass the .pth/.pt file torch.save wrote, a pruned model's model.channels.json, "
-            "--weights imagenet or --weights random.",
+    nested = sorted(
+        {
+            k.removesuffix("conv1.weight")
+            for k in sd
+            if k.endswith(".conv1.weight") and not re.search(r"layer\d+\.\d+\.conv1\.weight$", k)
+        }
+    )
+    missing = "conv1.weight is" if "fc.weight" in sd else "conv1.weight and fc.weight are"
+    if nested:
+        return WeightsError(
+            f"Not a ResNet state_dict: {missing} missing at the top level; ResNet keys sit under "
+            f"{', '.join(map(repr, nested))}, among {_describe_keys(sd)}.",
+            hint="Save the ResNet's own keys from the state_dict sd, without the prefix: "
+            "torch.save({k.removeprefix("
+            f"{nested[0]!r}): v for k, v in sd.items() if k.startswith({nested[0]!r})}}, "
+            "'weights.pth').",
         )
-    try:
-        with warnings.catch_warnings():
-            # A raw pickle's protocol, which the refusal or the load below settles anyway.
-            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # Only the object torch names: its advice to allow-list it cannot be taken from here.
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        detail = f" ({found[1]} first)" if found else ""
-        why = (
-            f"it contains Python objects{detail}, not just tensors, and unpickling them could "
-            "execute code"
-            if "GLOBAL" in str(e)
-            else "it holds pickle data that torch's weights-only loader rejects (Python objects "
-            "that could execute code, or a corrupt file)"
-        )
-        raise WeightsError(
-            f"Weights file {path} was refused: {why}; it was not loaded (edgeresnet never "
-            "loads weights unsafely).",
-            hint="In a trusted environment re-save only the tensors: "
-            "torch.save(model.state_dict(), 'weights.pth').",
-        ) from e
-    except Exception as e:  # torch raises RuntimeError/OSError/EOFError/KeyError on bad bytes
-        raise WeightsError(
-            f"Weights file {path} is truncated or corrupt and could not be read "
-            f"({type(e).__name__}: {str(e).strip()[:200]}).",
-            hint="Copy the file again and compare its sha256 with the source.",
-        ) from e
-    return _unwrap_state_dict(obj, f"weights file {path}"), sha
+    prefix = common_prefix(sd) if len(sd) > 1 else ""
+    found = f"every key starts with {prefix!r}" if prefix else "it holds"
+    return WeightsError(
+        f"Not a ResNet state_dict: {missing} missing; {found}: {_describe_keys(sd)}.",
+        hint=hint,
+    )
 
 
-def _head(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read(8)
-    except OSError as e:
-        raise WeightsError(
-            f"Weights file {path} cannot be read: {e.strerror or e}.",
-            hint="Check the file's permissions, or copy it again.",
-        ) from e
+def _describe_keys(keys: Any) -> str:
+    """A few keys by name, or many by their first component past a prefix they all share, with
+    counts."""
+    keys = list(keys)
+    if len(keys) <= 4:
+        return ", ".join(keys)
+    prefix = common_prefix(keys)
+    groups = Counter(prefix + re.sub(r"\..*", ".", k[len(prefix) :]) for k in keys)
+    shown = ", ".join(f"{group!r} ({n})" for group, n in groups.most_common(5))
+    more = f" and {len(groups) - 5} more" if len(groups) > 5 else ""
+    return f"{len(keys)} keys under {shown}{more}"
+
+
+def _check_rgb_stem(conv1: Tensor) -> None:
+    """Refuse a stem for other than 3 input channels, saying how to convert a greyscale one."""
+    channels = conv1.shape[1]
+    if channels == 3:
+        return
+    raise WeightsError(
+        f"conv1.weight has shape {list(conv1.shape)}: a stem for {channels}-channel inputs; "
+        "only 3-channel RGB inputs are supported.",
+        hint="Convert the greyscale stem to RGB: repeat its weights over 3 channels and divide "
+        "by 3, sd['conv1.weight'] = sd['conv1.weight'].repeat(1, 3, 1, 1) / 3, and save sd "
+        "(on a greyscale image read as RGB, 3 equal channels, it computes what the 1-channel stem "
+        "did)."
+        if channels == 1
+        else "edgeresnet feeds the model RGB images: train or fine-tune it with 3 input channels.",
+    )
 
 
 def _load_strict(model: nn.Module, sd: dict[str, Tensor], source: str) -> None:
@@ -515,7 +469,7 @@ def _load_imagenet(
             + _OFFLINE_HINT.format(file=file, cache_dir=cached.parent),
         )
     model = build_model(arch)
-    _load_strict(model, _unwrap_state_dict(sd, info.url), f"{arch} {info.name} weights")
+    _load_strict(model, unwrap_state_dict(sd, info.url)[0], f"{arch} {info.name} weights")
     prov = _provenance(
         "imagenet", name=info.name, url=info.url, sha256=sha, top1=info.top1, top5=info.top5
     )
@@ -523,7 +477,7 @@ def _load_imagenet(
 
 
 def _load_file(arch: str, path: Path, num_classes: int | None) -> LoadedModel:
-    sd, sha = _read_weights_file(path)
+    sd, sha, fields = read_weights_file(path)
     try:
         detected, file_classes, width = detect_architecture(sd)
     except WeightsError as e:
@@ -540,7 +494,7 @@ def _load_file(arch: str, path: Path, num_classes: int | None) -> LoadedModel:
         )
     model = build_model(arch, num_classes=file_classes, width=width)
     _load_strict(model, sd, f"weights file {path}")
-    prov = _provenance("file", name=path.name, path=str(path.resolve()), sha256=sha)
+    prov = _provenance("file", name=path.name, path=str(path.resolve()), sha256=sha, **fields)
     return LoadedModel(model.eval(), arch, file_classes, width, prov, None)
 
 

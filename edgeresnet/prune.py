@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeresnet.checkpoints import check_weight_values
 from edgeresnet.errors import PruneError, UsageError, WeightsError
-from edgeresnet.models import MAX_INPUT, MIN_INPUT, build_model, check_weight_values
+from edgeresnet.models import MAX_INPUT, MIN_INPUT, build_model
 from edgeresnet.ondevice.common import sha256_file
 
 SPEC_FORMAT = "edgeresnet.channels"

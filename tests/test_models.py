@@ -517,3 +517,245 @@ def test_empty_weights_option_says_what_it_takes() -> None:
     with pytest.raises(UsageError, match="--weights is empty") as err:
         load_model("resnet18", "  ")
     assert "random[:SEED]" in err.value.hint
+
+
+# ---------------------------------------------------------------- training checkpoints, formats
+
+
+def _sgd_state(sd: dict[str, torch.Tensor]) -> dict[str, object]:
+    """A real optimizer's state_dict (momentum buffers after one step), as checkpoints hold."""
+    params = [torch.nn.Parameter(v.clone()) for v in sd.values() if v.is_floating_point()]
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
+    sum(p.sum() for p in params).backward()
+    opt.step()
+    return opt.state_dict()
+
+
+def _checkpoint(layout: str, sd: dict[str, torch.Tensor]) -> object:
+    """``sd`` saved the way a training framework saves it."""
+    if layout == "lightning":
+        return {
+            "epoch": 4,
+            "global_step": 120,
+            "pytorch-lightning_version": "2.4.0",
+            "state_dict": {f"model.{k}": v for k, v in sd.items()},
+            "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"ready": 5}}}},
+            "callbacks": {"ModelCheckpoint{'monitor': None}": {"best_model_score": None}},
+            "optimizer_states": [_sgd_state(sd)],
+            "lr_schedulers": [],
+        }
+    if layout == "tutorial":  # the PyTorch tutorial "Saving and loading a general checkpoint"
+        return {
+            "epoch": 5,
+            "model_state_dict": sd,
+            "optimizer_state_dict": _sgd_state(sd),
+            "loss": 0.25,
+        }
+    if layout == "net":
+        return {"net": sd, "acc": 91.5, "epoch": 30}
+    if layout == "ddp_lightning_prefix":
+        return {f"module.model.{k}": v for k, v in sd.items()}
+    if layout == "backbone_prefix":
+        return {"state_dict": {f"net.backbone.{k}": v for k, v in sd.items()}}
+    raise AssertionError(layout)
+
+
+@pytest.mark.parametrize(
+    ("layout", "entry"),
+    [
+        ("lightning", "state_dict"),
+        ("tutorial", "model_state_dict"),
+        ("net", "net"),
+        ("ddp_lightning_prefix", None),
+        ("backbone_prefix", "state_dict"),
+    ],
+)
+def test_training_checkpoints_load(tmp_path: Path, layout: str, entry: str | None) -> None:
+    sd = _tiny_state_dict("resnet18", num_classes=4)
+    path = tmp_path / "last.ckpt"
+    torch.save(_checkpoint(layout, sd), path)
+    loaded = load_model("resnet18", str(path))
+    assert (loaded.arch, loaded.num_classes, loaded.width) == ("resnet18", 4, TINY)
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, sd[key])
+    assert loaded.weights.get("entry") == entry
+    assert "ema_unused" not in loaded.weights and "dtype" not in loaded.weights
+    json.dumps(loaded.weights)
+
+
+@pytest.mark.parametrize(
+    ("plain", "ema", "ema_prefix"),
+    [("state_dict", "state_dict_ema", ""), ("model", "model_ema", "module.")],
+)
+def test_checkpoint_with_an_ema_copy_uses_the_plain_one_and_says_so(
+    tmp_path: Path, plain: str, ema: str, ema_prefix: str
+) -> None:
+    # timm saves state_dict + state_dict_ema; torchvision's references model + model_ema (an
+    # AveragedModel: "module." keys and n_averaged).
+    sd = _tiny_state_dict("resnet18")
+    averaged = {f"{ema_prefix}{k}": v * 0.5 if v.is_floating_point() else v for k, v in sd.items()}
+    if ema_prefix:
+        averaged["n_averaged"] = torch.tensor(7)
+    path = tmp_path / "checkpoint.pth"
+    torch.save({ema: averaged, plain: sd, "epoch": 9}, path)
+    loaded = load_model("resnet18", str(path))
+    assert torch.equal(loaded.model.conv1.weight, sd["conv1.weight"])
+    assert (loaded.weights["entry"], loaded.weights["ema_unused"]) == (plain, ema)
+    assert loaded.origin["entry"] == plain  # what a pruned model's spec and the report carry
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_load_as_float32_and_say_their_dtype(
+    tmp_path: Path, dtype: torch.dtype
+) -> None:
+    sd = {
+        k: v.to(dtype) if v.is_floating_point() else v
+        for k, v in _tiny_state_dict("resnet18").items()
+    }
+    path = tmp_path / "half.pth"
+    torch.save({"state_dict": sd}, path)
+    loaded = load_model("resnet18", str(path))
+    assert loaded.model.conv1.weight.dtype == torch.float32
+    assert torch.equal(loaded.model.conv1.weight, sd["conv1.weight"].float())
+    assert loaded.weights["dtype"] == str(dtype).removeprefix("torch.")
+    assert loaded.weights["entry"] == "state_dict"
+
+
+@pytest.mark.parametrize("checkpoint", [{"weights": "sd", "epoch": 3}, {"model_ema": "sd"}])
+def test_checkpoint_with_the_model_under_another_name_says_which(
+    tmp_path: Path, checkpoint: dict[str, object]
+) -> None:
+    sd = _tiny_state_dict("resnet18")
+    path = tmp_path / "c.pth"
+    torch.save({k: sd if v == "sd" else v for k, v in checkpoint.items()}, path)
+    with pytest.raises(WeightsError, match="is a checkpoint, not a state_dict") as err:
+        load_model("resnet18", str(path))
+    name = next(k for k, v in checkpoint.items() if v == "sd")
+    assert repr(name) in err.value.message and "'model_state_dict'" in err.value.message
+    assert f"torch.save(checkpoint[{name!r}]" in err.value.hint
+
+
+def test_prefixed_keys_that_are_not_a_resnet_name_the_prefix(tmp_path: Path) -> None:
+    lightning = {
+        "state_dict": {"model.encoder.weight": torch.zeros(2, 2), "model.head.bias": torch.zeros(2)}
+    }
+    path = tmp_path / "other.ckpt"
+    torch.save(lightning, path)
+    with pytest.raises(WeightsError, match="Not a ResNet state_dict") as err:
+        load_model("resnet18", str(path))
+    assert "every key starts with 'model.'" in err.value.message
+    assert "model.encoder.weight" in err.value.message and str(path) in err.value.message
+
+
+@pytest.mark.parametrize("others", ["teacher", "criterion"])
+def test_a_resnet_among_other_keys_is_named_not_guessed(tmp_path: Path, others: str) -> None:
+    # Distillation (student + teacher), or a loss with class weights (a buffer of its own).
+    sd = _tiny_state_dict("resnet18")
+    state = {f"student.{k}": v for k, v in sd.items()}
+    if others == "teacher":
+        state.update({f"teacher.{k}": v for k, v in sd.items()})
+    else:
+        state["criterion.weight"] = torch.ones(10)
+    path = tmp_path / "mixed.ckpt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(WeightsError, match="missing at the top level") as err:
+        load_model("resnet18", str(path))
+    assert "'student.'" in err.value.message
+    assert ("'teacher.'" in err.value.message) == (others == "teacher")
+    assert "k.removeprefix('student.')" in err.value.hint
+
+
+def _greyscale_model() -> torch.nn.Module:
+    torch.manual_seed(2)
+    model = build_model("resnet18", num_classes=10, width=TINY)
+    model.conv1 = torch.nn.Conv2d(1, TINY, kernel_size=7, stride=2, padding=3, bias=False)
+    return model.eval()
+
+
+def test_greyscale_stem_is_refused_with_the_conversion_that_works(tmp_path: Path) -> None:
+    grey = _greyscale_model()
+    sd = grey.state_dict()
+    path = tmp_path / "grey.pth"
+    torch.save(sd, path)
+    with pytest.raises(WeightsError, match="only 3-channel RGB inputs are supported") as err:
+        load_model("resnet18", str(path))
+    assert "[8, 1, 7, 7]" in err.value.message and "size mismatch" not in str(err.value)
+    recipe = "sd['conv1.weight'] = sd['conv1.weight'].repeat(1, 3, 1, 1) / 3"
+    assert recipe in err.value.hint
+    exec(recipe, {"sd": sd})  # the hint, as a user would run it
+    torch.save(sd, path)
+    rgb = load_model("resnet18", str(path)).model
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rgb(image.repeat(1, 3, 1, 1)), grey(image))
+
+
+def test_a_two_layer_head_is_named_as_unsupported(tmp_path: Path) -> None:
+    model = build_model("resnet18", num_classes=10, width=TINY)
+    model.fc = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+    )  # type: ignore[assignment]
+    path = tmp_path / "mlp_head.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet18", str(path))
+    message = err.value.message
+    assert "fc.weight is missing" in message and "fc.0.weight" in message
+    assert "fc.2.weight" in message and "single Linear head" in message
+    assert "conv1.weight" not in message
+    assert "nn.Linear" in err.value.hint
+
+
+@pytest.mark.parametrize("prefix", ["", "model."])
+def test_safetensors_state_dict_loads_without_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    from safetensors.torch import save_file
+
+    sd = _tiny_state_dict("resnet50", num_classes=3)
+    path = tmp_path / "model.safetensors"
+    save_file({f"{prefix}{k}": v.contiguous() for k, v in sd.items()}, str(path))
+
+    def no_pickle(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a safetensors file was read with torch.load")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    loaded = load_model("resnet50", str(path))
+    assert (loaded.arch, loaded.num_classes, loaded.width) == ("resnet50", 3, TINY)
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, sd[key])
+    assert loaded.weights["kind"] == "file" and loaded.weights["name"] == "model.safetensors"
+    assert len(loaded.weights["sha256"]) == 64
+
+
+def test_truncated_safetensors_is_named_corrupt(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "cut.safetensors"
+    save_file(_tiny_state_dict("resnet18"), str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="truncated or corrupt") as err:
+        load_model("resnet18", str(path))
+    assert str(path) in err.value.message
+
+
+def test_pruned_safetensors_points_to_its_channel_spec(tmp_path: Path) -> None:
+    from edgeresnet.prune import channel_spec, load_pruned, save_pruned
+
+    model = build_model("resnet18", num_classes=10, width=TINY)
+    spec = channel_spec(
+        model,
+        arch="resnet18",
+        num_classes=10,
+        width=TINY,
+        preprocess={"resize_size": 36, "crop_size": 32},
+        pruned_from={"kind": "random", "seed": 0},
+    )
+    spec_path, weights_path = save_pruned(model, spec, tmp_path / "p30")
+    with pytest.raises(WeightsError, match="pruned model's weights") as err:
+        load_model("resnet18", str(weights_path))
+    assert f"--weights {spec_path}" in err.value.hint
+    rebuilt, _ = load_pruned(spec_path)  # the channel spec itself still loads
+    assert torch.equal(rebuilt.state_dict()["fc.weight"], model.state_dict()["fc.weight"])
