@@ -531,3 +531,257 @@ def test_evaluation_labels_that_cannot_be_read_are_one_error(tmp_path, labels, m
     (tmp_path / "labels.txt").write_text(labels)
     with pytest.raises(common.ScriptError, match=message):
         evaluate_tensorrt.labelled_images(tmp_path)
+
+
+# --------------------------------------------------------------------------- on-device labels
+
+
+def _class_folders(root: Path, classes: int, per_class: int = 2) -> Path:
+    """``classes`` class folders of ``per_class`` tiny PNGs each (names c00, c01, ...)."""
+    for c in range(classes):
+        (root / f"c{c:02d}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (8, 8), (c, i, 0)).save(root / f"c{c:02d}" / f"{i}.png")
+    return root
+
+
+def test_evaluation_refuses_class_folders_fewer_than_the_models_classes(tmp_path):
+    """Ten class folders for a 37-class model: ranks 0-9 are not the class indices."""
+    folder = _class_folders(tmp_path, 10, per_class=1)
+    with pytest.raises(common.ScriptError, match="among the 10 present") as err:
+        evaluate_tensorrt.labelled_images(folder, 37)
+    assert "a model of 37 classes" in err.value.message
+    assert "labels file" in err.value.hint
+    # As the build: random weights score no accuracy, so their agreement runs on any folder.
+    assert len(evaluate_tensorrt.labelled_images(folder, 37, scored=False)) == 10
+    assert len(evaluate_tensorrt.labelled_images(folder, 10)) == 10  # every class: its ranks
+
+
+def test_evaluation_refuses_more_class_folders_than_the_models_classes(tmp_path):
+    folder = _class_folders(tmp_path, 4, per_class=1)
+    with pytest.raises(common.ScriptError, match="class index 3 \\(class folder 'c03'\\)") as err:
+        evaluate_tensorrt.labelled_images(folder, 3, scored=False)
+    assert "which has 3 classes (0 to 2)" in err.value.message
+
+
+def test_evaluation_refuses_an_empty_class_folder(tmp_path):
+    """It would shift the class index of every folder after it, as the build says."""
+    folder = _class_folders(tmp_path, 3, per_class=1)
+    (folder / "c01" / "0.png").unlink()
+    with pytest.raises(common.ScriptError, match="c01 holds no images"):
+        evaluate_tensorrt.labelled_images(folder)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ("a.png 0\nb.png 37\n", r"labels.txt:2: the label 37 of 'b.png' is not a class of the"),
+        ("# header\nfile\tclass_index\na.png\t40\nb.png\t1\n", r"labels.txt:3: the label 40 of"),
+    ],
+)
+def test_evaluation_refuses_a_label_the_model_does_not_have(tmp_path, labels, message):
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    (tmp_path / "labels.txt").write_text(labels)
+    with pytest.raises(common.ScriptError, match=message) as err:
+        evaluate_tensorrt.labelled_images(tmp_path, 37)
+    assert "which has 37 classes (0 to 36)" in err.value.message
+    # A labels file gives class indices, not ranks: two labels of a 37-class model are fine.
+    assert len(evaluate_tensorrt.labelled_images(tmp_path, 41)) == 2
+
+
+def test_evaluation_refuses_a_labels_file_with_only_a_header(tmp_path):
+    (tmp_path / "labels.tsv").write_text("file\tclass_index\n")
+    with pytest.raises(common.ScriptError, match="has a header but no rows"):
+        evaluate_tensorrt.labelled_images(tmp_path)
+
+
+def test_evaluation_refuses_a_negative_label(tmp_path):
+    (tmp_path / "labels.txt").write_text("a.png 0\nb.png -1\n")
+    with pytest.raises(common.ScriptError, match=r"labels.txt:2: the label '-1' of 'b.png'"):
+        evaluate_tensorrt.labelled_images(tmp_path)
+
+
+def test_the_model_record_gives_the_class_count_and_whether_accuracy_counts():
+    imagenet = {"num_classes": 1000, "weights": {"kind": "torchvision", "name": "imagenet"}}
+    assert evaluate_tensorrt.model_classes(imagenet) == (1000, True)
+    assert evaluate_tensorrt.model_classes({"num_classes": 37, "weights": {"kind": "random"}}) == (
+        37,
+        False,
+    )
+    pruned = {"num_classes": 10, "weights": {"kind": "pruned", "pruned_from": {"kind": "random"}}}
+    assert evaluate_tensorrt.model_classes(pruned) == (10, False)
+    assert evaluate_tensorrt.model_classes({"weights": {}}) == (None, True)
+
+
+def test_limit_draws_the_builds_seeded_subset_in_order(tmp_path):
+    """--limit is the build's --eval-size draw, not the first classes in path order."""
+    from edgeresnet.data import discover
+
+    folder = _class_folders(tmp_path / "eval", 10, per_class=5)
+    found = evaluate_tensorrt.labelled_images(folder, 10)
+    drawn = evaluate_tensorrt.subset(found, 12, seed=0)
+    assert len(drawn) == 12 and drawn == sorted(drawn, key=found.index)  # path order kept
+    assert len({label for _, label in drawn}) > 3  # not classes 0-2 of the first 12 images
+    build = discover(folder, require_labels=True).subset(12, seed=0)
+    assert drawn == [(s.path, s.label) for s in build.samples]
+    assert evaluate_tensorrt.subset(found, 12, seed=1) != drawn
+    assert evaluate_tensorrt.subset(found, 0, seed=0) == list(found)
+    assert evaluate_tensorrt.subset(found, 99, seed=0) == list(found)
+
+
+def test_a_labels_file_is_drawn_in_the_builds_order(tmp_path):
+    """Lines in any order: the images are put in the build's order before the draw."""
+    from edgeresnet.data import discover
+
+    names = [f"img{i:02d}.png" for i in range(20)]
+    for name in names:
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    lines = [f"{name} {i % 5}" for i, name in enumerate(names)]
+    (tmp_path / "labels.txt").write_text("\n".join(reversed(lines)) + "\n")
+    found = evaluate_tensorrt.labelled_images(tmp_path, 5)
+    build = discover(tmp_path, require_labels=True)
+    assert list(found) == [(s.path, s.label) for s in build.samples]
+    drawn = evaluate_tensorrt.subset(found, 7, seed=3)
+    assert drawn == [(s.path, s.label) for s in build.subset(7, seed=3).samples]
+
+
+def _fake_bundle(root: Path, model: dict) -> Path:
+    """A manifest the scripts accept (one stand-in model file) and an engine list: enough up
+    to TensorRT."""
+    root.mkdir()
+    (root / "model.fp32.onnx").write_bytes(b"onnx")
+    spec = {"resize_size": 8, "crop_size": 8, "mean": [0.0] * 3, "std": [1.0] * 3}
+    file = {
+        "path": "model.fp32.onnx",
+        "bytes": 4,
+        "sha256": common.sha256_file(root / "model.fp32.onnx"),
+    }
+    manifest = {
+        "files": [file],
+        "variants": [{"variant": "fp32", "precision": "fp32", "file": "model.fp32.onnx"}],
+        "model": {"preprocess": spec, **model},
+        "target": {"name": "jetson"},
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "engines").mkdir()
+    options = {"precision": "fp32", "batch_sizes": [1, 8], "dla_core": -1}
+    engines = {"engines": [{"engine": "fp32.engine", "variant": "fp32", "options": options}]}
+    (root / "engines" / "build.json").write_text(json.dumps(engines))
+    return root
+
+
+class _FakeRunner:
+    """Stands in for an engine: logits of ``classes`` classes, the true class scored highest
+    (read back from the image's red channel, which ``_class_folders`` set to the class)."""
+
+    classes = 10
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def run(self, batch):
+        logits = np.zeros((len(batch), self.classes), np.float32)
+        logits[np.arange(len(batch)), np.round(batch[:, 0, 0, 0] * 255).astype(int)] = 1.0
+        return logits
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch):
+    """The script's TensorRT calls replaced: what it does around them runs for real."""
+    seen: list[Path] = []
+    real = evaluate_tensorrt.preprocess
+
+    def preprocess(path, spec):
+        seen.append(path)
+        return real(path, spec)
+
+    monkeypatch.setattr(evaluate_tensorrt, "preprocess", preprocess)
+    monkeypatch.setattr(
+        evaluate_tensorrt.trt_runtime,
+        "import_tensorrt",
+        lambda: type("trt", (), {"__version__": "10.3.0"}),
+    )
+    monkeypatch.setattr(evaluate_tensorrt.trt_runtime, "Cuda", lambda: None)
+    monkeypatch.setattr(evaluate_tensorrt.trt_runtime, "EngineRunner", _FakeRunner)
+    return seen
+
+
+def test_evaluation_scores_a_seeded_subset_and_records_the_seed(tmp_path, fake_tensorrt):
+    bundle = _fake_bundle(tmp_path / "bundle", {"num_classes": 10, "weights": {"kind": "file"}})
+    images = _class_folders(tmp_path / "eval", 10, per_class=3)
+    out = tmp_path / "eval.json"
+    argv = ["--bundle", str(bundle), "--images", str(images), "--json", str(out)]
+    assert evaluate_tensorrt.main([*argv, "--limit", "8", "--seed", "4"]) == 0
+    document = json.loads(out.read_text())
+    assert document["data"]["evaluation"] == {
+        "source": str(images),
+        "images": 8,
+        "images_found": 30,
+        "seed": 4,
+        "labelled": True,
+    }
+    found = evaluate_tensorrt.labelled_images(images)
+    assert fake_tensorrt == [path for path, _ in evaluate_tensorrt.subset(found, 8, seed=4)]
+    assert len({path.parent for path in fake_tensorrt}) > 3  # drawn across the classes
+    (row,) = document["rows"]
+    assert row["accuracy"]["top1"] == 100.0 and row["accuracy"]["images"] == 8
+
+
+def test_merged_results_record_the_evaluations_seed(tmp_path, fake_tensorrt):
+    bundle = _fake_bundle(tmp_path / "bundle", {"num_classes": 10, "weights": {"kind": "file"}})
+    images = _class_folders(tmp_path / "eval", 10, per_class=1)
+    results = tmp_path / "results.json"
+    build_data = {"calibration": {"sha256": "abc"}, "evaluation": {"source": "build's own"}}
+    results.write_text(json.dumps({"data": build_data, "rows": [{"variant": "fp32"}]}))
+    argv = ["--bundle", str(bundle), "--images", str(images), "--results", str(results)]
+    assert evaluate_tensorrt.main([*argv, "--limit", "4"]) == 0
+    document = json.loads(results.read_text())
+    assert document["data"]["calibration"] == {"sha256": "abc"}
+    assert document["data"]["evaluation"]["seed"] == 0
+    assert document["data"]["evaluation"]["images"] == 4
+    assert document["rows"][0]["accuracy"]["images"] == 4
+
+
+@pytest.mark.parametrize("classes", [37, 10])
+def test_evaluation_checks_the_labels_before_tensorrt(tmp_path, classes):
+    """The audit's case (10 class folders, a 37-class model), run as on the device: one error
+    line and a hint, exit 1, before TensorRT; 10 classes pass on to TensorRT."""
+    if HAS_TENSORRT and classes == 10:
+        pytest.skip("TensorRT is installed: the script would run")
+    bundle = _fake_bundle(tmp_path / "bundle", {"num_classes": classes, "weights": {"kind": "x"}})
+    images = _class_folders(tmp_path / "eval", 10, per_class=1)
+    script = Path(evaluate_tensorrt.__file__)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--bundle", str(bundle), "--images", str(images)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    if classes == 37:
+        assert "among the 10 present" in proc.stderr and "a model of 37 classes" in proc.stderr
+        assert "\n  hint: Give the class indices in a labels file" in proc.stderr
+    else:
+        assert trt_runtime.NOT_INSTALLED in proc.stderr, proc.stderr
+
+
+def test_the_engines_output_gives_the_classes_where_the_manifest_does_not(tmp_path, fake_tensorrt):
+    bundle = _fake_bundle(tmp_path / "bundle", {"weights": {"kind": "file"}})
+    images = _class_folders(tmp_path / "eval", 6, per_class=1)
+    _FakeRunner.classes = 37
+    try:
+        with pytest.raises(common.ScriptError, match="among the 6 present"):
+            evaluate_tensorrt.main(["--bundle", str(bundle), "--images", str(images)])
+    finally:
+        _FakeRunner.classes = 10
+
+
+def test_seed_and_limit_are_options_of_whole_numbers(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        evaluate_tensorrt.main(["--bundle", ".", "--images", str(tmp_path), "--seed", "-1"])
+    assert err.value.code == 2 and "--seed: must be at least 0" in capsys.readouterr().err

@@ -135,6 +135,14 @@ bundle, then refuses a TensorRT outside {s["tensorrt_versions"]} (`--ignore-vers
 They import only `tensorrt`, `numpy` and the standard library; GPU memory and timing come from
 the CUDA driver (`libcuda.so.1`) through ctypes.
 
+`evaluate_tensorrt.py` reads labels as the build does: a `labels.tsv`/`labels.txt`/`labels.csv`
+(`relative/path class_index`) or one folder per class (index = rank of the folder name). It
+refuses a label the model has no class for, naming the file and line, and (unless the weights
+are random) fewer class folders than the model's classes, whose ranks are not the class
+indices: give such a folder a labels file. `--limit N` scores a random N of the images drawn
+with `--seed` (default 0), in path order: the images the build's `--eval-size N --seed S` draws
+from the same folder. The seed and image counts go to the results' `data.evaluation`.
+
 ## What is here
 
 - `model.fp32.onnx`: the FP32 model; the `fp32` and `fp16` engines are built from it
