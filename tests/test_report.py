@@ -26,6 +26,7 @@ from edgeresnet.report import (
     write_report,
 )
 from edgeresnet.report.plots import pareto_front
+from edgeresnet.report.rows import runs
 from edgeresnet.report.select import format_text
 
 DEVICE = {
@@ -336,6 +337,39 @@ def test_max_drop_measures_each_variant_against_the_fp32_of_its_own_run(tmp_path
     assert {v.row.source: v.reasons for v in both if v.row.variant == "int8"}["b.json"] == (
         "top-1 not measured (random weights)",
     )
+
+
+def test_a_pruned_model_rebuilt_from_its_spec_is_held_against_the_dense_fp32(tmp_path):
+    """A build from model.channels.json names its rows fp32 and int8; against that pruned FP32,
+    a pruned INT8 at 10 % top-1 looked like it lost nothing and ranked first."""
+    dense = document("box")
+    pruned = document(
+        "box",
+        rows=[
+            row("fp32", "fp32", 20.0, 50_000_000, 10.2, "fp32"),
+            row("int8", "int8", 6.0, 13_000_000, 10.0, "int8"),
+        ],
+    )
+    pruned["model"]["weights"] = {
+        "kind": "pruned",
+        "name": "model.channels.json",
+        "pruned": True,
+        "pruned_from": dense["model"]["weights"],
+    }
+    merged = {"dense.json": dense, "pruned.json": pruned}
+    rows = [r for name, doc in merged.items() for r in rows_of(doc, name)]
+    why = {
+        (v.row.source, v.row.variant): "; ".join(v.reasons)
+        for v in select(rows, Constraints(max_drop=1.0)).excluded
+    }
+    assert why[("pruned.json", "int8")] == (
+        "top-1 drop 66.1 points > 1 points (FP32 76.10 %, this 10.00 %)"
+    )
+    assert ("dense.json", "int8") not in why
+    # The rows say which run is pruned; without the dense run, the drop is unknown.
+    assert runs(rows).of(rows[-1]) == "resnet50 pruned, pruned"
+    alone = select(rows_of(pruned, "pruned.json"), Constraints(max_drop=1.0)).excluded
+    assert all("a pruned model rebuilt from its channel spec" in v.reasons[0] for v in alone)
 
 
 def timed_on_device(build: dict[str, Any], device: str, executed: dict[str, str]) -> dict:

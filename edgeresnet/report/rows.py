@@ -96,6 +96,8 @@ class Row:
     to_own_fp32: OwnFidelity | None = None
     model: str = "?"  # the architecture, e.g. "resnet18"
     weights_id: str = ""  # which weights exactly: a file's sha256, or random and its seed
+    # A run of a pruned model rebuilt from its channel spec (``weights_id`` is its dense one's).
+    pruned: bool = False
     input_size: int | None = None
     # How the throughput figure was measured where it was not one call at a time, e.g.
     # OpenVINO's THROUGHPUT hint with several streams; its streams (``streams`` is the latency's).
@@ -137,10 +139,19 @@ class Row:
 def fp32_rows(rows: Iterable[Row]) -> dict[tuple[str, str, str], Row]:
     """The FP32 row of each run (results file, device, target): what "x FP32" divides by.
 
-    Never another run's: two builds on one device (dense and pruned, ResNet-18 and ResNet-50)
-    each have their own, and a run without an FP32 row has no ratio.
+    Never another model's: two builds on one device (ResNet-18 and ResNet-50) each have their
+    own, and a run without an FP32 row has no ratio. A run of a pruned model rebuilt from its
+    channel spec is held against the dense model's FP32 on the same device and target where the
+    inputs hold it, as a build with ``--prune`` holds its pruned variants; else its own, which
+    is pruned (``Row.pruned`` says so).
     """
-    return {r.run: r for r in rows if r.candidate and r.variant == "fp32"}
+    own = {r.run: r for r in rows if r.candidate and r.variant == "fp32"}
+    dense = {_model_on(r): r for r in own.values() if not r.pruned}
+    return {run: dense.get(_model_on(r), r) if r.pruned else r for run, r in own.items()}
+
+
+def _model_on(r: Row) -> tuple[Any, ...]:
+    return (r.device, r.target, r.model, r.input_size, r.weights_id)
 
 
 def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
@@ -314,6 +325,7 @@ def _row(
         to_own_fp32=_own_fidelity(fid.get("to_own_fp32")),
         model=str(model.get("arch") or "?"),
         weights_id=_weights_id(weights),
+        pruned=weights.get("pruned") is True,
         input_size=int(model["input_size"]) if number(model.get("input_size")) else None,
         throughput_mode=str(throughput.get("mode") or ""),
         throughput_streams=throughput.get("streams"),
@@ -415,7 +427,9 @@ def missing_variants(rows: list[Row]) -> list[str]:
     groups: dict[tuple[Any, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for r in rows:
         if r.candidate:
-            groups[(r.target, r.model, r.input_size, r.weights_id)][r.device].add(r.variant)
+            groups[(r.target, r.model, r.input_size, r.weights_id, r.pruned)][r.device].add(
+                r.variant
+            )
     lines = []
     for (target, *_), devices in groups.items():
         if len(devices) < 2:
@@ -506,7 +520,8 @@ class Runs:
         if not self.shown:
             return ""
         size = f"@{row.input_size}" if row.input_size and row.input_size != 224 else ""
-        return f"{row.model}{size}, {self.names.get(row.source, row.source)}"
+        pruned = " pruned" if row.pruned else ""
+        return f"{row.model}{size}{pruned}, {self.names.get(row.source, row.source)}"
 
 
 def runs(rows: list[Row]) -> Runs:
@@ -515,7 +530,7 @@ def runs(rows: list[Row]) -> Runs:
     for r in rows:
         if r.remeasured_from is None:
             sources[r.group].add(r.source)
-    models = {(r.model, r.input_size, r.weights_id) for r in rows}
+    models = {(r.model, r.input_size, r.weights_id, r.pruned) for r in rows}
     shown = len(models) > 1 or any(len(s) > 1 for s in sources.values())
     return Runs(run_names(dict.fromkeys(r.source for r in rows)), shown)
 

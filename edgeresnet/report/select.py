@@ -2,7 +2,8 @@
 
 A constraint on something a row did not measure excludes the row: a missing number never passes.
 An accuracy drop is measured against the FP32 row of the row's own run (results file, device,
-target), the baseline the report's "x FP32" columns divide by.
+target), the baseline the report's "x FP32" columns divide by; a pruned model's, against the
+dense model's FP32 (``fp32_rows``).
 Only edgeresnet artifacts are candidates; peer rows (what a user would build by hand) are
 references for the peer table, not choices.
 """
@@ -137,6 +138,12 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
                 out.append(unmeasured)
         elif fp32 is None:
             out.append("top-1 drop unknown (its run has no FP32 row)")
+        elif fp32.pruned:
+            out.append(
+                "top-1 drop unknown (a pruned model rebuilt from its channel spec: the dense "
+                "model's FP32 on this device and target is not among the inputs, and its own "
+                "FP32 is pruned too)"
+            )
         elif fp32.top1 is None:
             out.append("top-1 drop unknown (its run's FP32 top-1 not measured)")
         elif (drop := _drop(fp32.top1, row.top1)) > c.max_drop:
