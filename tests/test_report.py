@@ -257,15 +257,16 @@ def test_report_cli_merges_devices_and_keeps_copies_to_regenerate(tmp_path):
     assert "### Device: box-a" in md and "### Device: box-b" in md
     copies = sorted(p.name for p in (out / "inputs").iterdir())
     assert copies == ["box-a.results.json", "box-b.results.json"]
-    command = re.search(r"```\n(cd .* && edgeresnet report .*inputs.*)\n```", md).group(1)
-    # It runs from any folder, rewriting the report from the copies.
-    (out / "report.md").unlink()
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    command = command.replace("&& edgeresnet ", f"&& {shlex.quote(sys.executable)} -m edgeresnet ")
-    proc = subprocess.run(command, shell=True, cwd=elsewhere, capture_output=True, text=True)
+    command = re.search(r"```\n(edgeresnet report inputs/.* --out \.)\n```", md).group(1)
+    # It runs in the report's folder, wherever that was moved, rewriting it from the copies.
+    moved = tmp_path / "elsewhere" / "rep"
+    out.parent.joinpath("elsewhere").mkdir()
+    out.rename(moved)
+    (moved / "report.md").unlink()
+    command = command.replace("edgeresnet ", f"{shlex.quote(sys.executable)} -m edgeresnet ", 1)
+    proc = subprocess.run(command, shell=True, cwd=moved, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "### Device: box-b" in (out / "report.md").read_text()
+    assert "### Device: box-b" in (moved / "report.md").read_text()
 
 
 def test_pareto_front_keeps_only_undominated_points():

@@ -8,7 +8,6 @@ regenerated from its own folder. Report and copies are written all together or n
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -58,27 +57,30 @@ def merge_and_write(
     out_dir = Path(out_dir)
     with merged(out_dir, owned=(*OWNED, INPUTS)) as staging:
         names = _copy_inputs(list(documents), staging / INPUTS)
-        copies = [out_dir / INPUTS / name for name in names]
-        # From the folder this runs in, as the first command: the paths may be relative to it.
-        regenerate = f"cd {shlex.quote(os.getcwd())} && " + shlex.join(
+        # Run in the report's folder, wherever it has been copied or committed.
+        regenerate = shlex.join(
             [
                 "edgeresnet",
                 "report",
-                *map(str, copies),
+                *(f"{INPUTS}/{name}" for name in names),
                 "--out",
-                str(out_dir),
+                ".",
                 *(constraints.flags() if constraints else []),
             ]
         )
+        # Rendered from its own copies: the command that did it is the one in the folder.
+        own = (out_dir / INPUTS).resolve()
+        from_copies = all(Path(path).resolve().parent == own for path in paths)
         written = render(
             documents,
             staging,
-            command=command,
+            command=None if from_copies else command,
             constraints=constraints if constraints and constraints.active else None,
             skipped=[p.message for p in problems],
             regenerate=regenerate,
         )
         report = [out_dir / p.relative_to(staging) for p in written]
+    copies = [out_dir / INPUTS / name for name in names]
     return Merged(report + copies, problems, device_clashes(documents))
 
 

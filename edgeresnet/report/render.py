@@ -90,12 +90,14 @@ def render(
     documents: dict[str, dict[str, Any]],
     folder: Path,
     *,
-    command: str,
+    command: str | None,
     constraints: Constraints | None = None,
     skipped: list[str] | None = None,
     regenerate: str | None = None,
 ) -> list[Path]:
-    """Write the report's files into the existing ``folder``; an ``OSError`` passes through."""
+    """Write the report's files into the existing ``folder``; an ``OSError`` passes through.
+
+    ``command`` None: the report is rendered from its own copies, and ``regenerate`` says how."""
     rows = all_rows(documents)
     named = runs(rows)
     plots = [
@@ -123,7 +125,7 @@ def render(
         return _entry(r, baselines, named)
 
     context = {
-        "command": _Verbatim(command),
+        "command": None if command is None else _Verbatim(command),
         "regenerate": None if regenerate is None else _Verbatim(regenerate),
         "skipped": skipped or [],
         "producers": [_producer(source, d) for source, d in documents.items()],
