@@ -344,7 +344,8 @@ def parser() -> _Parser:
         "--eval",
         type=Path,
         help="evaluation images: class folders, a folder with "
-        "labels.tsv/labels.txt, synset-named files, or a labels file",
+        "labels.tsv/labels.txt, synset-named files, or a labels file (top-1/top-5); a flat "
+        "folder of images (agreement with FP32 only)",
     )
     b.add_argument("--eval-size", type=_positive, help="evaluate on a seeded subset of N images")
     b.add_argument(
@@ -395,7 +396,9 @@ def parser() -> _Parser:
         help="activation range estimation (default: the profile's, minmax)",
     )
     q.add_argument(
-        "--percentile", type=float, help="percentile for --calib-method percentile (default 99.999)"
+        "--percentile",
+        type=float,
+        help="percentile for --calib-method percentile, 90 to 100 (default 99.999)",
     )
     q.add_argument(
         "--max-drop",

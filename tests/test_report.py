@@ -340,6 +340,17 @@ def test_max_drop_measures_each_variant_against_the_fp32_of_its_own_run(tmp_path
     )
 
 
+def test_a_variant_its_build_could_not_run_is_not_said_to_lack_labels():
+    """A Jetson build without TensorRT: FP16 exists only in an engine, so it was never run."""
+    fp16 = {**row("fp16", "fp16", 1.0, 0, None, "fp16"), "bench": None, "fidelity": None}
+    doc = document("box", target="jetson", backend="tensorrt", rows=[fp16])
+    (verdict,) = select(rows_of(doc, "a.json"), Constraints(min_top1=75.0)).excluded
+    assert verdict.reasons == (
+        "top-1 not measured (not run where it was built; the bundle's on-device scripts "
+        "measure it)",
+    )
+
+
 def test_a_pruned_model_rebuilt_from_its_spec_is_held_against_the_dense_fp32(tmp_path):
     """A build from model.channels.json names its rows fp32 and int8; against that pruned FP32,
     a pruned INT8 at 10 % top-1 looked like it lost nothing and ranked first."""

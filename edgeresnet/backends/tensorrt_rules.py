@@ -147,7 +147,8 @@ def validate(
             f"The INT8 model's logits are {sqnr:.1f} dB SQNR from the FP32 model's on "
             f"{result['images']} real images, under the {min_sqnr_db} dB floor.",
             hint="Check the calibration images match the deployment data, or try another "
-            "--calib-method (percentile, entropy).",
+            "--calib-method (percentile, entropy). The floor is the profile's min_sqnr_db: a "
+            "copy of the profile with a lower one, given as --target FILE, accepts this INT8.",
         )
     report["fidelity"] = {
         "runtime": f"onnxruntime {ort.__version__} CPU, Q/DQ computed in float",
