@@ -404,6 +404,15 @@ class LoadedModel:
         """Random weights, or pruned from random ones: accuracy means nothing for either."""
         return self.origin.get("kind") == "random"
 
+    @property
+    def own_input_size(self) -> int | None:
+        """The input size the weights were made for, where known: published weights', or the
+        size a pruned model was pruned and recovered at (its channel spec's)."""
+        if self.info is not None:
+            return self.info.crop_size
+        sizes = self.weights.get("preprocess")
+        return sizes["crop_size"] if sizes else None
+
     def preprocess(self, input_size: int | None) -> Preprocess:
         """The weights' own resize and crop (published weights, a pruned model's channel
         spec) at their input size, else the standard ratio at ``input_size`` (default 224)."""

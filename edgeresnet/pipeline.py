@@ -288,6 +288,12 @@ def resolve(request: BuildRequest) -> Inputs:
     if request.max_drop is not None:
         heldout = _heldout(evaluation or pool, calib, request)
     # Warnings once every input is known to be usable, so that an error stands alone.
+    own = loaded.own_input_size
+    if request.input_size is not None and own is not None and request.input_size != own:
+        warn(
+            f"--input-size {request.input_size}: the weights were made for {own} px; their "
+            f"accuracy at {request.input_size} px is not the one they were trained or recovered for"
+        )
     if request.calib is not None and request.calib_size > len(pool):
         warn(
             f"--calib-size {request.calib_size} asks for more images than {pool.source} holds; "

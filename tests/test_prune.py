@@ -165,6 +165,12 @@ def test_a_spec_keeps_the_provenance_of_the_weights_it_was_pruned_from(tiny, tmp
     assert pruned.random_weights and pruned.origin == origin
     dense = LoadedModel(model, "resnet18", 10, 16, {"kind": "file", "path": "/x/w.pt", "name": "w"})
     assert not dense.random_weights and dense.origin == {"kind": "file", "name": "w"}
+    # The size it was pruned (and recovered) at: another --input-size is warned about.
+    sized = LoadedModel(
+        model, "resnet18", 10, 16, {"kind": "file", "preprocess": SPEC["preprocess"]}
+    )
+    assert sized.own_input_size == SPEC["preprocess"]["crop_size"]
+    assert dense.own_input_size is None
 
 
 @pytest.mark.parametrize(
