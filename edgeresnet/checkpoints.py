@@ -164,7 +164,7 @@ def read_weights_file(path: Path) -> tuple[dict[str, Tensor], str, dict[str, Any
             hint="Pass the .pth/.pt file torch.save wrote, a .safetensors state_dict, a pruned "
             "model's model.channels.json, --weights imagenet or --weights random.",
         )
-    sd, fields = unwrap_state_dict(obj, f"weights file {path}")
+    sd, fields = unwrap_state_dict(obj, f"Weights file {path}")
     return sd, sha, fields
 
 

@@ -30,9 +30,9 @@ LABEL_FILE_NAMES = ("labels.tsv", "labels.txt", "labels.csv")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_SYNSET = re.compile(r"^(n\d{8})(?!\d)")
+_SYNSET = re.compile(r"^(n[0-9]{8})(?![0-9])")
 _LINE = re.compile(r"^(?P<path>.+?)\s*(?:,|\s)\s*(?P<label>[^\s,]+)$")
-_INT = re.compile(r"^[+-]?\d+$")
+_INT = re.compile(r"^[+-]?[0-9]+$")  # ASCII digits: int() reads any Unicode digit
 _LAYOUT_HINT = (
     "Give labels in one of three ways: a labels file (labels.tsv, labels.txt or labels.csv "
     "with lines 'relative/path label'), one subfolder per class, or file names starting "

@@ -502,7 +502,7 @@ def _load_file(arch: str, path: Path, num_classes: int | None) -> LoadedModel:
             hint=f"Leave the class count unset to use the file's {file_classes} classes.",
         )
     model = build_model(arch, num_classes=file_classes, width=width)
-    _load_strict(model, sd, f"weights file {path}")
+    _load_strict(model, sd, f"Weights file {path}")
     prov = _provenance("file", name=path.name, path=str(path.resolve()), sha256=sha, **fields)
     return LoadedModel(model.eval(), arch, file_classes, width, prov, None)
 

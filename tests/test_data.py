@@ -341,6 +341,8 @@ def test_flat_folder_is_unlabelled(tmp_path):
         (["notes.txt 1"], 1, "not an image"),
         (["file\tclass_index", "a.jpg\t1\textra"], 2, "columns"),
         (["file\tclass_index", "a.jpg\tx"], 2, "not an integer"),
+        (["a.jpg 1", "b.jpg \u0663"], 2, "cannot read line"),  # an Arabic-Indic 3
+        (["file\tclass_index", "a.jpg\t\u0663"], 2, "not an integer"),
     ],
 )
 def test_labels_file_errors_name_file_and_line(tmp_path, lines, line_no, pattern):
