@@ -564,6 +564,14 @@ def test_evaluation_refuses_more_class_folders_than_the_models_classes(tmp_path)
     assert "which has 3 classes (0 to 2)" in err.value.message
 
 
+def test_evaluation_refuses_loose_images_beside_class_folders(tmp_path):
+    """They have no class; the build refuses the same folder."""
+    folder = _class_folders(tmp_path, 3, per_class=1)
+    Image.new("RGB", (8, 8)).save(folder / "stray.png")
+    with pytest.raises(common.ScriptError, match="mixes loose images \\(stray.png"):
+        evaluate_tensorrt.labelled_images(folder)
+
+
 def test_evaluation_refuses_an_empty_class_folder(tmp_path):
     """It would shift the class index of every folder after it, as the build says."""
     folder = _class_folders(tmp_path, 3, per_class=1)

@@ -96,6 +96,16 @@ def _from_class_folders(folder: Path) -> Labelled:
             "Pass --images a folder holding labels.tsv, labels.txt or labels.csv (lines "
             "`relative/path class_index`), or one folder of images per class.",
         )
+    loose = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+    if loose:  # images with no class, which the build refuses too
+        common.fail(
+            f"{folder} mixes loose images ({loose[0].name}, ...) and class folders.",
+            "Move the loose images into a class folder, or the folders' images out.",
+        )
     empty = next((cls for cls in classes if not images[cls.name]), None)
     if empty is not None:  # it would shift the class index of every folder after it
         common.fail(
