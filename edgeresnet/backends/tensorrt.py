@@ -180,7 +180,7 @@ class TensorRTBackend:
             return f"TensorRT {self.version()} engine"
         if precision == "fp16":
             return "not here: FP16 exists only inside a TensorRT engine (TensorRT absent)"
-        how = ", Q/DQ computed in float" if precision == "int8" else ""
+        how = ", Q/DQ computed in float" if _cpu_optimization(precision) == "disable" else ""
         return f"onnxruntime {ort.__version__} CPU{how} (TensorRT absent)"
 
     def _int8(
@@ -233,11 +233,10 @@ class TensorRTBackend:
                 "FP16 exists only inside a TensorRT engine, and TensorRT is not installed here.",
                 hint="Run ondevice/evaluate_tensorrt.py on the device for its accuracy.",
             )
-        # As the validator runs it: TensorRT's INT8 arithmetic, not this CPU's int8 kernels.
         return OnnxRuntimeSession(
             artifact.file,
             threads=threads,
-            optimization="disable" if artifact.precision == "int8" else "all",
+            optimization=_cpu_optimization(artifact.precision),
             providers=["CPUExecutionProvider"],
         )
 
@@ -326,6 +325,13 @@ def _tensorrt_ready() -> bool:
     except OSError:
         return False
     return True
+
+
+def _cpu_optimization(precision: str) -> str:
+    """ONNX Runtime's graph optimizations for a file run on the CPU where TensorRT is absent: off
+    for INT8, so each Q/DQ pair is computed as written and the convolutions between them in float,
+    TensorRT's arithmetic (the validator runs it so too), not this CPU's int8 kernels."""
+    return "disable" if precision == "int8" else "all"
 
 
 def _input_size(onnx_path: Path) -> int:

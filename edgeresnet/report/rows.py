@@ -115,6 +115,17 @@ class Row:
         return (self.device, self.target)
 
     @property
+    def dense_model(self) -> tuple[Any, ...]:
+        """Architecture, input size and weights: the dense model, for a pruned one the model
+        it was pruned from."""
+        return (self.model, self.input_size, self.weights_id)
+
+    @property
+    def network(self) -> tuple[Any, ...]:
+        """The network the row ran: its dense model, or that model pruned."""
+        return (*self.dense_model, self.pruned)
+
+    @property
     def run(self) -> tuple[str, str, str]:
         """Results file, device and target: the rows measured together, whose FP32 row is theirs."""
         return (self.source, self.device, self.target)
@@ -146,12 +157,10 @@ def fp32_rows(rows: Iterable[Row]) -> dict[tuple[str, str, str], Row]:
     is pruned (``Row.pruned`` says so).
     """
     own = {r.run: r for r in rows if r.candidate and r.variant == "fp32"}
-    dense = {_model_on(r): r for r in own.values() if not r.pruned}
-    return {run: dense.get(_model_on(r), r) if r.pruned else r for run, r in own.items()}
-
-
-def _model_on(r: Row) -> tuple[Any, ...]:
-    return (r.device, r.target, r.model, r.input_size, r.weights_id)
+    dense = {(*r.group, r.dense_model): r for r in own.values() if not r.pruned}
+    return {
+        run: dense.get((*r.group, r.dense_model), r) if r.pruned else r for run, r in own.items()
+    }
 
 
 def _runtime(entry: dict[str, Any], bench: dict[str, Any], target: dict[str, Any]) -> str:
@@ -231,7 +240,7 @@ def unmeasured_top1(row: Row) -> str:
         return "random weights"
     if row.timed_only:
         return NO_BUILD_ROW
-    if row.agreement is None and row.runtime.endswith("(not run)"):  # TensorRT FP16, say
+    if row.agreement is None:  # never run where it was built: TensorRT FP16, say
         return "not run where it was built; the bundle's on-device scripts measure it"
     return "no labelled evaluation set"
 
@@ -431,9 +440,7 @@ def missing_variants(rows: list[Row]) -> list[str]:
     groups: dict[tuple[Any, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for r in rows:
         if r.candidate:
-            groups[(r.target, r.model, r.input_size, r.weights_id, r.pruned)][r.device].add(
-                r.variant
-            )
+            groups[(r.target, r.network)][r.device].add(r.variant)
     lines = []
     for (target, *_), devices in groups.items():
         if len(devices) < 2:
@@ -534,7 +541,7 @@ def runs(rows: list[Row]) -> Runs:
     for r in rows:
         if r.remeasured_from is None:
             sources[r.group].add(r.source)
-    models = {(r.model, r.input_size, r.weights_id, r.pruned) for r in rows}
+    models = {r.network for r in rows}
     shown = len(models) > 1 or any(len(s) > 1 for s in sources.values())
     return Runs(run_names(dict.fromkeys(r.source for r in rows)), shown)
 
