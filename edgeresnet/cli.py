@@ -43,6 +43,7 @@ def _build(args: argparse.Namespace) -> int:
             prune=tuple(args.prune),
             prune_importance=args.prune_importance,
             prune_round_to=args.prune_round_to,
+            prune_stem_round_to=args.prune_stem_round_to,
             bn_recalibrate=args.bn_recalibrate,
             distill_steps=args.distill_steps,
             train=args.train,
@@ -436,6 +437,14 @@ def parser() -> _Parser:
         default=8,
         help="keep channel counts multiples of N, rounded down (default 8; OpenVINO on AVX-512 "
         "CPUs works in blocks of 16)",
+    )
+    p.add_argument(
+        "--prune-stem-round-to",
+        type=_non_negative_int,
+        default=32,
+        help="keep the stem (the convolution before the max pool) a multiple of N, the nearest "
+        "(default 32: OpenVINO's INT8 max pool works in 32-channel vectors on AVX2; 0: as "
+        "--prune-round-to)",
     )
     p.add_argument(
         "--no-bn-recalibrate",

@@ -75,6 +75,7 @@ class BuildRequest:
     prune: tuple[float, ...] = ()
     prune_importance: str = "l2"
     prune_round_to: int = 8
+    prune_stem_round_to: int = 32
     bn_recalibrate: bool = True
     distill_steps: int = 0
     train: Path | None = None
@@ -174,7 +175,12 @@ def resolve(request: BuildRequest) -> Inputs:
             hint="Give each ratio once.",
         )
     prune = [
-        PruneOptions(r, importance=request.prune_importance, round_to=request.prune_round_to)
+        PruneOptions(
+            r,
+            importance=request.prune_importance,
+            round_to=request.prune_round_to,
+            stem_round_to=request.prune_stem_round_to,
+        )
         for r in sorted(set(request.prune) - {0.0})
     ]
     tags = Counter(p.tag for p in prune)

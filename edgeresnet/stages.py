@@ -117,7 +117,8 @@ class Stages:
         pre = self.preprocess
         with stage(
             f"pruning {options.ratio:.0%} of channels ({options.importance}, "
-            f"multiples of {options.round_to})"
+            f"multiples of {options.round_to}"
+            + (f", the stem's of {options.stem_round_to})" if options.stem_round_to else ")")
         ):
             model = prune(dense.model, options, input_size=pre.crop_size)
         record = {**options.to_dict(), "recovery": []}

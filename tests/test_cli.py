@@ -81,6 +81,7 @@ def test_targets_lists_profiles():
         (["--target", "onnx", "--model", "resnet49"], "resnet49"),
         (["--target", "onnx", "--prune", "0.3", "--prune-round-to", "1000"], "with none"),
         (["--target", "onnx", "--prune-round-to", "x"], "expected a whole number, got 'x'"),
+        (["--target", "onnx", "--prune-stem-round-to", "-1"], "must be 0 or more, got -1"),
         (["--target", "onnx", "--prune", "0.3", "--train", "."], "--distill-steps is 0"),
         (["--target", "onnx", "--sensitivity-images", "10"], "sizes the --max-drop search"),
         (["--target", "onnx", "--seed", "99999999999999999999"], "must be 0 to 4294967295"),

@@ -55,8 +55,44 @@ def test_resnet50_layers_get_the_planned_widths():
     plan = planned_channels(model, PruneOptions(0.3))
     pruned = prune(model, PruneOptions(0.3), input_size=64)
     assert {n: m.out_channels for n, m in pruned.named_modules() if n in plan} == plan
-    # int(C * 0.7) rounded down to 8: 64 -> 40, 128 -> 88, 2048 -> 1432
-    assert (plan["conv1"], plan["layer2.0.conv1"], plan["layer4.0.conv3"]) == (40, 88, 1432)
+    # int(C * 0.7) rounded down to 8: 64 -> 40, 128 -> 88, 2048 -> 1432; the stem's 44 to the
+    # nearest multiple of 32
+    widths = (plan["layer1.0.conv1"], plan["layer2.0.conv1"], plan["layer4.0.conv3"])
+    assert widths == (40, 88, 1432)
+    assert plan["conv1"] == 32 == pruned.layer1[0].conv1.in_channels
+
+
+@pytest.mark.parametrize(
+    ("ratio", "stem_round_to", "stem"),
+    [
+        (0.1, 32, 64),  # keeps 57: 64 is nearer than 32
+        (0.25, 32, 64),  # keeps 48, half way: the wider
+        (0.3, 32, 32),
+        (0.5, 32, 32),
+        (0.8, 32, 32),  # keeps 12, nearer 0: never below one multiple
+        (0.3, 0, 40),  # 0: rounded down like every other layer
+        (0.3, 16, 48),
+    ],
+)
+def test_the_stem_keeps_the_nearest_multiple_of_its_own(ratio, stem_round_to, stem):
+    model = build_model("resnet50")
+    options = PruneOptions(ratio, stem_round_to=stem_round_to)
+    assert planned_channels(model, options)["conv1"] == stem
+    pruned = prune(model, options, input_size=64)
+    assert pruned.conv1.out_channels == pruned.bn1.num_features == stem
+    assert pruned.layer1[0].downsample[0].in_channels == stem
+
+
+def test_a_negative_stem_rounding_is_refused():
+    with pytest.raises(UsageError, match="Stem channel rounding must be 0 or more, got -1"):
+        PruneOptions(0.3, stem_round_to=-1)
+
+
+def test_a_stem_narrower_than_its_multiple_rounds_like_the_others(tiny):
+    # 16 channels: no multiple of 32 fits, so 0.3 keeps int(11.2) rounded down to 8; with
+    # --prune-round-to 12 the stem's multiple is 96 (of both 32 and 12)
+    assert planned_channels(tiny, PruneOptions(0.3))["conv1"] == 8
+    assert planned_channels(build_model("resnet50"), PruneOptions(0.3, round_to=12))["conv1"] == 36
 
 
 def test_a_ratio_that_would_empty_a_layer_is_refused(tiny):
