@@ -443,7 +443,7 @@ def parser() -> _Parser:
         type=_non_negative_int,
         default=32,
         help="keep the stem (the convolution before the max pool) a multiple of N, the nearest "
-        "(default 32: OpenVINO's INT8 max pool works in 32-channel vectors on AVX2; 0: as "
+        "(default 32: OpenVINO's INT8 max pool is fast over multiples of 32 on AVX2; 0: as "
         "--prune-round-to)",
     )
     p.add_argument(

@@ -3,9 +3,9 @@
 Channels are physically removed (masks would change neither compute nor speed), residual groups
 stay consistent through torch-pruning's dependency graph, and the classifier's outputs are never
 pruned. The stem, whose output the max pool reads, keeps a multiple of its own (32 by default):
-OpenVINO's INT8 max pool handles 32 channels at a time on AVX2 and took 13 times as long over 40.
-A pruned model is saved as a channel spec (JSON) plus safetensors weights and rebuilt from them
-without pickle.
+OpenVINO's INT8 max pool is fast over multiples of 32 channels on AVX2 and took 13 times as long
+over 40. A pruned model is saved as a channel spec (JSON) plus safetensors weights and rebuilt
+from them without pickle.
 """
 
 from __future__ import annotations
