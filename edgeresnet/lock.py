@@ -7,6 +7,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from edgeresnet.errors import UsageError
 
@@ -27,12 +28,7 @@ def output_lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            raise UsageError(
-                f"Another edgeresnet build is writing to {folder} (pid {owner}).",
-                hint="Wait for it to finish, or pass a different --out.",
-            ) from None
+            raise _held(folder, handle) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -47,3 +43,27 @@ def output_lock(folder: Path) -> Iterator[None]:
                         empty.rmdir()
     finally:
         handle.close()  # closing releases the lock; a killed process releases it too
+
+
+def check_unlocked(folder: Path) -> None:
+    """Fail at once where another build holds ``folder``'s lock, before any input is checked
+    (which can take minutes: hashing weights, reading image folders); creates nothing. A build
+    that takes the lock between this check and ``output_lock`` is still refused there."""
+    try:
+        handle = open(folder / LOCK_NAME)  # noqa: SIM115 - closed below, which releases the probe
+    except OSError:  # no lock file, or none readable: output_lock decides
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _held(folder, handle) from None
+
+
+def _held(folder: Path, handle: IO[str]) -> UsageError:
+    handle.seek(0)
+    owner = handle.read().strip() or "unknown"
+    return UsageError(
+        f"Another edgeresnet build is writing to {folder} (pid {owner}).",
+        hint="Wait for it to finish, or pass a different --out.",
+    )

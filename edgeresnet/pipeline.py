@@ -33,7 +33,7 @@ from edgeresnet.errors import (
     WeightsError,
 )
 from edgeresnet.evaluate import fidelity
-from edgeresnet.lock import output_lock
+from edgeresnet.lock import check_unlocked, output_lock
 from edgeresnet.models import (
     LoadedModel,
     canonical_arch,
@@ -110,6 +110,7 @@ class Inputs:
 def build(request: BuildRequest) -> Path:
     """Run the whole build for one target; returns the output folder ``OUT/<target>``."""
     started = time.perf_counter()
+    check_unlocked(request.out)
     inputs = resolve(request)
     final = request.out / inputs.profile.name
     try:

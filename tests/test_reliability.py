@@ -26,7 +26,7 @@ from edgeresnet.cache import StageCache
 from edgeresnet.cli import main
 from edgeresnet.config import load_target
 from edgeresnet.errors import ConfigError, ReportError, UsageError
-from edgeresnet.lock import output_lock
+from edgeresnet.lock import check_unlocked, output_lock
 from edgeresnet.models import build_model
 from edgeresnet.ondevice.common import sha256_file
 from edgeresnet.report import load_results, rows_of
@@ -372,6 +372,29 @@ def test_second_build_into_the_same_folder_is_refused(tmp_path, capsys):
         )
     assert code == 2
     assert "Another edgeresnet build is writing to" in capsys.readouterr().err
+
+
+def test_a_locked_folder_is_refused_before_the_inputs_are_checked(tmp_path, capsys):
+    out = tmp_path / "out"
+    with output_lock(out):
+        code = main(
+            ["build", "--target", "onnx", "--weights", str(tmp_path / "no.pt"), "--out", str(out)]
+        )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"Another edgeresnet build is writing to {out} (pid {os.getpid()})" in err
+    assert "no.pt" not in err
+
+
+def test_the_lock_probe_creates_nothing_and_passes_a_free_folder(tmp_path):
+    check_unlocked(tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+    with output_lock(tmp_path):
+        pass
+    check_unlocked(tmp_path)  # a lock file left by a finished run holds no lock
+    with output_lock(tmp_path):  # and the probe released what it took
+        with pytest.raises(UsageError, match=r"writing to .* \(pid \d+\)"):
+            check_unlocked(tmp_path)
 
 
 def test_a_failed_first_run_leaves_no_folder_behind(tmp_path):

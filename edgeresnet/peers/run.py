@@ -30,7 +30,7 @@ from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, disco
 from edgeresnet.errors import EdgeResnetError, OutputError, UsageError
 from edgeresnet.evaluate import collect_logits, fidelity
 from edgeresnet.export import export_onnx
-from edgeresnet.lock import output_lock
+from edgeresnet.lock import check_unlocked, output_lock
 from edgeresnet.models import (
     LoadedModel,
     check_input_size,
@@ -92,6 +92,7 @@ def compare_peers(request: PeerRequest) -> Path:
                 f"--against {bundle} is not an edgeresnet bundle (no manifest.json).",
                 hint="Pass the folder a build wrote, e.g. build/onnx.",
             )
+    check_unlocked(request.out.parent)
     publish.check_out(request.out, "the peer comparison")
     threads = request.threads or physical_cores()
     pool = discover(request.calib or default_calibration_dir())
