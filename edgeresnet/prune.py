@@ -72,20 +72,20 @@ class PruneOptions:
 def planned_channels(model: nn.Module, options: PruneOptions) -> dict[str, int]:
     """Each convolution's output channels after pruning, as torch-pruning's local pruning counts
     them: ``int(C * (1 - ratio))`` kept, rounded down to a multiple of ``round_to``; the stem's
-    as ``stem_channels`` gives them."""
+    as ``_stem_channels`` gives them."""
     plan = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             channels = module.out_channels
             kept = int(channels * (1.0 - options.ratio))
             plan[name] = kept - kept % options.round_to if kept < channels else channels
-    stem = stem_channels(getattr(model, STEM).out_channels, options)
+    stem = _stem_channels(getattr(model, STEM).out_channels, options)
     if stem is not None:
         plan[STEM] = stem
     return plan
 
 
-def stem_channels(channels: int, options: PruneOptions) -> int | None:
+def _stem_channels(channels: int, options: PruneOptions) -> int | None:
     """The stem's width under its own multiple (of both roundings, so torch-pruning keeps it),
     or None where it rounds like every other layer (``stem_round_to`` 0, or a stem narrower
     than the multiple). A 64-channel stem in multiples of 32 has only 32 and 64 to choose from,

@@ -180,7 +180,8 @@ class TensorRTBackend:
             return f"TensorRT {self.version()} engine"
         if precision == "fp16":
             return "not here: FP16 exists only inside a TensorRT engine (TensorRT absent)"
-        how = ", Q/DQ computed in float" if _cpu_optimization(precision) == "disable" else ""
+        disabled = tensorrt_rules.cpu_optimization(precision) == "disable"
+        how = f", {tensorrt_rules.CPU_INT8}" if disabled else ""
         return f"onnxruntime {ort.__version__} CPU{how} (TensorRT absent)"
 
     def _int8(
@@ -236,7 +237,7 @@ class TensorRTBackend:
         return OnnxRuntimeSession(
             artifact.file,
             threads=threads,
-            optimization=_cpu_optimization(artifact.precision),
+            optimization=tensorrt_rules.cpu_optimization(artifact.precision),
             providers=["CPUExecutionProvider"],
         )
 
@@ -325,13 +326,6 @@ def _tensorrt_ready() -> bool:
     except OSError:
         return False
     return True
-
-
-def _cpu_optimization(precision: str) -> str:
-    """ONNX Runtime's graph optimizations for a file run on the CPU where TensorRT is absent: off
-    for INT8, so each Q/DQ pair is computed as written and the convolutions between them in float,
-    TensorRT's arithmetic (the validator runs it so too), not this CPU's int8 kernels."""
-    return "disable" if precision == "int8" else "all"
 
 
 def _input_size(onnx_path: Path) -> int:

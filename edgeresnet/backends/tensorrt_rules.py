@@ -21,6 +21,20 @@ from edgeresnet.config import MIN_OPSET
 from edgeresnet.errors import VerificationError
 from edgeresnet.evaluate import fidelity
 from edgeresnet.export import STANDARD_DOMAINS, default_opset
+from edgeresnet.ondevice.bench_onnxruntime import session_options
+
+# How a TensorRT file runs in ONNX Runtime on a CPU where TensorRT is absent (the validator, and
+# the stand-in that evaluates TensorRT rows). INT8: graph optimizations off, so each Q/DQ pair
+# runs as written and the convolutions between them in float, TensorRT's arithmetic (exact int32
+# sums), whatever this CPU's int8 kernels do. Fused into ONNX Runtime's s8/s8 kernels, a CPU
+# without VNNI saturates 16-bit sums: 14 dB instead of 33.
+CPU_INT8 = "Q/DQ computed in float"
+
+
+def cpu_optimization(precision: str) -> str:
+    """ONNX Runtime's graph optimizations for a TensorRT file of ``precision`` run on the CPU."""
+    return "disable" if precision == "int8" else "all"
+
 
 RULES = {
     "opset": f"default-domain opset >= {MIN_OPSET}",
@@ -125,14 +139,10 @@ def validate(
 ) -> dict[str, Any]:
     """Rules, then the INT8 model against the FP32 model in ONNX Runtime on real images."""
     report = check_rules(onnx.load(str(int8_onnx)), float_nodes)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    sessions = [ort.InferenceSession(str(fp32_onnx), options)]
-    # The Q/DQ pairs run as written, the convolutions in float between them: TensorRT's INT8
-    # arithmetic (exact int32 sums), whatever this CPU's int8 kernels do. Fused into ONNX
-    # Runtime's s8/s8 kernels, a CPU without VNNI saturates 16-bit sums: 14 dB instead of 33.
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sessions.append(ort.InferenceSession(str(int8_onnx), options))
+    sessions = [
+        ort.InferenceSession(str(path), session_options(0, cpu_optimization(precision)))
+        for path, precision in ((fp32_onnx, "fp32"), (int8_onnx, "int8"))
+    ]
     name = sessions[0].get_inputs()[0].name
     ref, out = [], []
     for x in batches:
@@ -151,7 +161,7 @@ def validate(
             "copy of the profile with a lower one, given as --target FILE, accepts this INT8.",
         )
     report["fidelity"] = {
-        "runtime": f"onnxruntime {ort.__version__} CPU, Q/DQ computed in float",
+        "runtime": f"onnxruntime {ort.__version__} CPU, {CPU_INT8}",
         "reference": "FP32 ONNX in onnxruntime",
         "min_sqnr_db": min_sqnr_db,
         **{k: (float(v) if isinstance(v, np.floating) else v) for k, v in result.items()},
