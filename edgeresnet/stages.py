@@ -410,18 +410,25 @@ class Stages:
         out: dict[str, np.ndarray | None] = {v: self.cache.array(k) for v, k in keys.items()}
         notes: dict[str, str] = {}
         sessions: dict[str, Session] = {"reference": reference}
+        twins: list[str] = []  # runs exactly as the reference: its logits, not run again
         for artifact in artifacts:
             if out[artifact.variant] is not None:
                 self.reused.append(f"{artifact.variant} evaluation")
                 continue
             try:
-                sessions[artifact.variant] = self.backend.load(artifact, threads=self.threads)
+                session = self.backend.load(artifact, threads=self.threads)
             except BackendUnavailableError as exc:
                 warn(f"{artifact.variant} was built but cannot run here: {exc.message}")
                 notes[artifact.variant] = f"not evaluated here: {exc.message}"
+                continue
+            if _runs_like(session, reference):
+                twins.append(artifact.variant)
+            else:
+                sessions[artifact.variant] = session
         computed, labels = collect_logits(
             sessions, images_.batches(self.preprocess, BATCH), total=len(images_)
         )
+        computed.update({variant: computed["reference"] for variant in twins})
         for variant, value in computed.items():
             if variant != "reference":
                 self.cache.store_array(keys[variant], value)
@@ -489,6 +496,13 @@ class Stages:
         result = with_load_average(measure)
         self.cache.store_json(key, result)
         return result
+
+
+def _runs_like(session: Session, reference: Session) -> bool:
+    """Whether ``session`` gives ``reference``'s logits by construction (the same file in the
+    same runtime and settings, as an ONNX build's FP32 artifact is), so it need not run."""
+    runs_like = getattr(session, "runs_like", None)
+    return runs_like is not None and bool(runs_like(reference))
 
 
 def _arrays(image_set: ImageSet, pre: Preprocess) -> tuple[np.ndarray, np.ndarray | None]:

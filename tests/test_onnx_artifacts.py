@@ -52,6 +52,28 @@ def test_fp32_onnx_matches_pytorch_with_dynamic_batch(tiny):
     np.testing.assert_allclose(session.run(x), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_a_session_of_the_same_bytes_and_settings_gives_the_same_logits(tiny, tmp_path):
+    """What lets an evaluation take a copy's logits from the reference instead of running it."""
+    path = tiny[1]
+    copy, other = tmp_path / "copy.onnx", tmp_path / "other.onnx"
+    copy.write_bytes(path.read_bytes())
+    model = onnx.load(path)
+    weight = next(t for t in model.graph.initializer if t.name == "fc.weight")
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 2, weight.name))
+    onnx.save(model, other)
+    backend = get_backend("onnxruntime")
+    reference = backend.load(Artifact("reference", "fp32", path), threads=2)
+    same = backend.load(Artifact("fp32", "fp32", copy), threads=2)
+    assert same.runs_like(reference)
+    x = next(batches(1, batch=8))
+    assert np.array_equal(same.run(x), reference.run(x))
+    assert not backend.load(Artifact("fp32", "fp32", copy), threads=1).runs_like(reference)
+    assert not backend.load(Artifact("fp32", "fp32", other), threads=2).runs_like(reference)
+    basic = get_backend("onnxruntime", runtime={"graph_optimization": "basic"})
+    assert not basic.load(Artifact("fp32", "fp32", copy), threads=2).runs_like(reference)
+    assert not same.runs_like(object())
+
+
 def test_dynamo_exporter_refuses_opsets_below_18(tiny, tmp_path):
     with pytest.raises(ExportError, match="opset 17"):
         export_onnx(

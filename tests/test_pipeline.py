@@ -14,7 +14,7 @@ import pytest
 from conftest import assert_ratio_of_p50s
 from PIL import Image
 
-from edgeresnet import pipeline, publish
+from edgeresnet import pipeline, publish, stages
 from edgeresnet.backends import onnxruntime as ort_backend
 from edgeresnet.cli import main
 from edgeresnet.errors import DataError, QuantizationError
@@ -184,6 +184,29 @@ def test_runtime_settings_are_part_of_the_evaluation_and_benchmark_keys(
     reused = set(results(out)["producer"]["reused_from_cache"])
     assert "ONNX export dense" in reused
     assert not {r for r in reused if r.endswith(("evaluation", "benchmark"))}, reused
+
+
+def test_an_fp32_artifact_that_is_the_reference_is_not_run_twice(
+    digits_build, fast_profile, tmp_path, monkeypatch
+):
+    """The ONNX target's FP32 file is the reference's bytes in the same runtime: its logits are
+    the reference's, taken once; with other session settings it is run on its own."""
+    ran: list[set[str]] = []
+    real = stages.collect_logits
+
+    def spy(sessions, *args, **kwargs):
+        ran.append(set(sessions))
+        return real(sessions, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "collect_logits", spy)
+    out = tmp_path / "out"
+    assert build(*digits_build(fast_profile, out, 8, evaluate=20)) == 0
+    assert ran == [{"reference", "int8"}]
+    fp32 = rows(results(out))["fp32"]["fidelity"]
+    assert fp32["top1_agreement"] == 100.0 and fp32["sqnr_db"] is None  # identical logits
+    fast_profile.write_text(fast_profile.read_text() + '[runtime]\ngraph_optimization = "basic"\n')
+    assert build(*digits_build(fast_profile, out, 8, evaluate=20)) == 0
+    assert ran[1] == {"reference", "fp32", "int8"}
 
 
 def test_the_work_folder_lives_under_out_and_is_removed(

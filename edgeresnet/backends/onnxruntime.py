@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,21 @@ class OnnxRuntimeSession:
             str(artifact), script.session_options(threads, optimization), providers=providers
         )
         self._input = self._session.get_inputs()[0].name
+        self._file = artifact
+        self._settings = (threads, optimization, tuple(providers))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
+
+    def runs_like(self, other: object) -> bool:
+        """Whether ``other`` runs a file of the same bytes with the same settings, and so
+        gives the same logits: ONNX Runtime's CPU kernels are deterministic for one thread
+        count, as the FP32 rows of ONNX builds (infinite SQNR to their reference) show."""
+        return (
+            isinstance(other, OnnxRuntimeSession)
+            and other._settings == self._settings
+            and filecmp.cmp(self._file, other._file, shallow=False)
+        )
 
 
 class OnnxRuntimeBackend:
