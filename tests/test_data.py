@@ -499,3 +499,39 @@ def test_default_calibration_set():
         assert img.mode == "RGB" and min(img.size) == 256
         assert sample.path.name in sources
     assert sum(s.path.stat().st_size for s in found.samples) < 1_000_000
+
+
+def test_a_second_pass_over_a_set_reuses_its_preprocessed_images(tmp_path, monkeypatch):
+    """A build reads its calibration images several times; each is decoded once per version."""
+    from edgeresnet import data
+
+    files = [write_image(tmp_path / f"{i}.png", color=(i * 40, 0, 0)) for i in range(3)]
+    decoded: list[str] = []
+    real = data.load_image
+    monkeypatch.setattr(data, "load_image", lambda p: decoded.append(Path(p).name) or real(p))
+    monkeypatch.setattr(data, "_PREPROCESSED", data.LRUCache(1 << 20, getsizeof=lambda a: a.nbytes))
+    images = discover(tmp_path)
+    pre = Preprocess(crop_size=8, resize_size=8)
+    first = np.concatenate([x for x, _ in images.batches(pre, 2)])
+    again = np.concatenate([x for x, _ in images.batches(pre, 2)])
+    assert np.array_equal(first, again) and len(decoded) == 3
+    write_image(files[1], color=(0, 200, 0), size=(9, 6))  # a new version of one file
+    changed = np.concatenate([x for x, _ in images.batches(pre, 2)])
+    assert decoded[3:] == ["1.png"]
+    assert np.array_equal(changed[[0, 2]], first[[0, 2]]) and not np.array_equal(changed, first)
+    list(images.batches(Preprocess(crop_size=6, resize_size=6), 3))  # another transform
+    assert len(decoded) == 7
+
+
+def test_the_preprocessed_image_cache_keeps_to_its_size(tmp_path, monkeypatch):
+    from edgeresnet import data
+
+    one = 3 * 8 * 8 * 4  # bytes of one 8 x 8 image
+    monkeypatch.setattr(data, "_PREPROCESSED", data.LRUCache(2 * one, getsizeof=lambda a: a.nbytes))
+    for i in range(4):
+        write_image(tmp_path / f"{i}.png")
+    list(discover(tmp_path).batches(Preprocess(crop_size=8, resize_size=8), 4))
+    assert len(data._PREPROCESSED) == 2 and data._PREPROCESSED.currsize == 2 * one
+    cached = next(iter(data._PREPROCESSED.values()))
+    with pytest.raises(ValueError, match="read-only"):
+        cached[0, 0, 0] = 1.0
