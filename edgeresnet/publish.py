@@ -47,16 +47,20 @@ def work_folder(out: Path, name: str) -> Iterator[Path]:
     it calls (ONNX Runtime's quantizer, NNCF). It is named as staging, so a run killed with -9
     leaves it for the next run's ``clean_stale`` rather than in the system's temporary folder."""
     with tempfile.TemporaryDirectory(prefix=f".{name}.work.staging-", dir=out) as work:
-        saved = tempfile.tempdir, os.environ.get("TMPDIR")
+        # torch._dynamo, on import, makes its cache folder in the temporary folder and names it
+        # in TORCHINDUCTOR_CACHE_DIR, which must not outlive the work folder.
+        saved = {key: os.environ.get(key) for key in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR")}
+        saved_tempdir = tempfile.tempdir
         tempfile.tempdir = os.environ["TMPDIR"] = work
         try:
             yield Path(work)
         finally:
-            tempfile.tempdir = saved[0]
-            if saved[1] is None:
-                os.environ.pop("TMPDIR", None)
-            else:
-                os.environ["TMPDIR"] = saved[1]
+            tempfile.tempdir = saved_tempdir
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 @contextmanager

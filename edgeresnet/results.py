@@ -71,17 +71,26 @@ def artifact_record(artifact: Artifact, root: Path) -> dict[str, Any]:
     return record
 
 
-def model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
-    size = pre.crop_size
+def model_identity(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
+    """What names the model (architecture, shape, input, weights), with nothing counted."""
     return {
         "arch": loaded.arch,
         "num_classes": loaded.num_classes,
         "width": loaded.width,
-        "input_size": size,
-        "params": count_parameters(loaded.model),
-        "macs": count_macs(loaded.model, size),
+        "input_size": pre.crop_size,
         "weights": loaded.weights,
         "preprocess": pre.to_dict(),
+    }
+
+
+def model_record(loaded: LoadedModel, pre: Preprocess) -> dict[str, Any]:
+    """``model_identity`` with the parameters and MACs counted. Counting MACs imports
+    torch._dynamo, which makes its cache folder in the temporary folder: call it where that is
+    the run's work folder."""
+    return {
+        **model_identity(loaded, pre),
+        "params": count_parameters(loaded.model),
+        "macs": count_macs(loaded.model, pre.crop_size),
     }
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edgeresnet import pipeline
+from edgeresnet import pipeline, publish
 from edgeresnet.backends import Artifact
 from edgeresnet.cache import StageCache
 from edgeresnet.cli import main
@@ -658,3 +658,23 @@ def test_distillation_never_trains_on_the_images_it_is_judged_by(tmp_path, capsy
     assert "2 images of --train are evaluation images" in " ".join(capsys.readouterr().err.split())
     with pytest.raises(UsageError, match="Every image of --train"):
         pipeline.resolve(replace(request, eval_size=None))
+
+
+@pytest.mark.parametrize("before", [None, "/somewhere/torchinductor_me"])
+def test_the_work_folder_leaves_no_environment_pointing_into_it(tmp_path, monkeypatch, before):
+    """torch._dynamo names the cache folder it makes in TORCHINDUCTOR_CACHE_DIR: one made in
+    the work folder must not be named after the folder is gone."""
+    import torch._inductor.runtime.cache_dir_utils as torch_cache
+
+    for key, value in (("TORCHINDUCTOR_CACHE_DIR", before), ("TMPDIR", None)):
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    with publish.work_folder(tmp_path, "out") as work:
+        if before is None:
+            assert Path(torch_cache.cache_dir()).parent == work  # what the import does
+        else:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "torchinductor_me")
+    assert not work.exists()
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before and "TMPDIR" not in os.environ

@@ -51,7 +51,7 @@ from edgeresnet.peers.byhand import PEERS, Peer
 from edgeresnet.progress import stage, warn
 from edgeresnet.report import write_report
 from edgeresnet.report.rows import crowded
-from edgeresnet.results import data_record, model_record
+from edgeresnet.results import data_record, model_identity, model_record
 
 RESULTS = "results.json"
 BATCH = 16
@@ -102,12 +102,12 @@ def compare_peers(request: PeerRequest) -> Path:
         warn(f"--calib: {note}")
     loaded = load_model(request.model, request.weights, seed=request.seed)
     pre = loaded.preprocess(request.input_size)
-    model = model_record(loaded, pre)
     for bundle in request.against:  # before minutes of work: ratios of two models mean nothing
-        check_against(bundle, model)
+        check_against(bundle, model_identity(loaded, pre))
     staging = None
     try:
         with _publishing(request.out) as staging:
+            model = model_record(loaded, pre)  # in the work folder (see model_record)
             _run(request, loaded, pre, model, images, threads, staging)
     except OSError as exc:
         raise publish.output_error(exc, request.out, "the peer comparison") from None
