@@ -184,6 +184,66 @@ def test_bundle_benchmark_writes_results_in_the_shared_schema(bundle, tmp_path):
     assert timed.p50_ms > 0 and timed.peak_load == max(load["start"][0], load["end"][0])
 
 
+def test_a_bundle_timed_in_rounds_keeps_each_variants_fastest_run(bundle, tmp_path):
+    out = tmp_path / "device.json"
+    proc = run_script(bundle, "--json", str(out), "--rounds", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("benchmarking")] == [
+        f"benchmarking model.fp32.onnx, round {r} of 3 ..." for r in (1, 2, 3)
+    ]
+    (row,) = json.loads(out.read_text())["rows"]
+    rounds = row["bench"]["rounds"]
+    assert rounds["count"] == 3 and rounds["kept"] == "fastest"
+    assert row["bench"]["latency"]["p50_ms"] == min(rounds["p50_ms"])
+    assert row["bench"]["throughput"]["images_per_s"] == max(rounds["images_per_s"])
+
+
+def test_rounds_go_with_a_bundle(bundle):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(bundle / "ondevice" / "bench_onnxruntime.py"),
+            *("--model", str(bundle / "model.fp32.onnx"), "--rounds", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--rounds goes with --bundle" in proc.stderr, proc.stderr
+    assert "benchmarking" not in proc.stdout
+
+
+def test_rounds_reverse_the_order_and_keep_each_jobs_least_disturbed_figures(capsys):
+    """The rule of the build's --rounds and the bundle scripts', one function."""
+    calls: list[str] = []
+    p50 = {"a": iter([5.0, 3.0, 4.0]), "b": iter([2.0, 2.5, 1.5])}
+    rate = {"a": iter([10.0, 30.0, 20.0]), "b": iter([50.0, 40.0, 45.0])}
+
+    def job(name: str):
+        def measure() -> dict:
+            calls.append(name)
+            return {
+                "latency": {"p50_ms": next(p50[name])},
+                "throughput": {"images_per_s": next(rate[name])},
+            }
+
+        return name, measure
+
+    a, b = common.in_rounds([job("a"), job("b")], 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert (a["latency"]["p50_ms"], a["throughput"]["images_per_s"]) == (3.0, 30.0)
+    assert (b["latency"]["p50_ms"], b["throughput"]["images_per_s"]) == (1.5, 50.0)
+    assert a["rounds"] == {
+        "count": 3,
+        "p50_ms": [5.0, 3.0, 4.0],
+        "images_per_s": [10.0, 30.0, 20.0],
+        "kept": "fastest",
+    }
+    assert "benchmarking b, round 2 of 3 ..." in capsys.readouterr().out
+    (once,) = common.in_rounds([("a", lambda: {"latency": {"p50_ms": 1.0}})], 1)
+    assert once == {"latency": {"p50_ms": 1.0}}  # one round: the run itself, no rounds record
+
+
 def test_damaged_bundle_is_refused(bundle, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(bundle, damaged)
@@ -206,6 +266,7 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
         (["--threads", "0"], "must be at least 1, got 0"),
         (["--pairs", "1"], "--pairs must be 0 (off) or at least 2, got 1"),
         (["--json", "/nonexistent/x.json"], "/nonexistent is not a folder this user can write"),
+        (["--rounds", "0"], "--rounds: must be at least 1, got 0"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_timed(bundle, extra, message):

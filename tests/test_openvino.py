@@ -230,7 +230,7 @@ def test_bundle_script_benchmarks_the_ir_where_it_is_copied(built, tmp_path):
     command = [sys.executable, str(bundle / "ondevice" / "bench_openvino.py"), "--bundle", "."]
     out = tmp_path / "device.json"
     proc = subprocess.run(
-        [*command, *args, "--pairs", "5", "--json", str(out)],
+        [*command, *args, "--pairs", "5", "--rounds", "2", "--json", str(out)],
         capture_output=True,
         text=True,
         cwd=bundle,
@@ -238,6 +238,12 @@ def test_bundle_script_benchmarks_the_ir_where_it_is_copied(built, tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["schema"] == common.SCHEMA and doc["environment"]["openvino"]
+    # --rounds: every IR twice, the second round in reverse order, each row's fastest run.
+    timed = [line.split(" (")[0] for line in proc.stdout.splitlines() if "round" in line]
+    order = [r["variant"] for r in doc["rows"]]
+    assert timed == [f"benchmarking {v}" for v in order + order[::-1]]
+    for r in doc["rows"]:
+        assert r["bench"]["latency"]["p50_ms"] == min(r["bench"]["rounds"]["p50_ms"])
     executed = {r["variant"]: r["bench"]["precision_executed"]["label"] for r in doc["rows"]}
     assert executed["fp32"] == "fp32" and executed["int8"] == "int8"
     assert executed["bf16"] == ("bf16" if HAS_BF16 else "fp32")

@@ -341,7 +341,6 @@ def test_kill_9_leaves_nothing_in_the_system_temp_and_the_next_run_sweeps_up(
     assert (out / "results.json").read_text() == "new"
 
 
-
 def _peer_document(images_per_s: float, **producer: Any) -> dict[str, Any]:
     """A peer run's results with one slow peer and one re-measured edgeresnet row."""
     bench = {"runtime": "torch", "threads": 1, "precision_executed": {"label": "fp32"}}

@@ -461,6 +461,37 @@ def test_device_results_merge_into_reports(digits_bundle):
     shutil.rmtree(engine.parent)
 
 
+def test_engines_timed_in_rounds_keep_their_fastest_run(tmp_path, monkeypatch):
+    """The device script's --rounds, with TensorRT and the timing process stood in for (they
+    cannot run here); the rounds, the order and the document are the script's own."""
+    bundle = _fake_bundle(tmp_path / "bundle", {"num_classes": 10, "input_size": 8})
+    (bundle / "engines" / "fp32.engine").write_bytes(b"engine bytes")
+    (bundle / "ondevice").mkdir()
+    (bundle / "ondevice" / "tensorrt.json").write_text('{"tensorrt_versions": ">=10.0,<11"}')
+    monkeypatch.setattr(
+        trt_runtime, "import_tensorrt", lambda: type("trt", (), {"__version__": "10.3.0"})
+    )
+    p50s = iter([3.0, 1.0, 2.0])
+
+    def timed(script, args, what):
+        assert script == "bench_tensorrt.py" and "--engine" in args
+        return {
+            "gpu": "Orin",
+            "jetson": {"jetpack": "6.1"},
+            "latency": {"batch": 1, "p50_ms": next(p50s)},
+            "throughput": {"batch": 8, "images_per_s": 100.0},
+        }
+
+    monkeypatch.setattr(common, "in_fresh_process", timed)
+    out = tmp_path / "device.json"
+    argv = ["--bundle", str(bundle), "--rounds", "3", "--json", str(out)]
+    assert bench_tensorrt.main(argv) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["bench"]["latency"]["p50_ms"] == 1.0
+    assert row["bench"]["rounds"]["p50_ms"] == [3.0, 1.0, 2.0]
+    assert row["artifact"]["file"] == "engines/fp32.engine"
+
+
 @pytest.mark.slow
 def test_resnet50_int8_onnx_is_tensorrt_ready(imagenet_samples, tmp_path):
     """ResNet-50, random weights, real photos: small INT8 file that keeps the FP32 logits."""

@@ -8,7 +8,8 @@ Imports only onnxruntime, numpy and the standard library, so it runs from a copi
 
 With --reference the two models are timed at batch 1 in alternating pairs, and the ratio of
 their p50s comes with a 95 % interval: on a shared machine it holds where two separate runs
-do not. ``--bundle . --pairs 500`` does that for every variant whose manifest names a reference.
+do not. ``--bundle . --pairs 500`` does that for every variant whose manifest names a reference;
+``--bundle . --rounds 3`` times every variant three times and keeps each one's fastest run.
 """
 
 from __future__ import annotations
@@ -210,25 +211,32 @@ def paired(
     }
 
 
-def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
-    """Benchmark every ONNX variant a bundle lists (and ``pairs`` against each's reference)."""
+def bench_bundle(
+    bundle: Path, args: argparse.Namespace, pairs: int = 0, rounds: int = 1
+) -> dict[str, Any]:
+    """Benchmark every ONNX variant a bundle lists, ``rounds`` times (``common.in_rounds``),
+    and ``pairs`` against each's reference."""
     manifest = common.check_manifest(bundle)
     input_size = manifest["model"]["input_size"]
     runtime = ["--optimization", args.optimization, "--providers", ",".join(args.providers)]
-    rows = []
-    for variant in manifest["variants"]:
-        if not variant["file"].endswith(".onnx"):
-            continue
-        print(f"benchmarking {variant['file']} ...", flush=True)
+    variants = [v for v in manifest["variants"] if v["file"].endswith(".onnx")]
+
+    def measure(variant: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         command = [
             *("--model", str(bundle / variant["file"])),
             *common.timing_flags(**common.timing(args), input_size=input_size),
             *runtime,
         ]
-        result = common.with_load_average(
-            common.in_fresh_process, SCRIPT, command, f"Benchmarking {variant['file']}"
+        return functools.partial(
+            common.with_load_average,
+            common.in_fresh_process,
+            SCRIPT,
+            command,
+            f"Benchmarking {variant['file']}",
         )
-        rows.append(common.bundle_row(variant, result))
+
+    results = common.in_rounds([(v["file"], measure(v)) for v in variants], rounds)
+    rows = [common.bundle_row(v, result) for v, result in zip(variants, results)]
     if pairs:
         # Pairs need a shared pool made before any session (``share_threads``): their own process.
         def pair(v: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
@@ -275,13 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     common.add_pairing_arguments(parser, "ONNX file")
+    common.add_rounds_argument(parser)
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    rounds = common.rounds_wanted(parser, args)
     out = common.output_file(args)
     for path in filter(None, (args.model, args.reference)):
         common.readable_model(path, _load, "ONNX Runtime")
     if args.bundle:
-        document = bench_bundle(args.bundle, args, pairs)
+        document = bench_bundle(args.bundle, args, pairs, rounds)
     elif args.reference is not None:
         document = {
             "model_file": str(args.model),

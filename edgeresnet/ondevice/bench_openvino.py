@@ -11,12 +11,13 @@ PERFORMANCE_HINT=THROUGHPUT (as many streams and requests as the device asks for
 the streams, threads and the precision the device actually executed. With --reference the two
 models are timed at batch 1 in alternating pairs instead, and the ratio of their p50s comes with
 a 95 % interval; ``--bundle . --pairs 500`` adds that to every variant whose manifest names a
-reference.
+reference. ``--bundle . --rounds 3`` times every IR three times, keeping each one's fastest run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -338,8 +339,11 @@ def paired(
     }
 
 
-def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
-    """Benchmark every IR variant a bundle lists (and ``pairs`` against each's reference)."""
+def bench_bundle(
+    bundle: Path, args: argparse.Namespace, pairs: int = 0, rounds: int = 1
+) -> dict[str, Any]:
+    """Benchmark every IR variant a bundle lists, ``rounds`` times (``common.in_rounds``), and
+    ``pairs`` against each's reference."""
     manifest = common.check_manifest(bundle)
     device = args.device or manifest["target"].get("device", "CPU")
     available = ov.Core().available_devices
@@ -353,23 +357,26 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
     def hint_of(variant: dict[str, Any]) -> str:
         return str(args.precision_hint or HINTS.get(variant["precision"], UNPINNED))
 
-    rows = []
-    for variant in manifest["variants"]:
-        if not variant["file"].endswith(".xml"):
-            continue
+    variants = [v for v in manifest["variants"] if v["file"].endswith(".xml")]
+    timing = common.timing_flags(**common.timing(args), input_size=manifest["model"]["input_size"])
+
+    def job(variant: dict[str, Any]) -> tuple[str, Callable[[], dict[str, Any]]]:
         hint = hint_of(variant)
-        print(f"benchmarking {variant['variant']} ({variant['file']}, {hint}) ...", flush=True)
-        timing = common.timing_flags(
-            **common.timing(args), input_size=manifest["model"]["input_size"]
-        )
         command = [
             *("--model", str(bundle / variant["file"])),
             *("--device", device, "--precision-hint", hint, *timing),
         ]
-        result = common.with_load_average(
-            common.in_fresh_process, SCRIPT, command, f"Benchmarking {variant['file']}"
+        measure = functools.partial(
+            common.with_load_average,
+            common.in_fresh_process,
+            SCRIPT,
+            command,
+            f"Benchmarking {variant['file']}",
         )
-        rows.append(common.bundle_row(variant, result))
+        return f"{variant['variant']} ({variant['file']}, {hint})", measure
+
+    results = common.in_rounds([job(v) for v in variants], rounds)
+    rows = [common.bundle_row(v, result) for v, result in zip(variants, results)]
     if pairs:
 
         def pair(v: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
@@ -418,8 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     common.add_timing_arguments(parser)
     parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     common.add_pairing_arguments(parser, "IR .xml file")
+    common.add_rounds_argument(parser)
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    rounds = common.rounds_wanted(parser, args)
     out = common.output_file(args)
     available = ov.Core().available_devices
     device = args.device or ("CPU" if args.model else None)
@@ -429,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in filter(None, (args.model, args.reference)):
         common.readable_model(path, lambda p: ov.Core().read_model(str(p)), "OpenVINO")
     if args.bundle:
-        document = bench_bundle(args.bundle, args, pairs)
+        document = bench_bundle(args.bundle, args, pairs, rounds)
     elif args.reference is not None:
         document = {
             "model_file": str(args.model),

@@ -11,7 +11,8 @@ pays, trtexec's "Latency"); GPU compute time alone comes from CUDA events. Each 
 TensorRT and JetPack versions, the power mode and whether clocks were locked. With --reference
 two engines are timed at batch 1 in alternating pairs instead, for the ratio of their p50s with
 a 95 % interval; ``--bundle . --pairs 500`` adds that to every engine whose variant names a
-reference in the manifest.
+reference in the manifest. ``--bundle . --rounds 3`` times every engine three times, keeping
+each one's fastest run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +173,11 @@ def row(record: dict[str, Any], bundle: Path, variants: dict[str, dict[str, Any]
     }
 
 
-def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict[str, Any]:
-    """Benchmark every engine the bundle built (and ``pairs`` against each's reference)."""
+def bench_bundle(
+    bundle: Path, args: argparse.Namespace, pairs: int = 0, rounds: int = 1
+) -> dict[str, Any]:
+    """Benchmark every engine the bundle built, ``rounds`` times (``common.in_rounds``), and
+    ``pairs`` against each's reference."""
     manifest = common.check_manifest(bundle)
     settings = trt_runtime.load_settings(bundle)
     trt = trt_runtime.import_tensorrt()
@@ -180,11 +185,9 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
         trt.__version__, settings["tensorrt_versions"], ignore=args.ignore_version
     )
     variants = {v["variant"]: v for v in manifest["variants"]}
-    rows = []
     records = trt_runtime.engine_records(bundle)
-    for record in records:
-        print(f"benchmarking {record['engine']} ...", flush=True)
-        entry = row(record, bundle, variants)
+
+    def measure(record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         timing = common.timing_flags(
             threads=None,
             # The engine's own range: build_engine.py --batch-sizes may have narrowed the profile's.
@@ -196,10 +199,19 @@ def bench_bundle(bundle: Path, args: argparse.Namespace, pairs: int = 0) -> dict
         )
         engine = bundle / "engines" / record["engine"]
         command = ["--engine", str(engine), "--dla-core", str(record["options"]["dla_core"])]
-        entry["bench"] = common.with_load_average(
-            common.in_fresh_process, SCRIPT, [*command, *timing], f"Benchmarking {record['engine']}"
+        return functools.partial(
+            common.with_load_average,
+            common.in_fresh_process,
+            SCRIPT,
+            [*command, *timing],
+            f"Benchmarking {record['engine']}",
         )
-        rows.append(entry)
+
+    results = common.in_rounds([(r["engine"], measure(r)) for r in records], rounds)
+    rows = [
+        {**row(record, bundle, variants), "bench": result}
+        for record, result in zip(records, results)
+    ]
     if pairs:
         engines = {r["variant"]: r for r in records}
 
@@ -238,11 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ignore-version", action="store_true")
     parser.add_argument("--device-name", type=common.a_name, help="name of this device in reports")
     common.add_pairing_arguments(parser, "engine file")
+    common.add_rounds_argument(parser)
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    rounds = common.rounds_wanted(parser, args)
     out = common.output_file(args)
     if args.bundle:
-        result = bench_bundle(args.bundle, args, pairs)
+        result = bench_bundle(args.bundle, args, pairs, rounds)
     elif not args.engine.is_file():
         parser.error(f"{args.engine} does not exist")
     elif args.reference is not None:
