@@ -661,6 +661,40 @@ def test_peer_ratios_prefer_rows_remeasured_in_the_same_run(tmp_path):
     assert sum(line.startswith("| onnx | int8 |") for line in device.splitlines()) == 1
 
 
+def test_a_pruned_variant_remeasured_in_a_peer_run_has_one_precision_error_line(tmp_path):
+    """A peer run's re-timing of a build's p30-int8 carries the build's evaluation; the
+    "Precision error" table lists the variant once, as the device tables do."""
+    sha = {"p30-fp32": "1" * 64, "p30-int8": "2" * 64}
+
+    def pruned(variant: str, precision: str, **extra: Any) -> dict[str, Any]:
+        r = row(variant, precision, 20.0, 13_000_000, None, precision, **extra)
+        r["artifact"]["sha256"] = sha[variant]
+        return r
+
+    built = pruned("p30-int8", "int8")
+    built["fidelity"]["to_own_fp32"] = {
+        "reference": "p30-fp32",
+        "top1_agreement": 80.7,
+        "sqnr_db": 7.8,
+        "images": 300,
+    }
+    build_rows = [document("box")["rows"][0], pruned("p30-fp32", "fp32"), built]
+    # As a peer run writes it: the build's row, its evaluation included, timed again.
+    remeasured = {
+        **built,
+        "remeasured": {"source": "build/onnx", "target": "onnx", "backend": "onnxruntime"},
+    }
+    docs = {
+        "onnx.json": document("box", weights="random", top1=False, rows=build_rows),
+        "peers.json": peers_document("box", extra_rows=[remeasured]),
+    }
+    write_report(docs, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    section = md.split("## Precision error of pruned variants")[1].split("\n## ")[0]
+    lines = [line for line in section.splitlines() if "| p30-int8" in line]
+    assert len(lines) == 1 and "| 80.7 | 7.8 |" in lines[0], section
+
+
 # ----------------------------------------------------------------------------- bad files
 
 

@@ -142,7 +142,8 @@ def render(
         ],
         "budgets": budget_lines(documents, rows),
         "paired": [r for r in rows if r.paired is not None],
-        "own_fp32": [r for r in rows if r.to_own_fp32 is not None],
+        # The build's rows: a peer run's re-timing of one carries its evaluation, not a new one.
+        "own_fp32": [r for r in rows if r.candidate and r.to_own_fp32 is not None],
         "selection": _selection(rows, constraints, entry, named) if constraints else None,
         "metric": y_metric(rows)[1],
         "any_random": any(r.random_weights for r in rows),
