@@ -4,7 +4,8 @@
 # Two builds (ONNX Runtime and OpenVINO, dense and 30 % pruned; each variant also timed against
 # its reference in 500 alternating pairs), one peer run that re-times both bundles back to back
 # with the by-hand peers (3 rounds, order reversed each round), the report, which keeps copies of
-# the three results files in inputs/. About 20 to 25 minutes on 2 cores.
+# the three results files in inputs/. About 20 to 25 minutes on 2 Zen 5 cores, 33 on 2 AVX2-only
+# EPYC cores.
 # CALIB, OUT and DEVICE override the calibration folder, the build folder and the device name.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
