@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeresnet.errors import BackendUnavailableError
-from edgeresnet.ondevice.common import fastest_run, round_order
+from edgeresnet.ondevice.common import in_rounds
 from edgeresnet.progress import stage, warn
 
 
@@ -23,24 +23,24 @@ class Job:
 
 
 def time_rounds(jobs: list[Job], rounds: int) -> None:
-    """Time every job ``rounds`` times, the order reversed each round; keep its fastest run
-    (``ondevice.common.in_rounds``, which the bundle's scripts use, with its reasons). A job
-    that raises BackendUnavailableError is not retried; its row says why it has no figure.
+    """Time every job ``rounds`` times, the order reversed each round, and fill its row's
+    ``bench`` with its fastest run: ``ondevice.common.in_rounds``, the rule the bundle's scripts
+    follow too. A job that raises BackendUnavailableError is not retried; its row says why it
+    has no figure.
     """
-    runs: list[list[dict[str, Any]]] = [[] for _ in jobs]
-    failed: set[int] = set()
-    for r in range(rounds):
-        for i in round_order(len(jobs), r):
-            if i in failed:
-                continue
-            of = f", round {r + 1} of {rounds}" if rounds > 1 else ""
-            with stage(f"benchmarking {jobs[i].label}{of}"):
-                try:
-                    runs[i].append(jobs[i].run())
-                except BackendUnavailableError as exc:
-                    warn(f"{jobs[i].label} could not be benchmarked: {exc.message}")
-                    jobs[i].row["notes"].append(f"not benchmarked here: {exc.message}")
-                    failed.add(i)
-    for job, measured in zip(jobs, runs, strict=True):
-        if measured:
-            job.row["bench"] = fastest_run(measured)
+
+    def attempt(job: Job) -> Callable[[], dict[str, Any] | None]:
+        def measure() -> dict[str, Any] | None:
+            try:
+                return job.run()
+            except BackendUnavailableError as exc:
+                warn(f"{job.label} could not be benchmarked: {exc.message}")
+                job.row["notes"].append(f"not benchmarked here: {exc.message}")
+                return None
+
+        return measure
+
+    fastest = in_rounds([(job.label, attempt(job)) for job in jobs], rounds, announce=stage)
+    for job, bench in zip(jobs, fastest, strict=True):
+        if bench is not None:
+            job.row["bench"] = bench

@@ -6,6 +6,7 @@ Standard library and numpy only: this file is copied next to the scripts in ever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import hashlib
 import importlib
@@ -19,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ContextManager, NoReturn
 
 try:
     import numpy as np
@@ -433,31 +434,43 @@ def rounds_wanted(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def in_rounds(
-    jobs: list[tuple[str, Callable[[], dict[str, Any]]]], rounds: int
-) -> list[dict[str, Any]]:
+    jobs: list[tuple[str, Callable[[], dict[str, Any] | None]]],
+    rounds: int,
+    announce: Callable[[str], ContextManager[Any]] | None = None,
+) -> list[dict[str, Any] | None]:
     """Run every ``(label, measure)`` job ``rounds`` times, the order reversed each round, and
-    return each job's ``fastest_run``.
+    return each job's ``fastest_run`` (None for a job that never gave a figure).
 
     Other processes only ever slow a run down, so the fastest round is the least disturbed one
     (the reasoning of Python's ``timeit``); alternating the order keeps a burst of load from
-    always landing on the same rows.
+    always landing on the same rows. A ``measure`` that returns None cannot be timed here and is
+    not tried again. ``announce(title)`` wraps each run (default: a line on standard output).
     """
+    announce = announce or _announced
     runs: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    given_up: set[int] = set()
     for r in range(rounds):
-        for i in round_order(len(jobs), r):
+        for i in list(range(len(jobs)))[:: 1 if r % 2 == 0 else -1]:
+            if i in given_up:
+                continue
             label, measure = jobs[i]
             of = f", round {r + 1} of {rounds}" if rounds > 1 else ""
-            print(f"benchmarking {label}{of} ...", flush=True)
-            runs[i].append(measure())
-    return [fastest_run(measured) for measured in runs]
+            with announce(f"benchmarking {label}{of}"):
+                result = measure()
+            if result is None:
+                given_up.add(i)
+            else:
+                runs[i].append(result)
+    return [_fastest_run(measured) if measured else None for measured in runs]
 
 
-def round_order(count: int, r: int) -> list[int]:
-    """The order of ``count`` jobs in round ``r`` (from 0): as given, reversed in odd rounds."""
-    return list(range(count))[:: 1 if r % 2 == 0 else -1]
+@contextlib.contextmanager
+def _announced(title: str) -> Iterator[None]:
+    print(f"{title} ...", flush=True)
+    yield
 
 
-def fastest_run(measured: list[dict[str, Any]]) -> dict[str, Any]:
+def _fastest_run(measured: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the lowest p50; throughput from the run with the most images/s.
 
     A burst of load can slow a throughput loop without touching the latency loop of the same
