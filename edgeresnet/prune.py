@@ -2,10 +2,10 @@
 
 Channels are physically removed (masks would change neither compute nor speed), residual groups
 stay consistent through torch-pruning's dependency graph, and the classifier's outputs are never
-pruned. The stem, whose output the max pool reads, keeps a multiple of its own (32 by default):
-OpenVINO's INT8 max pool is fast over multiples of 32 channels on AVX2 and took 13 times as long
-over 40. A pruned model is saved as a channel spec (JSON) plus safetensors weights and rebuilt
-from them without pickle.
+pruned. The stem, whose output the max pool reads, keeps a multiple of its own (32 by default),
+and so do the convolutions added to it (ResNet-18/34's layer1): OpenVINO's INT8 max pool is fast
+over multiples of 32 channels on AVX2 and took 13 times as long over 40. A pruned model is saved
+as a channel spec (JSON) plus safetensors weights and rebuilt from them without pickle.
 """
 
 from __future__ import annotations
@@ -81,8 +81,22 @@ def planned_channels(model: nn.Module, options: PruneOptions) -> dict[str, int]:
             plan[name] = kept - kept % options.round_to if kept < channels else channels
     stem = _stem_channels(getattr(model, STEM).out_channels, options)
     if stem is not None:
-        plan[STEM] = stem
+        plan.update(dict.fromkeys(_stem_group(model), stem))
     return plan
+
+
+def _stem_group(model: nn.Module) -> list[str]:
+    """The stem and the convolutions whose outputs are added to its own, which torch-pruning
+    prunes as one group: the last convolution of each layer1 block up to the first that has a
+    downsample (ResNet-18/34's layer1 has none; ResNet-50's first block has one, so its stem
+    is alone)."""
+    group = [STEM]
+    for index, block in enumerate(getattr(model, "layer1", ())):
+        if getattr(block, "downsample", None) is not None:
+            break
+        last = "conv3" if hasattr(block, "conv3") else "conv2"
+        group.append(f"layer1.{index}.{last}")
+    return group
 
 
 def _stem_channels(channels: int, options: PruneOptions) -> int | None:
@@ -142,12 +156,13 @@ def prune(model: nn.Module, options: PruneOptions, *, input_size: int) -> nn.Mod
         "bn-scale": tp.importance.BNScaleImportance,
     }[options.importance]()
     stem = getattr(pruned, STEM)
+    group = [pruned.get_submodule(name) for name in _stem_group(pruned)]
     ignored: list[nn.Module] = [pruned.fc]
     ratios: dict[nn.Module, float] = {}
     if plan[STEM] == stem.out_channels:
-        ignored.append(stem)
+        ignored += group
     else:  # the ratio that makes torch-pruning keep int(C * (1 - ratio)) = plan[STEM]
-        ratios[stem] = 1.0 - (plan[STEM] + 0.5) / stem.out_channels
+        ratios.update(dict.fromkeys(group, 1.0 - (plan[STEM] + 0.5) / stem.out_channels))
     pruner = tp.pruner.BasePruner(
         pruned,
         torch.zeros(1, 3, input_size, input_size),

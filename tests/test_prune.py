@@ -83,6 +83,27 @@ def test_the_stem_keeps_the_nearest_multiple_of_its_own(ratio, stem_round_to, st
     assert pruned.layer1[0].downsample[0].in_channels == stem
 
 
+@pytest.mark.parametrize(
+    ("arch", "ratio", "stem"),
+    [
+        ("resnet18", 0.1, 64),  # the group kept whole
+        ("resnet18", 0.3, 32),
+        ("resnet18", 0.6, 32),
+        ("resnet34", 0.3, 32),
+    ],
+)
+def test_the_convolutions_added_to_the_stem_keep_its_width(arch, ratio, stem):
+    """ResNet-18/34's layer1 has no downsample: its blocks' outputs are added to the stem's, so
+    torch-pruning prunes them as one group, which follows the stem's rule (they failed before)."""
+    model = build_model(arch)
+    plan = planned_channels(model, PruneOptions(ratio))
+    pruned = prune(model, PruneOptions(ratio), input_size=64)
+    assert {n: m.out_channels for n, m in pruned.named_modules() if n in plan} == plan
+    tied = [pruned.conv1, *(block.conv2 for block in pruned.layer1)]
+    assert [conv.out_channels for conv in tied] == [stem] * len(tied)
+    assert pruned(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
+
+
 def test_a_negative_stem_rounding_is_refused():
     with pytest.raises(UsageError, match="Stem channel rounding must be 0 or more, got -1"):
         PruneOptions(0.3, stem_round_to=-1)
