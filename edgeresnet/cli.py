@@ -378,7 +378,7 @@ def parser() -> _Parser:
     b.add_argument("--seed", type=_seed, default=0, help="seed of every random draw (default 0)")
     b.add_argument(
         "--out",
-        type=Path,
+        type=common.a_folder,
         default=Path("build"),
         help="output folder; the target's bundle goes to OUT/<target> (default build)",
     )
@@ -481,7 +481,9 @@ def parser() -> _Parser:
         "A file that cannot be read is named and left out; exit 1 only if none can be read.",
     )
     r.add_argument("results", nargs="+", type=Path, help="results.json files")
-    r.add_argument("--out", type=Path, required=True, help="folder for report.md/html and plots")
+    r.add_argument(
+        "--out", type=common.a_folder, required=True, help="folder for report.md/html and plots"
+    )
     _add_constraints(r)
     r.set_defaults(func=_report)
 
@@ -493,7 +495,9 @@ def parser() -> _Parser:
         "least one variant fits, 3 when none does.",
     )
     s.add_argument("results", nargs="+", type=Path, help="results.json files")
-    s.add_argument("--out", type=Path, help="also write the report with a selection section here")
+    s.add_argument(
+        "--out", type=common.a_folder, help="also write the report with a selection section here"
+    )
     _add_constraints(s)
     s.set_defaults(func=_select)
 
@@ -531,7 +535,10 @@ def parser() -> _Parser:
         help="edgeresnet bundles (e.g. build/onnx build/openvino) to re-time in the same run",
     )
     m.add_argument(
-        "--out", type=Path, default=Path("build/peers"), help="output (default build/peers)"
+        "--out",
+        type=common.a_folder,
+        default=Path("build/peers"),
+        help="output (default build/peers)",
     )
     m.add_argument(
         "--device-name",

@@ -54,7 +54,6 @@ from edgeresnet.prune import PruneOptions, check_prunable, load_pruned
 from edgeresnet.report import write_report
 from edgeresnet.stages import ModelVariant, Stages
 
-RESULTS = "results.json"
 CACHE = ".cache"
 
 
@@ -121,12 +120,12 @@ def build(request: BuildRequest) -> Path:
                     document = _run(request, inputs, staging, work)
                 document["producer"]["build_seconds"] = round(time.perf_counter() - started, 1)
                 document["producer"]["build_peak_rss_mb"] = peak_rss_mb()
-                write_json(staging / RESULTS, document)
+                write_json(staging / publish.RESULTS, document)
                 with stage("writing report"):
                     write_report(
-                        {f"{final.name}/{RESULTS}": document},
+                        {f"{final.name}/{publish.RESULTS}": document},
                         staging,
-                        command=f"edgeresnet report {final / RESULTS} --out {final}",
+                        command=f"edgeresnet report {final / publish.RESULTS} --out {final}",
                     )
     except OSError as exc:
         raise publish.output_error(
@@ -235,21 +234,30 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--sensitivity-images must be at least 1, got {request.sensitivity_images}.",
             hint=f"{SENSITIVITY_IMAGES} is the default.",
         )
-    for option, folder in (
-        ("--calib", request.calib),
-        ("the embedded calibration folder", None if request.calib else default_calibration_dir()),
-        ("--eval", request.eval),
-        ("--train", request.train),
-    ):
-        if folder is not None and Path(request.out).resolve().is_relative_to(
-            Path(folder).resolve()
-        ):
-            raise UsageError(
-                f"--out {request.out} lies inside {option} {folder}: the next run would read "
-                "this run's output as images.",
-                hint=f"Write the build outside {folder}.",
-            )
+    embedded = None if request.calib else default_calibration_dir()
+    publish.check_not_inside(
+        Path(request.out),
+        (
+            ("--calib", request.calib),
+            ("the embedded calibration folder", embedded),
+            ("--eval", request.eval),
+            ("--train", request.train),
+        ),
+        "the build",
+    )
     profile = _with_calibration(load_target(request.target), request)
+    final = Path(request.out) / profile.name
+    publish.check_replaceable(final, results.BUILD_TOOL, "the build")
+    publish.check_outside(
+        final,
+        (
+            ("--calib", request.calib),
+            ("--eval", request.eval),
+            ("--train", request.train),
+            ("--weights", request.weights),
+        ),
+        "the build",
+    )
     backend = get_backend(
         profile.backend,
         device=profile.device,

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import errno
 import glob
+import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from edgeresnet.errors import OutputError
+from edgeresnet.errors import OutputError, UsageError
+from edgeresnet.ondevice.common import SCHEMA
+
+RESULTS = "results.json"  # what a build or peer run writes in its folder
 
 
 @contextmanager
@@ -208,6 +213,54 @@ def check_out(out: Path, what: str) -> None:
             f"Cannot write under {out}: {parent} is not writable.",
             hint="Check the folder's permissions, or pass another --out.",
         )
+
+
+def results_file(path: Path) -> dict[str, Any] | None:
+    """``path``'s document if it is an edgeresnet results file (by its schema), else None."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) and document.get("schema") == SCHEMA else None
+
+
+def check_replaceable(folder: Path, tool: str, what: str) -> None:
+    """Refuse, before any work, to replace ``folder`` as a whole where it holds files that no
+    earlier run of ``tool`` wrote (its ``results.json`` names ``tool``): they are the user's."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    document = results_file(folder / RESULTS) or {}
+    producer = document.get("producer")
+    if isinstance(producer, dict) and producer.get("tool") == tool:
+        return
+    raise UsageError(
+        f"{folder} holds files that `{tool}` did not write, and {what} replaces that folder as "
+        "a whole: they would be deleted.",
+        hint=f"Pass an --out where {folder.name}/ is new, or move {folder} away first.",
+    )
+
+
+def check_outside(folder: Path, inputs: Iterable[tuple[str, str | Path | None]], what: str) -> None:
+    """Refuse inputs (``(option, path)``) that lie in ``folder``, which ``what`` replaces."""
+    root = folder.resolve()
+    for option, path in inputs:
+        if path is not None and Path(path).exists() and Path(path).resolve().is_relative_to(root):
+            raise UsageError(
+                f"{option} {path} lies inside {folder}, which {what} replaces as a whole: it "
+                "would be deleted.",
+                hint=f"Move it out of {folder} first, or pass another --out.",
+            )
+
+
+def check_not_inside(out: Path, folders: Iterable[tuple[str, Path | None]], what: str) -> None:
+    """Refuse an ``out`` inside a folder of input images: the next run would read it as images."""
+    for option, folder in folders:
+        if folder is not None and out.resolve().is_relative_to(Path(folder).resolve()):
+            raise UsageError(
+                f"--out {out} lies inside {option} {folder}: the next run would read "
+                "this run's output as images.",
+                hint=f"Write {what} outside {folder}.",
+            )
 
 
 def output_error(

@@ -19,6 +19,8 @@ from edgeresnet.evaluate import accuracy, fidelity
 from edgeresnet.models import LoadedModel, count_macs, count_parameters
 from edgeresnet.ondevice.common import machine_info, results_document, sha256_file
 
+BUILD_TOOL = "edgeresnet build"  # the producer a build's results.json names
+
 
 def measured_rows(
     artifacts: list[Artifact],
@@ -157,7 +159,7 @@ def document(
         environment["nncf"] = ", ".join(sorted(nncf))
     return results_document(
         producer={
-            "tool": "edgeresnet build",
+            "tool": BUILD_TOOL,
             "version": __version__,
             "command": command,
             "python": platform.python_version(),

@@ -122,6 +122,52 @@ def test_an_output_inside_the_embedded_calibration_folder_is_refused(tmp_path, m
     assert not out.exists()
 
 
+def test_a_target_folder_that_no_build_wrote_is_refused_before_any_work(tmp_path, capsys):
+    """The build replaces OUT/<target> as a whole: the user's own onnx/ folder there would go."""
+    out = tmp_path / "models"
+    (out / "onnx").mkdir(parents=True)
+    (out / "onnx" / "mine.onnx").write_bytes(b"my model")
+    args = ["build", "--target", "onnx", "--weights", "random", "--out", str(out)]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: {out / 'onnx'} holds files that `edgeresnet build` did not write" in err
+    assert "hint: Pass an --out where onnx/ is new, or move" in err
+    assert sorted(p.name for p in out.rglob("*")) == ["mine.onnx", "onnx"]
+
+
+def test_weights_inside_the_folder_the_build_replaces_are_refused(tmp_path, capsys):
+    """A spec passed back to a build of its own target would be deleted by that build."""
+    out = tmp_path / "build"
+    bundle = out / "onnx"
+    (bundle / "p30").mkdir(parents=True)
+    (bundle / "results.json").write_text(
+        '{"schema": "edgeresnet.results", "producer": {"tool": "edgeresnet build"}}'
+    )
+    spec = bundle / "p30" / "model.channels.json"
+    spec.write_text("{}")
+    args = ["build", "--target", "onnx", "--weights", str(spec), "--out", str(out)]
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: --weights {spec} lies inside {bundle}, which the build replaces" in err
+    assert spec.read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["build", "--target", "onnx", "--weights", "random"],
+        ["report", "results.json"],
+        ["select", "results.json"],
+        ["bench", "--compare-peers", "--weights", "random"],
+    ],
+)
+def test_a_blank_out_is_refused_not_read_as_the_current_folder(tmp_path, command):
+    proc = run(*command, "--out", " ", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--out: must name a folder, got a blank path" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_refuses_a_negative_warmup(tmp_path):
     proc = run("bench", "--compare-peers", "--weights", "random", "--warmup", "-1")
     assert proc.returncode == 2 and "--warmup: must be 0 or more, got -1" in proc.stderr

@@ -19,7 +19,7 @@ from conftest import read_until
 from edgeresnet.cli import main
 from edgeresnet.lock import LOCK_NAME, output_lock
 from edgeresnet.models import RANDOM_INIT
-from edgeresnet.ondevice.common import results_document
+from edgeresnet.ondevice.common import SCHEMA, results_document
 from edgeresnet.report import load_results, write_report
 
 SIZE = 32
@@ -229,9 +229,13 @@ def test_unwritable_out_is_an_output_error(
     assert "Traceback" not in err and not (tmp_path / "peers").exists()
 
 
+# What an earlier peer run left in --out (the run replaces only such a folder).
+PREVIOUS = json.dumps({"schema": SCHEMA, "producer": {"tool": "edgeresnet bench --compare-peers"}})
+
+
 def _previous_output(out: Path) -> None:
     out.mkdir()
-    (out / "results.json").write_text("previous")
+    (out / "results.json").write_text(PREVIOUS)
 
 
 def test_a_failed_write_leaves_the_previous_output_whole(
@@ -253,7 +257,7 @@ def test_a_failed_write_leaves_the_previous_output_whole(
     assert "Traceback" not in err
     assert _beside(tmp_path) == ["peers"]  # no staging folder left
     assert [p.name for p in out.iterdir()] == ["results.json"]
-    assert (out / "results.json").read_text() == "previous"
+    assert (out / "results.json").read_text() == PREVIOUS
 
 
 def test_a_failed_publish_puts_the_previous_output_back(
@@ -275,12 +279,52 @@ def test_a_failed_publish_puts_the_previous_output_back(
     assert main(_quick(digits, out)) == 1
     assert f"error: Cannot write under {out}: Invalid cross-device link" in capsys.readouterr().err
     assert _beside(tmp_path) == ["peers"]
-    assert (out / "results.json").read_text() == "previous"
+    assert (out / "results.json").read_text() == PREVIOUS
 
 
 def _beside(folder: Path) -> list[str]:
     """What ``folder`` holds but the lock file: a peer run locks the folder ``--out`` is in."""
     return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
+@pytest.mark.parametrize("held", ["a build", "the user's files", "a foreign results.json"])
+def test_an_out_that_no_peer_run_wrote_is_refused_before_any_work(
+    digits: dict[str, Path], tmp_path: Path, capsys, held: str
+):
+    """The run replaces --out as a whole: `--out build` deleted every bundle there."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if held == "a build":
+        (out / "onnx").mkdir()
+        (out / "onnx" / "model.int8.onnx").write_bytes(b"bundle")
+    elif held == "the user's files":
+        (out / "notes.txt").write_text("mine")
+    else:
+        tool = {"schema": SCHEMA, "producer": {"tool": "edgeresnet build"}}
+        (out / "results.json").write_text(json.dumps(tool))
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    assert main(_quick(digits, out)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: {out} holds files that `edgeresnet bench --compare-peers` did not write" in err
+    assert "they would be deleted" in err and "hint: Pass an --out where out/ is new" in err
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_input_inside_out_or_an_out_inside_the_images_is_refused(
+    digits: dict[str, Path], tmp_path: Path, capsys
+):
+    out = tmp_path / "peers"
+    _previous_output(out)
+    bundle = _fake_bundle(out / "onnx", {"arch": "resnet18"})
+    assert main([*_quick(digits, out), "--against", str(bundle)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: --against {bundle} lies inside {out}, which the peer comparison" in err
+    assert (bundle / "manifest.json").is_file()
+    inside = digits["train"] / "peers"
+    assert main(_quick(digits, inside)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: --out {inside} lies inside --calib {digits['train']}" in err
+    assert not inside.exists()
 
 
 def test_a_second_run_beside_the_same_out_is_refused(digits: dict[str, Path], tmp_path, capsys):
@@ -292,7 +336,7 @@ def test_a_second_run_beside_the_same_out_is_refused(digits: dict[str, Path], tm
     err = capsys.readouterr().err
     assert f"Another edgeresnet build is writing to {tmp_path} (pid {os.getpid()})" in err
     assert "hint:" in err and _beside(tmp_path) == ["peers"]
-    assert (out / "results.json").read_text() == "previous"
+    assert (out / "results.json").read_text() == PREVIOUS
 
 
 def test_kill_9_leaves_nothing_in_the_system_temp_and_the_next_run_sweeps_up(
@@ -330,7 +374,7 @@ def test_kill_9_leaves_nothing_in_the_system_temp_and_the_next_run_sweeps_up(
     assert any("benchmarking" in line for line in seen), "".join(seen)
     assert left_in_temp() == []
     assert [p for p in tmp_path.glob(".peers.*staging-*")], _beside(tmp_path)
-    assert (out / "results.json").read_text() == "previous"
+    assert (out / "results.json").read_text() == PREVIOUS
     # The next run removes what the killed one left beside --out, then publishes as ever; the
     # folder holding --out is the user's: another tool's folders there are left alone.
     (tmp_path / ".other.staging-1").mkdir()

@@ -1193,6 +1193,24 @@ def test_out_through_a_file_is_an_output_error_and_writes_nothing(tmp_path, caps
     assert blocker.read_text() == "mine" and sorted(tmp_path.rglob("*")) == before
 
 
+def test_an_inputs_folder_of_the_users_is_refused_and_kept(tmp_path, capsys):
+    """The report replaces OUT/inputs/ as a whole: only where it holds results files."""
+    good = write(tmp_path / "in", "results.json", document("box"))
+    out = tmp_path / "out"
+    (out / "inputs").mkdir(parents=True)
+    (out / "inputs" / "important.txt").write_text("precious")
+    for command in (["report", good], ["select", good]):
+        assert main([*command, "--out", str(out)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"error: {out / 'inputs'} holds important.txt, which is not an edgeresnet" in err
+        assert "hint: Pass an --out without an inputs/ folder of your own" in err
+    assert sorted(p.name for p in out.rglob("*")) == ["important.txt", "inputs"]
+    (out / "inputs" / "important.txt").unlink()
+    assert main(["report", good, "--out", str(out)]) == 0  # an empty one, then its own copies
+    assert main(["report", good, "--out", str(out)]) == 0
+    assert [p.name for p in (out / "inputs").iterdir()] == ["in.results.json"]
+
+
 def test_a_failure_half_way_leaves_the_previous_report_as_it_was(tmp_path, monkeypatch):
     import errno
 

@@ -390,6 +390,13 @@ def a_name(text: str) -> str:
     return text.strip()
 
 
+def a_folder(text: str) -> Path:
+    """``--out``: a folder path, not blank (blank would mean the current folder unsaid)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got a blank path")
+    return Path(text)
+
+
 def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
     """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
 

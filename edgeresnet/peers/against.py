@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from edgeresnet import publish
 from edgeresnet.backends import Artifact, get_backend
 from edgeresnet.bench import Job
 from edgeresnet.config import BenchmarkOptions, TargetProfile
@@ -147,7 +148,7 @@ def _manifest(bundle: Path) -> dict[str, Any]:
 
 
 def _results(bundle: Path) -> dict[str, Any] | None:
-    path = bundle / "results.json"
+    path = bundle / publish.RESULTS
     if not path.is_file():
         return None
     try:

@@ -53,8 +53,8 @@ from edgeresnet.report import write_report
 from edgeresnet.report.rows import crowded
 from edgeresnet.results import data_record, model_identity, model_record
 
-RESULTS = "results.json"
 BATCH = 16
+TOOL = "edgeresnet bench --compare-peers"  # the producer its results.json names
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,22 @@ def compare_peers(request: PeerRequest) -> Path:
             )
     check_unlocked(request.out.parent)
     publish.check_out(request.out, "the peer comparison")
+    embedded = None if request.calib else default_calibration_dir()
+    publish.check_not_inside(
+        request.out,
+        (
+            ("--calib", request.calib),
+            ("the embedded calibration folder", embedded),
+        ),
+        "the peer comparison",
+    )
+    publish.check_replaceable(request.out, TOOL, "the peer comparison")
+    publish.check_outside(
+        request.out,
+        (("--calib", request.calib), ("--weights", request.weights))
+        + tuple(("--against", bundle) for bundle in request.against),
+        "the peer comparison",
+    )
     threads = request.threads or physical_cores()
     pool = discover(request.calib or default_calibration_dir())
     images = pool.subset(request.calib_size, seed=request.seed)
@@ -164,7 +180,7 @@ def _run(
     load_end = list(os.getloadavg())
     readings.append(load_end[0])
     producer = {
-        "tool": "edgeresnet bench --compare-peers",
+        "tool": TOOL,
         "version": __version__,
         "command": request.command,
         "python": platform.python_version(),
@@ -196,11 +212,11 @@ def _run(
         target={"name": "peers", "backend": "peers", "device": "CPU"},
         rows=rows,
     )
-    write_json(staging / RESULTS, document)
+    write_json(staging / publish.RESULTS, document)
     write_report(
-        {str(request.out / RESULTS): document},
+        {str(request.out / publish.RESULTS): document},
         staging,
-        command=f"edgeresnet report {request.out / RESULTS} --out {request.out}",
+        command=f"edgeresnet report {request.out / publish.RESULTS} --out {request.out}",
     )
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeresnet.errors import ReportError
-from edgeresnet.publish import merged
+from edgeresnet.errors import ReportError, UsageError
+from edgeresnet.publish import merged, results_file
 from edgeresnet.report.render import OWNED, render
 from edgeresnet.report.rows import run_names
 from edgeresnet.report.schema import device_clashes, load_many
@@ -55,6 +55,7 @@ def merge_and_write(
     """
     documents, problems = load_readable(paths)
     out_dir = Path(out_dir)
+    _check_inputs_folder(out_dir / INPUTS)
     with merged(out_dir, owned=(*OWNED, INPUTS)) as staging:
         names = _copy_inputs(list(documents), staging / INPUTS)
         # Run in the report's folder, wherever it has been copied or committed.
@@ -82,6 +83,22 @@ def merge_and_write(
         report = [out_dir / p.relative_to(staging) for p in written]
     copies = [out_dir / INPUTS / name for name in names]
     return Merged(report + copies, problems, device_clashes(documents))
+
+
+def _check_inputs_folder(folder: Path) -> None:
+    """Refuse an ``OUT/inputs/`` that holds anything but results files (an earlier report's
+    copies of its inputs): the report replaces the folder as a whole."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path in sorted(folder.iterdir()):
+        if not (path.is_file() and results_file(path)):
+            raise UsageError(
+                f"{folder} holds {path.name}, which is not an edgeresnet results file, and the "
+                f"report replaces {folder} as a whole with copies of its inputs: it would be "
+                "deleted.",
+                hint=f"Pass an --out without an {INPUTS}/ folder of your own, or move {folder} "
+                "away first.",
+            )
 
 
 def _copy_inputs(sources: list[str], folder: Path) -> list[str]:
