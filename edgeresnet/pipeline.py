@@ -193,6 +193,14 @@ def resolve(request: BuildRequest) -> Inputs:
             "are named by whole percent.",
             hint="Give ratios at least 0.01 apart, each 0.005 or more.",
         )
+    if prune and request.weights.endswith(".channels.json"):
+        # Its results would name the dense weights it came from as what was pruned.
+        raise UsageError(
+            f"--weights {request.weights} is a pruned model already, and --prune prunes a dense "
+            "one.",
+            hint="Pass the dense weights with --prune, or leave --prune out to build the pruned "
+            "model for this target.",
+        )
     if not prune and (request.distill_steps or request.train is not None):
         raise UsageError(
             "--distill-steps and --train recover a pruned model, and no --prune ratio above 0 "

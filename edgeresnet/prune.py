@@ -403,10 +403,19 @@ def load_pruned(spec_path: Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"Cannot read the channel spec {spec_path}: {exc}.") from None
+        raise WeightsError(
+            f"Cannot read the channel spec {spec_path}: {exc}.", hint=_SPEC_HINT
+        ) from None
     weights = Path(spec_path).with_name("model.safetensors")
     keep = "Keep model.safetensors beside model.channels.json, as the pruning run wrote them."
     expected = spec.get("weights_sha256") if isinstance(spec, dict) else None
+    if isinstance(spec, dict) and not isinstance(expected, str):
+        # Without it, any weights of the same shapes would pass for the pruning run's own.
+        raise WeightsError(
+            f"The channel spec {spec_path} lacks weights_sha256 (the sha256 of its weights), "
+            "which every pruning run writes.",
+            hint=_SPEC_HINT,
+        )
     if expected is not None and weights.is_file() and sha256_file(weights) != expected:
         raise WeightsError(
             f"{weights} is not the weights file {spec_path} was written with (sha256 differs).",

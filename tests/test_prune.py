@@ -165,8 +165,13 @@ def test_spec_that_does_not_match_the_weights_is_named(tiny, tmp_path):
     with pytest.raises(WeightsError, match="is not the weights file .* was written with"):
         load_pruned(tmp_path / "b" / "model.channels.json")
     spec = json.loads((tmp_path / "b" / "model.channels.json").read_text())
-    del spec["weights_sha256"]  # without the hash, the shapes still tell
+    del spec["weights_sha256"]  # any weights of the same shapes would pass
     (tmp_path / "b" / "model.channels.json").write_text(json.dumps(spec))
+    with pytest.raises(WeightsError, match="lacks weights_sha256") as info:
+        load_pruned(tmp_path / "b" / "model.channels.json")
+    assert info.value.hint == "Use the model.channels.json a pruning run wrote, unedited."
+    spec["weights_sha256"] = common.sha256_file(tmp_path / "b" / "model.safetensors")
+    (tmp_path / "b" / "model.channels.json").write_text(json.dumps(spec))  # the hash made to fit
     with pytest.raises(WeightsError, match="do not match the channel spec"):
         load_pruned(tmp_path / "b" / "model.channels.json")
     with pytest.raises(WeightsError, match="Not an edgeresnet channel spec"):
@@ -365,7 +370,9 @@ def test_pruned_weights_with_nan_are_refused_at_load(tiny, tmp_path):
     state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
     save_file(state, str(weights))
     spec = json.loads(spec_path.read_text())
-    del spec["weights_sha256"]  # the damage, not the hash, is what is tested
+    spec["weights_sha256"] = common.sha256_file(
+        weights
+    )  # the damage, not the hash, is what is tested
     spec_path.write_text(json.dumps(spec))
     with pytest.raises(WeightsError, match="layer1.0.conv1.weight holds NaN"):
         load_pruned(spec_path)
@@ -389,11 +396,21 @@ def test_a_spec_names_its_architecture_so_model_may_be_left_out(tiny, tmp_path):
     assert info.value.hint == "Pass --model resnet18, or leave --model out."
 
 
+def test_pruning_a_pruned_model_is_refused(tiny, tmp_path, capsys):
+    """Its results would name the dense weights as what was pruned, at the wrong ratio."""
+    spec_path, _ = save_pruned(tiny, channel_spec(tiny, **SPEC), tmp_path / "p30")
+    args = ["build", "--target", "onnx", "--weights", str(spec_path), "--prune", "0.3"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"error: --weights {spec_path} is a pruned model already, and --prune prunes" in err
+    assert "hint: Pass the dense weights with --prune, or leave --prune out" in err
+    assert not (tmp_path / "out").exists()
+
+
 def _saved(model, folder, **edits):
-    """``model`` saved as spec + weights, the spec then edited as a user might (no hash)."""
+    """``model`` saved as spec + weights, the spec then edited as a user might."""
     spec_path, _ = save_pruned(model, channel_spec(model, **SPEC), folder)
     spec = json.loads(spec_path.read_text())
-    del spec["weights_sha256"]
     spec.update(edits)
     spec_path.write_text(json.dumps(spec))
     return spec_path
@@ -463,6 +480,9 @@ def test_pruned_weights_with_a_negative_running_var_are_refused_at_load(tiny, tm
     state = load_file(str(weights))
     state["layer1.0.bn1.running_var"][0] = -1.0
     save_file(state, str(weights))
+    spec = json.loads(spec_path.read_text())
+    spec["weights_sha256"] = common.sha256_file(weights)  # the damage, not the hash, is tested
+    spec_path.write_text(json.dumps(spec))
     with pytest.raises(WeightsError, match="layer1.0.bn1.running_var holds negative") as info:
         load_pruned(spec_path)
     assert str(weights) in info.value.message and info.value.hint
