@@ -570,7 +570,8 @@ def parser() -> _Parser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_command(argv)
     try:
-        return args.func(args)
+        with common.sigterm_raises():
+            return args.func(args)
     except EdgeResnetError as exc:
         if args.debug:
             traceback.print_exc()
@@ -578,9 +579,9 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, common.Terminated) as exc:  # Ctrl-C, kill, timeout
         print("interrupted: no output was changed", file=sys.stderr)
-        return 130
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     except BrokenPipeError:  # `edgeresnet targets | head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +270,7 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
         (["--pairs", "1"], "--pairs must be 0 (off) or at least 2, got 1"),
         (["--json", "/nonexistent/x.json"], "/nonexistent is not a folder this user can write"),
         (["--rounds", "0"], "--rounds: must be at least 1, got 0"),
+        (["--providers", "FooExecutionProvider"], "has no FooExecutionProvider; it has"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_timed(bundle, extra, message):
@@ -274,6 +278,80 @@ def test_bad_options_are_refused_before_anything_is_timed(bundle, extra, message
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert proc.stderr.count("error:") == 1 and proc.stderr.count("hint:") == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "timing" not in proc.stdout
+
+
+def test_pairs_with_one_model_and_no_reference_are_refused(bundle):
+    model = bundle / "model.fp32.onnx"
+    script = bundle / "ondevice" / "bench_onnxruntime.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--model", str(model), "--pairs", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "none was given" in proc.stderr, proc.stderr
+    assert "--pairs with --model times it against --reference" in proc.stderr
+
+
+def test_a_provider_that_falls_back_is_refused_not_timed_under_its_name(bundle, monkeypatch):
+    """CUDA whose libraries fail to load: ONNX Runtime runs on CPU, which is not what was asked."""
+
+    class FellBack:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    monkeypatch.setattr(bench_onnxruntime.ort, "InferenceSession", FellBack)
+    with pytest.raises(common.ScriptError) as info:
+        bench_onnxruntime.open_session(
+            bundle / "model.fp32.onnx", None, ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        )
+    assert "could not start CUDAExecutionProvider" in str(info.value)
+    assert "fell back to CPUExecutionProvider" in str(info.value)
+
+
+def test_sigterm_stops_the_timing_process_and_writes_nothing(bundle, tmp_path):
+    """`timeout` or `kill` sends SIGTERM to the script alone: its timing process, and that
+    process's temporary folder, went on without it."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    out = tmp_path / "device.json"
+    script = bundle / "ondevice" / "bench_onnxruntime.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--bundle", str(bundle), "--threads", "1"]
+        + ["--min-seconds", "60", "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    deadline = time.monotonic() + 120
+    while not _children(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = _children(proc.pid)
+    assert children, "no timing process started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == "interrupted: no results were written"
+    # ONNX Runtime's native library keeps a shared session id there, ".ses": not a work file.
+    assert not out.exists() and [p.name for p in temp.iterdir() if p.name != ".ses"] == []
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 @pytest.mark.parametrize("script", ["bench_onnxruntime.py", "bench_openvino.py"])

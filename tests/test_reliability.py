@@ -413,6 +413,36 @@ def test_a_failed_first_run_leaves_no_folder_behind(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_cleans_up_as_ctrl_c_does(digits_build, fast_profile, tmp_path):
+    """`timeout` or `kill` stops a build with its timing process, staging and work folders gone
+    (they were left for the next run to sweep, the timing process to run on alone)."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeresnet", "build", *digits_build(fast_profile, out, 16)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = read_until(proc, "benchmarking")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert any("benchmarking" in line for line in seen), "".join(seen)
+    assert proc.returncode == 143 and "interrupted: no output was changed" in err, err
+    assert sorted(p.name for p in out.iterdir()) == [".cache", ".edgeresnet.lock"]
+    timing = [
+        cmd
+        for cmd in Path("/proc").glob("[0-9]*/cmdline")
+        if str(out).encode() in _read_or_empty(cmd)
+    ]
+    assert timing == []
+
+
+def _read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
 def test_kill_9_keeps_outputs_and_the_next_run_resumes(digits_build, fast_profile, tmp_path):
     out = tmp_path / "out"
     args = digits_build(fast_profile, out, 32)

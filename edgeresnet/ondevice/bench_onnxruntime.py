@@ -72,6 +72,22 @@ def session_options(
     return options
 
 
+def open_session(model: Path, options: Any, providers: list[str]) -> Any:
+    """An inference session that runs on every provider asked for: ONNX Runtime falls back to
+    the next one when a provider's libraries fail to load (CUDA without cuDNN), and timing the
+    fallback under the name asked for would mislead."""
+    session = ort.InferenceSession(str(model), options, providers=providers)
+    lost = [p for p in providers if p not in session.get_providers()]
+    if lost:
+        common.fail(
+            f"ONNX Runtime could not start {', '.join(lost)} for {model} and fell back to "
+            f"{', '.join(session.get_providers())}.",
+            "Check that provider's libraries on this device (CUDA and cuDNN for CUDA, TensorRT "
+            "for TensorRT), or pass --providers CPUExecutionProvider.",
+        )
+    return session
+
+
 def executed_precision(
     model: Path, threads: int, input_shape: tuple[int, ...], optimization: str, providers: list[str]
 ) -> dict[str, Any]:
@@ -80,7 +96,7 @@ def executed_precision(
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(model), options, providers=providers)
+        session = open_session(model, options, providers)
         session.run(None, {session.get_inputs()[0].name: np.zeros(input_shape, np.float32)})
         events = json.loads(Path(session.end_profiling()).read_text())
     ops = Counter(
@@ -115,9 +131,7 @@ def measure(
     providers = providers or ["CPUExecutionProvider"]
     rss_before = common.rss_mb()
     t0 = time.perf_counter()
-    session = ort.InferenceSession(
-        str(model), session_options(threads, optimization), providers=providers
-    )
+    session = open_session(model, session_options(threads, optimization), providers)
     load_s = time.perf_counter() - t0
     name = session.get_inputs()[0].name
     rng = np.random.default_rng(0)
@@ -178,7 +192,7 @@ def batch1(
 ) -> Callable[[], Any]:
     """One batch-1 inference of ``model`` on the shared pool (``share_threads``), to call."""
     options = session_options(threads, optimization, shared_threads=True)
-    session = ort.InferenceSession(str(model), options, providers=providers)
+    session = open_session(model, options, providers)
     x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), np.float32)
     return functools.partial(session.run, None, {session.get_inputs()[0].name: x})
 
@@ -288,6 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     pairs = common.pairs_wanted(parser, args)
     rounds = common.rounds_wanted(parser, args)
     out = common.output_file(args)
+    missing = [p for p in args.providers if p not in ort.get_available_providers()]
+    if missing:
+        common.fail(
+            f"--providers: this ONNX Runtime ({ort.__version__}) has no {', '.join(missing)}; "
+            f"it has {', '.join(ort.get_available_providers())}.",
+            "Install the ONNX Runtime build for that device (e.g. onnxruntime-gpu), or pass "
+            "--providers CPUExecutionProvider.",
+        )
     for path in filter(None, (args.model, args.reference)):
         common.readable_model(path, _load, "ONNX Runtime")
     if args.bundle:

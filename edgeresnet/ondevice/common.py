@@ -16,6 +16,7 @@ import platform
 import re
 import resource
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,12 +100,41 @@ def fail(message: str, hint: str) -> NoReturn:
     raise ScriptError(message, hint)
 
 
-def run(main: Callable[[], int]) -> NoReturn:
-    """A script's entry point: exit with ``main()``'s code, or 1 with its ``ScriptError``."""
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is (``sigterm_raises``), so that the blocks it is in
+    clean up on the way out: a timing process waited for is killed (``subprocess.run`` kills
+    on any exception), staging and temporary folders removed, locks released."""
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` inside the block, as Ctrl-C raises KeyboardInterrupt."""
     try:
-        code = main()
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """A script's entry point: exit with ``main()``'s code, or 1 with its ``ScriptError``; on
+    Ctrl-C (130) or SIGTERM (143) with one line, its timing process stopped and no file written."""
+    try:
+        with sigterm_raises():
+            code = main()
     except ScriptError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except (KeyboardInterrupt, Terminated) as exc:
+        print("interrupted: no results were written", file=sys.stderr)
+        raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
     raise SystemExit(code)
 
 
@@ -603,6 +633,8 @@ def pairs_wanted(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     if args.reference is None:
         if args.pairs is not None and (args.pairs < 0 or args.pairs == 1):
             parser.error(f"--pairs must be 0 (off) or at least 2, got {args.pairs}")
+        if args.pairs and not args.bundle:
+            parser.error("--pairs with --model times it against --reference, and none was given")
         return args.pairs or 0
     if args.bundle:
         parser.error(
