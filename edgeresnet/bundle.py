@@ -71,6 +71,12 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
             f"{bundle} is an output folder holding the bundles {', '.join(inside)}, not a bundle.",
             hint=f"Verify each, e.g. edgeresnet verify {bundle / inside[0]}.",
         )
+    if not (bundle / MANIFEST).exists():
+        raise UsageError(
+            f"{bundle} holds no {MANIFEST}: it is not a bundle (a folder a build writes per "
+            "target).",
+            hint="Pass a bundle folder, e.g. edgeresnet verify build/onnx.",
+        )
     manifest, problems = manifest_problems(bundle)
     if problems or manifest is None:
         raise VerificationError(

@@ -271,6 +271,8 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
         (["--json", "/nonexistent/x.json"], "/nonexistent is not a folder this user can write"),
         (["--rounds", "0"], "--rounds: must be at least 1, got 0"),
         (["--providers", "FooExecutionProvider"], "has no FooExecutionProvider; it has"),
+        (["--threads", "100000"], "this device's logical cores, got 100000"),
+        (["--min-seconds", "nan"], "--min-seconds: must be at least 0.0, got nan"),
     ],
 )
 def test_bad_options_are_refused_before_anything_is_timed(bundle, extra, message):

@@ -582,13 +582,14 @@ def test_verify_passes_a_whole_bundle_and_names_a_changed_file(tmp_path, capsys)
         ("nope", "nope does not exist"),
         ("out/onnx/manifest.json", "manifest.json is a file"),
         ("out", "is an output folder holding the bundles onnx, not a bundle"),
+        ("out/onnx/ondevice", "holds no manifest.json: it is not a bundle"),
     ],
 )
 def test_verify_says_what_was_given_instead_of_a_bundle(tmp_path, capsys, given, said):
     from edgeresnet.bundle import write_manifest
 
     bundle = tmp_path / "out" / "onnx"
-    bundle.mkdir(parents=True)
+    (bundle / "ondevice").mkdir(parents=True)
     write_manifest(bundle, files=[], variants=[], model={}, data={}, target={}, options={})
     assert main(["verify", str(tmp_path / given)]) == 2
     err = capsys.readouterr().err

@@ -775,6 +775,15 @@ def test_report_cli_fails_when_no_file_can_be_read(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_bundle_folder_given_for_its_results_file_is_named(tmp_path, capsys):
+    bundle = tmp_path / "onnx"
+    write(bundle, "results.json", document("box"))
+    assert main(["report", str(bundle), "--out", str(tmp_path / "r")]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{bundle} is a folder, not a results file" in err
+    assert f"hint: Pass {bundle / 'results.json'}, the results file in it." in err
+
+
 # ----------------------------------------------------------------------------- browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

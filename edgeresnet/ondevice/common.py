@@ -435,16 +435,27 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < minimum:
+        if not value >= minimum or value in (float("inf"), float("-inf")):  # NaN fails >=
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
         return value
 
     return number
 
 
+def a_thread_count(text: str) -> int:
+    """``--threads``: 1 up to this device's logical cores; more only queue for the cores."""
+    value = at_least(1)(text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {cores}, this device's logical cores, got {value}"
+        )
+    return value
+
+
 def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
     """The timing options of the CPU benchmark scripts, with the target profiles' defaults."""
-    parser.add_argument("--threads", type=at_least(1), default=physical_cores())
+    parser.add_argument("--threads", type=a_thread_count, default=physical_cores())
     parser.add_argument("--batch-sizes", type=batch_sizes, default=[1, 8])
     parser.add_argument("--input-size", type=at_least(32), default=224)
     parser.add_argument("--warmup", type=at_least(0), default=10)

@@ -53,6 +53,15 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
     ``left_out`` is given: then that row is dropped and its error appended there, so a merge
     keeps the file's other rows and warns about the one it left out.
     """
+    if Path(path).is_dir():
+        inside = sorted(Path(path).glob("results*.json"))
+        raise ReportError(
+            f"{path} is a folder, not a results file.",
+            hint=f"Pass {inside[0]}, the results file in it."
+            if inside
+            else "Pass the results.json a build or peer run wrote, or the results file of a "
+            "bundle's on-device script.",
+        )
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
