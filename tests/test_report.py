@@ -661,6 +661,33 @@ def test_peer_ratios_prefer_rows_remeasured_in_the_same_run(tmp_path):
     assert sum(line.startswith("| onnx | int8 |") for line in device.splitlines()) == 1
 
 
+def test_a_bundle_the_peer_run_could_not_time_is_not_called_re_measured(tmp_path):
+    """A TensorRT bundle given to --against off its device: listed, not timed, and said so."""
+    note = "not benchmarked here: TensorRT is not installed here"
+    untimed = row(
+        "int8",
+        "int8",
+        None,
+        25_800_000,
+        None,
+        "int8",
+        runtime="tensorrt",
+        remeasured={"source": "build/jetson", "target": "jetson", "backend": "tensorrt"},
+        notes=[note],
+    )
+    docs = {
+        "onnx.json": document("box"),
+        "peers.json": peers_document("box", extra_rows=[untimed]),
+    }
+    write_report(docs, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    section = md.split("## Peer comparison")[1].split("\n## ")[0]
+    assert "Same run" not in section and "separate run" in section
+    assert "jetson / int8 (not timed in the peer run)" in md
+    assert f"not timed in the peer run ({note})" in md
+    assert "re-measured in the peer run" not in md
+
+
 def test_a_pruned_variant_remeasured_in_a_peer_run_has_one_precision_error_line(tmp_path):
     """A peer run's re-timing of a build's p30-int8 carries the build's evaluation; the
     "Precision error" table lists the variant once, as the device tables do."""
