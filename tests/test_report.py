@@ -399,6 +399,23 @@ def timed_on_device(build: dict[str, Any], device: str, executed: dict[str, str]
     return on_device
 
 
+def test_of_two_builds_of_one_file_a_device_row_takes_the_one_its_bundle_came_from():
+    """Two builds of the same checkpoint give the same bytes, evaluated on other images: the
+    figure a device row carries must not depend on the order of the inputs."""
+    builds = []
+    for top1, images in ((75.6, "cd"), (74.0, "ef")):
+        rows = [row("int8", "int8", 12.0, 25_800_000, top1, "int8")]
+        rows[0]["artifact"]["sha256"] = "a" * 64
+        build = document("builder", rows=rows)
+        build["data"]["evaluation"] = {"source": images, "images": 20, "sha256": images * 32}
+        builds.append(build)
+    edge = timed_on_device(builds[1], "edge", {"int8": "int8"})  # a copy of the second's bundle
+    for order in ((0, 1), (1, 0)):
+        documents = {f"b{i}.json": builds[i] for i in order} | {"e.json": edge}
+        carried = {(r.device, r.variant): r for r in all_rows(documents)}[("edge", "int8")]
+        assert carried.top1 == 74.0 and carried.accuracy_from.endswith("b1.json)")
+
+
 def test_timed_only_rows_take_the_build_accuracy_of_the_same_file_runtime_and_precision(
     tmp_path,
 ):

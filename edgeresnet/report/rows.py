@@ -81,6 +81,7 @@ class Row:
     executed_detail: str = ""
     clocks: str = ""
     calibration: str = ""  # content hash (first 12 hex digits) of the calibration set
+    evaluation: str = ""  # that of the evaluation set its run names
     timing: str = ""  # how many timing rounds the figure was chosen from
     streams: int | str | None = None
     load: str = ""  # the machine's 1-minute load average when the benchmark started and ended
@@ -209,18 +210,21 @@ def with_build_accuracy(rows: list[Row]) -> list[Row]:
     own results are among ``rows``, each timed-only row takes the accuracy and fidelity the build
     measured on the same file (sha256) in the same runtime at the same executed precision, with
     ``accuracy_from`` saying so. Any of those different (a bf16 variant that ran fp32 on a CPU
-    without bf16), and the row keeps none."""
-    measured: dict[tuple[str, str, str], Row] = {}
+    without bf16), and the row keeps none. Of several builds of the file, the one whose
+    evaluation set the bundle names (the build that made it) is taken, whatever the order of
+    the inputs; else the first."""
+    measured: dict[tuple[str, str, str], list[Row]] = {}
     for r in rows:
         evaluated = r.top1 is not None or r.agreement is not None
         if r.candidate and not r.timed_only and r.artifact_sha256 and evaluated:
-            measured.setdefault((r.artifact_sha256, r.backend, r.executed), r)
+            measured.setdefault((r.artifact_sha256, r.backend, r.executed), []).append(r)
     out = []
     for r in rows:
-        build = measured.get((r.artifact_sha256, r.backend, r.executed)) if r.timed_only else None
-        if build is None:
+        builds = measured.get((r.artifact_sha256, r.backend, r.executed), [])
+        if not r.timed_only or not builds:
             out.append(r)
             continue
+        build = next((b for b in builds if b.evaluation == r.evaluation), builds[0])
         taken = {field: getattr(build, field) for field in _EVALUATED}
         origin = f"the build on {build.device} ({build.runtime}, {build.source})"
         out.append(replace(r, **taken, accuracy_from=origin))
@@ -321,7 +325,8 @@ def _row(
         notes=tuple(str(n) for n in entry.get("notes") or ()),
         executed_detail=_executed_detail(executed),
         clocks=clocks(bench),
-        calibration=_calibration_hash(document),
+        calibration=_set_hash(document, "calibration"),
+        evaluation=_set_hash(document, "evaluation"),
         timing=_rounds(bench.get("rounds")),
         streams=bench.get("streams"),
         load=_load(bench.get("load_average")),
@@ -381,10 +386,11 @@ def _executed_detail(executed: dict[str, Any]) -> str:
     return str(executed.get("source", ""))
 
 
-def _calibration_hash(document: dict[str, Any]) -> str:
+def _set_hash(document: dict[str, Any], which: str) -> str:
+    """The content hash (12 hex digits) of the ``which`` image set the run names, or ""."""
     data = document.get("data")
-    calibration = data.get("calibration") if isinstance(data, dict) else None
-    digest = calibration.get("sha256") if isinstance(calibration, dict) else None
+    images = data.get(which) if isinstance(data, dict) else None
+    digest = images.get("sha256") if isinstance(images, dict) else None
     return str(digest)[:12] if digest else ""
 
 
