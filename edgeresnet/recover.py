@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeresnet.progress import console, progress_bar
+from edgeresnet.progress import console, progress_bar, warn
 
 # Training images for one epoch, shuffled by the epoch number: class-sorted batches would
 # train every step on one class and wreck BatchNorm's batch statistics.
@@ -106,6 +106,11 @@ def _distill(
     except KeyboardInterrupt:
         interrupted = True
         console.print(f"  distillation stopped at step {step}; keeping step {best_step}")
+    if step and not best_step:
+        warn(
+            f"no distillation step lowered the loss on the {len(holdout)} held-out image(s): "
+            "the model is kept as it was before distillation"
+        )
     student.load_state_dict(best_state)
     student.eval()
     return {

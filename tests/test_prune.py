@@ -287,6 +287,24 @@ def test_distillation_stops_on_ctrl_c_and_keeps_the_best(tiny):
     assert kept == pytest.approx(result["holdout_kd_loss_after"], rel=1e-4)
 
 
+def test_distillation_that_never_helps_says_the_model_is_kept(tiny, monkeypatch, capsys):
+    """With one calibration image, the held-out image is the training image; a loss that only
+    rises keeps the weights from before distillation, which the user should be told."""
+    from edgeresnet import recover
+
+    losses = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(recover, "_holdout_loss", lambda *args: next(losses))
+    student = prune(tiny, PruneOptions(0.3), input_size=32)
+    before = copy.deepcopy(student.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    options = DistillOptions(steps=2, eval_every=1)
+    result = distill(student, tiny, lambda epoch: iter([x]), x[:1], options)
+    assert result["best_step"] == 0 and result["steps_run"] == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no distillation step lowered the loss on the 1 held-out image(s)" in err
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
 @pytest.mark.slow
 def test_p30_with_distillation_recovers_digits_within_2_points(digits, digits_weights):
     """Measured here: dense 98.06 %, pruned 30 % 10.3 %, + BN 19.7 %, + 300 KD steps 96.9 %."""
