@@ -255,16 +255,16 @@ def resolve(request: BuildRequest) -> Inputs:
     )
     profile = _with_calibration(load_target(request.target), request)
     final = Path(request.out) / profile.name
-    publish.check_replaceable(final, results.BUILD_TOOL, "the build")
-    publish.check_outside(
+    publish.check_replaceable(
         final,
+        results.BUILD_TOOL,
+        "the build",
         (
             ("--calib", request.calib),
             ("--eval", request.eval),
             ("--train", request.train),
             ("--weights", request.weights),
         ),
-        "the build",
     )
     backend = get_backend(
         profile.backend,

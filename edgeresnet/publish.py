@@ -224,9 +224,20 @@ def results_file(path: Path) -> dict[str, Any] | None:
     return document if isinstance(document, dict) and document.get("schema") == SCHEMA else None
 
 
-def check_replaceable(folder: Path, tool: str, what: str) -> None:
-    """Refuse, before any work, to replace ``folder`` as a whole where it holds files that no
-    earlier run of ``tool`` wrote (its ``results.json`` names ``tool``): they are the user's."""
+def check_replaceable(
+    folder: Path, tool: str, what: str, inputs: Iterable[tuple[str, str | Path | None]] = ()
+) -> None:
+    """Refuse, before any work, to replace ``folder`` as a whole where that would delete what
+    the user has: files that no earlier run of ``tool`` wrote (its ``results.json`` names
+    ``tool``), or one of the run's ``inputs`` (``(option, path)``) lying in it."""
+    root = folder.resolve()
+    for option, path in inputs:
+        if path is not None and Path(path).exists() and Path(path).resolve().is_relative_to(root):
+            raise UsageError(
+                f"{option} {path} lies inside {folder}, which {what} replaces as a whole: it "
+                "would be deleted.",
+                hint=f"Move it out of {folder} first, or pass another --out.",
+            )
     if not folder.is_dir() or not any(folder.iterdir()):
         return
     document = results_file(folder / RESULTS) or {}
@@ -238,18 +249,6 @@ def check_replaceable(folder: Path, tool: str, what: str) -> None:
         "a whole: they would be deleted.",
         hint=f"Pass an --out where {folder.name}/ is new, or move {folder} away first.",
     )
-
-
-def check_outside(folder: Path, inputs: Iterable[tuple[str, str | Path | None]], what: str) -> None:
-    """Refuse inputs (``(option, path)``) that lie in ``folder``, which ``what`` replaces."""
-    root = folder.resolve()
-    for option, path in inputs:
-        if path is not None and Path(path).exists() and Path(path).resolve().is_relative_to(root):
-            raise UsageError(
-                f"{option} {path} lies inside {folder}, which {what} replaces as a whole: it "
-                "would be deleted.",
-                hint=f"Move it out of {folder} first, or pass another --out.",
-            )
 
 
 def check_not_inside(out: Path, folders: Iterable[tuple[str, Path | None]], what: str) -> None:

@@ -654,6 +654,18 @@ def test_peer_table_gives_ratios_against_counterparts_from_another_run(tmp_path)
     assert "| peers (peer) | pytorch-fp32 |" in md
 
 
+def _with_a_peer_run(tmp_path: Path, extra: dict[str, Any]) -> tuple[str, str]:
+    """The report of a build and a peer run that holds ``extra`` too: its markdown and its
+    peer-comparison section."""
+    docs = {
+        "onnx.json": document("box"),
+        "peers.json": peers_document("box", extra_rows=[extra]),
+    }
+    write_report(docs, tmp_path, command="c")
+    md = (tmp_path / "report.md").read_text()
+    return md, md.split("## Peer comparison")[1].split("\n## ")[0]
+
+
 def test_peer_ratios_prefer_rows_remeasured_in_the_same_run(tmp_path):
     remeasured = row(
         "int8",
@@ -664,13 +676,7 @@ def test_peer_ratios_prefer_rows_remeasured_in_the_same_run(tmp_path):
         "int8",
         remeasured={"source": "build/onnx", "target": "onnx", "backend": "onnxruntime"},
     )
-    docs = {
-        "onnx.json": document("box"),
-        "peers.json": peers_document("box", extra_rows=[remeasured]),
-    }
-    write_report(docs, tmp_path, command="c")
-    md = (tmp_path / "report.md").read_text()
-    section = md.split("## Peer comparison")[1].split("\n## ")[0]
+    md, section = _with_a_peer_run(tmp_path, remeasured)
     assert "Same run" in section and "(13.00 ms) p50 / ORT quantize_static defaults" in section
     assert "= 0.25x" in section
     # The re-measured row stays out of the device tables: the build's own row is there already.
@@ -692,13 +698,7 @@ def test_a_bundle_the_peer_run_could_not_time_is_not_called_re_measured(tmp_path
         remeasured={"source": "build/jetson", "target": "jetson", "backend": "tensorrt"},
         notes=[note],
     )
-    docs = {
-        "onnx.json": document("box"),
-        "peers.json": peers_document("box", extra_rows=[untimed]),
-    }
-    write_report(docs, tmp_path, command="c")
-    md = (tmp_path / "report.md").read_text()
-    section = md.split("## Peer comparison")[1].split("\n## ")[0]
+    md, section = _with_a_peer_run(tmp_path, untimed)
     assert "Same run" not in section and "separate run" in section
     assert "jetson / int8 (not timed in the peer run)" in md
     assert f"not timed in the peer run ({note})" in md

@@ -435,7 +435,7 @@ def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value >= minimum or value in (float("inf"), float("-inf")):  # NaN fails >=
+        if not minimum <= value < float("inf"):  # NaN fails every comparison
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
         return value
 

@@ -103,12 +103,12 @@ def compare_peers(request: PeerRequest) -> Path:
         ),
         "the peer comparison",
     )
-    publish.check_replaceable(request.out, TOOL, "the peer comparison")
-    publish.check_outside(
+    publish.check_replaceable(
         request.out,
+        TOOL,
+        "the peer comparison",
         (("--calib", request.calib), ("--weights", request.weights))
         + tuple(("--against", bundle) for bundle in request.against),
-        "the peer comparison",
     )
     threads = request.threads or physical_cores()
     pool = discover(request.calib or default_calibration_dir())

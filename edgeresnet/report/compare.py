@@ -51,11 +51,7 @@ def peer_comparisons(rows: list[Row]) -> list[PeerComparison]:
             runs.setdefault((row.source, row.device), []).append(row)
     comparisons = []
     for (source, device), peers in runs.items():
-        same = [  # re-timed in the run itself (a TensorRT bundle cannot be, off its device)
-            r
-            for r in rows
-            if r.source == source and r.remeasured_from is not None and r.p50_ms is not None
-        ]
+        same = [r for r in rows if r.source == source and r.retimed]
         model = (peers[0].model, peers[0].input_size)
         pool = same or [
             r

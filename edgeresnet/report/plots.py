@@ -47,10 +47,10 @@ class Plot:
 def why_not_plotted(r: Row, x: str, metric: str) -> str | None:
     """Why ``r`` has no point in a plot of ``x`` against ``metric``; None where it has one."""
     note = next((n for n in r.notes if n.startswith("not benchmarked")), None)
-    if r.remeasured_from is not None:
-        if r.p50_ms is None:
-            return f"not timed in the peer run ({note})" if note else "not timed in the peer run"
+    if r.retimed:
         return "re-measured in the peer run (shown in the peer section)"
+    if r.remeasured_from is not None:
+        return f"not timed in the peer run ({note})" if note else "not timed in the peer run"
     missing = []
     if getattr(r, x) is None:
         if x == "p50_ms":

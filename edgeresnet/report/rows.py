@@ -132,6 +132,12 @@ class Row:
         return (self.source, self.device, self.target)
 
     @property
+    def retimed(self) -> bool:
+        """Re-measured in a peer run and timed there (a TensorRT bundle cannot be, off its
+        device: it is listed with its note)."""
+        return self.remeasured_from is not None and self.p50_ms is not None
+
+    @property
     def candidate(self) -> bool:
         """An edgeresnet artifact measured by its own build or on-device run."""
         return self.peer is None and self.remeasured_from is None
