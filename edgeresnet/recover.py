@@ -24,6 +24,10 @@ from edgeresnet.progress import console, progress_bar, warn
 # train every step on one class and wreck BatchNorm's batch statistics.
 Batches = Callable[[int], Iterable[np.ndarray]]
 
+# Fewer images than this give BatchNorm statistics noisy enough to cost a pruned model more than
+# re-estimating them recovers (the embedded calibration set has 6).
+STEADY_BN_IMAGES = 100
+
 
 @torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, batches: Iterable[np.ndarray]) -> int:

@@ -28,7 +28,7 @@ from edgeresnet.export import export_onnx
 from edgeresnet.ondevice.common import machine_info, with_load_average
 from edgeresnet.progress import progress_bar, stage, warn
 from edgeresnet.prune import PruneOptions, channel_spec, load_pruned, prune, save_pruned
-from edgeresnet.recover import DistillOptions, distill, reestimate_batchnorm
+from edgeresnet.recover import STEADY_BN_IMAGES, DistillOptions, distill, reestimate_batchnorm
 
 BATCH = 16
 # FP32 ONNX must reproduce PyTorch: agreement on every image and logits within float noise.
@@ -126,6 +126,13 @@ class Stages:
             with stage("re-estimating BatchNorm statistics on the calibration images"):
                 seen = reestimate_batchnorm(model, images(self.calib, pre))
             record["recovery"].append({"method": "batchnorm-reestimation", "images": seen})
+            if seen < STEADY_BN_IMAGES:
+                warn(
+                    f"BatchNorm statistics of {options.tag} re-estimated on only {seen} "
+                    f"image(s); fewer than {STEADY_BN_IMAGES} give noisy statistics. Pass --calib "
+                    "with a few hundred images of your data, or --no-bn-recalibrate to keep the "
+                    "dense model's statistics"
+                )
         if held is not None:
             holdout, _ = next(held.subset(32, seed=1).batches(pre, 32))
             with stage(

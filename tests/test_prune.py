@@ -336,10 +336,12 @@ def test_p30_with_distillation_recovers_digits_within_2_points(digits, digits_we
 
 
 @pytest.mark.slow
-def test_build_with_pruning_adds_pruned_variants(digits_build, fast_profile, tmp_path):
+def test_build_with_pruning_adds_pruned_variants(digits_build, fast_profile, tmp_path, capsys):
     out = tmp_path / "out"
     args = digits_build(fast_profile, out, 64, "--prune", "0.3", evaluate=100)
     assert main(["build", *args]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "BatchNorm statistics of p30 re-estimated on only 64 image(s); fewer than 100" in err
     doc = json.loads((out / "onnx" / "results.json").read_text())
     rows = {r["variant"]: r for r in doc["rows"]}
     assert set(rows) == {"fp32", "int8", "p30-fp32", "p30-int8"}
