@@ -561,6 +561,18 @@ def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
     )
 
 
+def test_select_says_why_a_chosen_row_has_no_top1(tmp_path):
+    """The table's "-" is not left to guess: random weights measure size and speed only."""
+    rows = selection_rows(tmp_path)
+    mixed = format_text(select(rows, Constraints(max_size_mb=30)))
+    assert "top-1 not measured for rnd onnx:int8 [resnet50, b]: random weights" in mixed
+    random_only = [r for r in rows if r.device == "rnd"]
+    alone = format_text(select(random_only, Constraints(max_size_mb=30)))
+    assert "top-1 not measured in any row: random weights" in alone
+    measured = format_text(select(rows, Constraints(min_top1=75.0)))
+    assert "top-1 not measured" not in measured.split("excluded:")[0]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

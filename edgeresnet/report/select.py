@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from edgeresnet.report.rows import (
     FROM_BUILD,
     Row,
+    Runs,
     fp32_rows,
     rate,
     row_name,
@@ -217,6 +218,7 @@ def format_text(selection: Selection) -> str:
         lines += [
             f"{FROM_BUILD} {row_name(r, named)}: top-1 from {r.accuracy_from}" for r in carried
         ]
+        lines += _without_top1(selection.chosen, named)
     elif not selection.excluded and selection.references:
         lines += [
             "",
@@ -232,6 +234,20 @@ def format_text(selection: Selection) -> str:
         for v in selection.excluded:
             lines.append(f"  {row_name(v.row, named)}: {'; '.join(v.reasons)}")
     return "\n".join(lines)
+
+
+def _without_top1(chosen: list[Row], named: Runs) -> list[str]:
+    """Why the table's "-" top-1s are not numbers: one line per reason."""
+    reasons: dict[str, list[Row]] = {}
+    for row in chosen:
+        if row.top1 is None:
+            reasons.setdefault(unmeasured_top1(row), []).append(row)
+    if len(reasons) == 1 and len(next(iter(reasons.values()))) == len(chosen):
+        return [f"top-1 not measured in any row: {next(iter(reasons))}"]
+    return [
+        f"top-1 not measured for {', '.join(row_name(r, named) for r in rows)}: {reason}"
+        for reason, rows in reasons.items()
+    ]
 
 
 def _rank(row: Row) -> tuple[float, float, bool, float, float]:
