@@ -471,7 +471,7 @@ def parser() -> _Parser:
     t.set_defaults(func=_targets)
 
     v = command("verify", help="check a bundle's files against its manifest")
-    v.add_argument("bundle", type=Path, help="bundle folder (holding manifest.json)")
+    v.add_argument("bundle", type=common.a_folder, help="bundle folder (holding manifest.json)")
     v.set_defaults(func=_verify)
 
     r = command(

@@ -168,6 +168,11 @@ def test_a_blank_out_is_refused_not_read_as_the_current_folder(tmp_path, command
     assert list(tmp_path.iterdir()) == []
 
 
+def test_verify_of_a_blank_path_is_refused_not_read_as_the_current_folder(tmp_path):
+    proc = run("verify", "", cwd=tmp_path)
+    assert proc.returncode == 2 and "bundle: must name a folder, got a blank path" in proc.stderr
+
+
 def test_bench_refuses_a_negative_warmup(tmp_path):
     proc = run("bench", "--compare-peers", "--weights", "random", "--warmup", "-1")
     assert proc.returncode == 2 and "--warmup: must be 0 or more, got -1" in proc.stderr

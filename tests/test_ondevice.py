@@ -400,6 +400,9 @@ def test_bundle_results_are_named_by_device_and_target(bundle, tmp_path):
         ("the files list was emptied", "model.fp32.onnx (variant fp32) is not in its files"),
         ("a path leaves the bundle", "files[0] path '../../etc/hostname' must lie inside"),
         ("a path is absolute", "files[0] path '/etc/hostname' must lie inside the bundle"),
+        ("the model record was removed", "'model' must be an object"),
+        ("a variant lost its precision", "variants[0] needs a variant name, a file and a"),
+        ("the input size is not a number", "model.input_size is '32', not a whole number"),
     ],
 )
 def test_a_manifest_that_was_edited_is_refused(bundle, tmp_path, damage, message):
@@ -408,6 +411,12 @@ def test_a_manifest_that_was_edited_is_refused(bundle, tmp_path, damage, message
     manifest = json.loads((copy / common.MANIFEST).read_text())
     if damage == "a file entry lost its size":
         del manifest["files"][0]["bytes"]
+    elif damage == "the model record was removed":
+        del manifest["model"]
+    elif damage == "a variant lost its precision":
+        del manifest["variants"][0]["precision"]
+    elif damage == "the input size is not a number":
+        manifest["model"]["input_size"] = "32"
     elif damage == "a path leaves the bundle":
         manifest["files"][0]["path"] = "../../etc/hostname"
     elif damage == "a path is absolute":
@@ -418,6 +427,41 @@ def test_a_manifest_that_was_edited_is_refused(bundle, tmp_path, damage, message
     proc = run_script(copy)
     assert proc.returncode == 1 and message in proc.stderr and "hint:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_json_never_replaces_a_file_the_run_did_not_write(bundle, tmp_path):
+    """Only an earlier device run's results are replaced: not the bundle's model, nor a build's
+    results.json (its accuracy), nor any other file."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    build_results = copy / "results.json"
+    build = {"schema": common.SCHEMA, "producer": {"tool": "edgeresnet build"}}
+    common.write_json(build_results, build)
+    model = (copy / "model.fp32.onnx").read_bytes()
+    for target in ("model.fp32.onnx", "results.json", common.MANIFEST):
+        kept = (copy / target).read_bytes()
+        proc = run_script(copy, "--json", str(copy / target))
+        assert proc.returncode == 1, proc.stdout
+        assert "exists and is not the output of an on-device run" in proc.stderr
+        assert "benchmarking" not in proc.stdout and (copy / target).read_bytes() == kept
+    assert (copy / "model.fp32.onnx").read_bytes() == model
+    device = tmp_path / "device.json"
+    assert run_script(copy, "--json", str(device)).returncode == 0
+    again = run_script(copy, "--json", str(device))  # an earlier run's results: replaced
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_bundle_of_another_runtime_is_refused_not_reported_empty(bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / common.MANIFEST).read_text())
+    manifest["variants"] = []  # as an OpenVINO bundle lists no .onnx variants
+    manifest["target"]["name"] = "openvino"
+    (copy / common.MANIFEST).write_text(json.dumps(manifest))
+    proc = run_script(copy, "--json", str(tmp_path / "device.json"))
+    assert proc.returncode == 1 and not (tmp_path / "device.json").exists()
+    assert "lists no .onnx artifacts for bench_onnxruntime.py to time" in proc.stderr
+    assert "the openvino target" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_alternate_flips_the_order_every_pair():

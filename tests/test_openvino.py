@@ -325,3 +325,16 @@ def test_npu_profile_builds_here_and_says_it_was_not_benchmarked(digits_build, t
         assert row["bench"] is None and row["fidelity"] is None
         assert any(n.startswith("not benchmarked here") and "NPU" in n for n in row["notes"])
         assert (out / "openvino-npu" / row["artifact"]["file"]).with_suffix(".bin").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--reference-precision-hint", "bf16"], "precision-hint goes with --reference"),
+        (["--device", " "], "--device: must name the device, got a blank name"),
+    ],
+)
+def test_bench_script_refuses_options_it_would_ignore(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as info:
+        script.main(["--model", str(tmp_path / "model.xml"), *extra])
+    assert info.value.code == 2 and message in capsys.readouterr().err

@@ -27,7 +27,7 @@ from edgeresnet.report import (
 )
 from edgeresnet.report.plots import pareto_front
 from edgeresnet.report.rows import runs
-from edgeresnet.report.select import format_text
+from edgeresnet.report.select import format_text, reasons
 
 DEVICE = {
     "cpu": "Test CPU",
@@ -559,6 +559,21 @@ def test_select_without_accuracy_limit_ranks_latency_then_size(tmp_path):
         "size 102.0 MB > 30 MB",
         "throughput 200 img/s (batch 8) < 300 img/s",
     )
+
+
+def test_a_reason_never_reads_as_its_own_limit(tmp_path):
+    """74.996 % against --min-top1 75 is not "75.00 % < 75 %"; the drop's top-1s add up."""
+    rows = [
+        row("fp32", "fp32", 41.23, 102_000_000, 76.1, "fp32"),
+        row("int8", "int8", 12.0, 25_800_000, 74.996, "int8"),
+    ]
+    (fp32, int8) = rows_of(document("box", rows=rows), "a.json")
+    fps = Constraints(min_fps=int8.throughput + 0.0004)
+    assert reasons(int8, Constraints(min_top1=75.0)) == ("top-1 74.996 % < 75 %",)
+    (slow,) = reasons(int8, fps)
+    assert float(slow.split()[1]) < fps.min_fps, slow
+    (drop,) = reasons(int8, Constraints(max_drop=1.1), fp32)
+    assert drop == "top-1 drop 1.104 points > 1.1 points (FP32 76.100 %, this 74.996 %)"
 
 
 def test_select_says_why_a_chosen_row_has_no_top1(tmp_path):

@@ -231,9 +231,9 @@ def bench_bundle(
     """Benchmark every ONNX variant a bundle lists, ``rounds`` times (``common.in_rounds``),
     and ``pairs`` against each's reference."""
     manifest = common.check_manifest(bundle)
-    input_size = manifest["model"]["input_size"]
+    input_size = common.model_input_size(manifest)
     runtime = ["--optimization", args.optimization, "--providers", ",".join(args.providers)]
-    variants = [v for v in manifest["variants"] if v["file"].endswith(".onnx")]
+    variants = common.variants_for(manifest, bundle, ".onnx", SCRIPT)
 
     def measure(variant: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         command = [

@@ -357,8 +357,9 @@ def bench_bundle(
     def hint_of(variant: dict[str, Any]) -> str:
         return str(args.precision_hint or HINTS.get(variant["precision"], UNPINNED))
 
-    variants = [v for v in manifest["variants"] if v["file"].endswith(".xml")]
-    timing = common.timing_flags(**common.timing(args), input_size=manifest["model"]["input_size"])
+    variants = common.variants_for(manifest, bundle, ".xml", SCRIPT)
+    input_size = common.model_input_size(manifest)
+    timing = common.timing_flags(**common.timing(args), input_size=input_size)
 
     def job(variant: dict[str, Any]) -> tuple[str, Callable[[], dict[str, Any]]]:
         hint = hint_of(variant)
@@ -388,7 +389,7 @@ def bench_bundle(
                 device=device,
                 hints=(hint_of(v), hint_of(ref)),
                 threads=args.threads,
-                input_size=manifest["model"]["input_size"],
+                input_size=input_size,
             )
 
         common.paired_rows(manifest, rows, pair)
@@ -410,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, help="output file (default: BUNDLE/results.<device>.<target>.json)"
     )
-    parser.add_argument("--device", help="OpenVINO device (default: the bundle's, else CPU)")
+    parser.add_argument(
+        "--device", type=common.a_name, help="OpenVINO device (default: the bundle's, else CPU)"
+    )
     parser.add_argument(
         "--precision-hint",
         choices=[*sorted(set(HINTS.values())), UNPINNED],
@@ -428,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     common.add_rounds_argument(parser)
     args = parser.parse_args(argv)
     pairs = common.pairs_wanted(parser, args)
+    if args.reference_precision_hint and args.reference is None:
+        parser.error("--reference-precision-hint goes with --reference, and none was given")
     rounds = common.rounds_wanted(parser, args)
     out = common.output_file(args)
     available = ov.Core().available_devices

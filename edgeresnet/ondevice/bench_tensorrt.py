@@ -186,13 +186,14 @@ def bench_bundle(
     )
     variants = {v["variant"]: v for v in manifest["variants"]}
     records = trt_runtime.engine_records(bundle)
+    input_size = common.model_input_size(manifest)
 
     def measure(record: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         timing = common.timing_flags(
             threads=None,
             # The engine's own range: build_engine.py --batch-sizes may have narrowed the profile's.
             batch_sizes=args.batch_sizes or record["options"]["batch_sizes"],
-            input_size=manifest["model"]["input_size"],
+            input_size=input_size,
             warmup=args.warmup,
             min_iterations=args.min_iterations,
             min_seconds=args.min_seconds,
@@ -223,7 +224,7 @@ def bench_bundle(
                 bundle / "engines" / theirs["engine"],
                 pairs=pairs,
                 warmup=args.warmup,
-                input_size=manifest["model"]["input_size"],
+                input_size=input_size,
                 dla_cores=(ours["options"]["dla_core"], theirs["options"]["dla_core"]),
             )
 

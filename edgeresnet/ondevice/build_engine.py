@@ -192,7 +192,7 @@ def bundle_jobs(
         cache = None
         if variant["precision"] == "int8" and mode == "implicit":
             onnx, cache = onnx.with_name("model.fp32.onnx"), onnx.with_name("calibration.cache")
-        size = manifest["model"]["input_size"]
+        size = common.model_input_size(manifest)
         options = _options(args, settings, variant["precision"], size, cache)
         if options.timing_cache is None:  # one timing cache for all the bundle's engines
             timing = str(bundle / ENGINES / "timing.cache")

@@ -35,6 +35,7 @@ except ImportError:  # a device without numpy: one error line, not a traceback
 SCHEMA = "edgeresnet.results"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+DEVICE_TOOL = "edgeresnet ondevice/"  # the producer of what these scripts write, then the script
 # Alternating pairs a --reference comparison times unless told otherwise.
 DEFAULT_PAIRS = 500
 
@@ -227,7 +228,7 @@ def bundle_document(
     """The results document of rows that ``script`` measured from a bundle on this device."""
     return results_document(
         producer={
-            "tool": f"edgeresnet ondevice/{script}",
+            "tool": f"{DEVICE_TOOL}{script}",
             "version": manifest.get("edgeresnet_version"),
             "command": command_line(),
         },
@@ -347,9 +348,39 @@ def _manifest_shape(manifest: Any, entries: Any) -> str | None:
             isinstance(variant, dict)
             and isinstance(variant.get("variant"), str)
             and isinstance(variant.get("file"), str)
+            and isinstance(variant.get("precision"), str)
         ):
-            return f"variants[{i}] needs a variant name and a file"
+            return f"variants[{i}] needs a variant name, a file and a precision"
+    for key in ("model", "target"):
+        if not isinstance(manifest.get(key), dict):
+            return f"'{key}' must be an object"
     return None
+
+
+def model_input_size(manifest: dict[str, Any]) -> int:
+    """The input resolution a bundle's model was built at, from its manifest."""
+    size = manifest["model"].get("input_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        fail(
+            f"The manifest's model.input_size is {size!r}, not a whole number of pixels. The "
+            "bundle is damaged or was changed.",
+            "Copy the bundle again from the build machine (edgeresnet verify BUNDLE checks it).",
+        )
+    return size
+
+
+def variants_for(manifest: dict[str, Any], bundle: Path, suffix: str, script: str) -> list[dict]:
+    """The bundle's variants whose files end in ``suffix``: what ``script`` times. A bundle
+    with none is another runtime's (or holds no artifacts): nothing here could be measured."""
+    variants = [v for v in manifest["variants"] if v["file"].endswith(suffix)]
+    if not variants:
+        target = manifest["target"].get("name", "another")
+        fail(
+            f"{bundle} lists no {suffix} artifacts for {script} to time: it is a bundle of the "
+            f"{target} target.",
+            "Run the scripts in that bundle's own ondevice/ folder.",
+        )
+    return variants
 
 
 def check_manifest(bundle: Path) -> dict[str, Any]:
@@ -423,7 +454,7 @@ def a_name(text: str) -> str:
 def a_folder(text: str) -> Path:
     """``--out``: a folder path, not blank (blank would mean the current folder unsaid)."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("must name a folder, got a blank path")
+        raise argparse.ArgumentTypeError("must name a folder, got a blank path (. is this one)")
     return Path(text)
 
 
@@ -559,12 +590,34 @@ def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
     out = Path(args.json or Path(args.bundle) / f"results.{name}{suffix}")
     if out.is_dir():
         fail(f"{out} is a folder.", "Pass --json with a file name, e.g. results.mydevice.json.")
+    if out.exists() and not _device_output(out):
+        fail(
+            f"{out} exists and is not the output of an on-device run: writing there would "
+            "replace it.",
+            "Pass --json with a new file name, e.g. results.mydevice.json.",
+        )
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         fail(
             f"cannot write {out}: {out.parent} is not a folder this user can write.",
             "Pass --json with a path in a folder that exists and is writable.",
         )
     return out
+
+
+def _device_output(path: Path) -> bool:
+    """Whether ``path`` holds what these scripts write, which a new run may replace: a
+    bundle's results (named by their producer) or one model's timing (no schema, a figure)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    producer = document.get("producer")
+    if producer is not None:
+        tool = producer.get("tool") if isinstance(producer, dict) else None
+        return isinstance(tool, str) and tool.startswith(DEVICE_TOOL)
+    return "schema" not in document and ("latency" in document or "ratio" in document)
 
 
 def _safe(name: str) -> str:

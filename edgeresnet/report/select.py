@@ -119,7 +119,7 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
         if row.top1 is None:
             out.append(unmeasured)
         elif row.top1 < c.min_top1:
-            out.append(f"top-1 {row.top1:.2f} % < {_exact(c.min_top1)} %")
+            out.append(f"top-1 {_under(row.top1, c.min_top1, 2)} % < {_exact(c.min_top1)} %")
     if c.max_size_mb is not None:
         if row.size_mb is None:
             out.append("size unknown")
@@ -130,7 +130,8 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
             out.append(f"throughput not measured{_why_unmeasured(row)}")
         elif row.throughput < c.min_fps:
             out.append(
-                f"throughput {rate(row.throughput)} img/s (batch {row.throughput_batch}) "
+                f"throughput {_under(row.throughput, c.min_fps, text=rate(row.throughput))} "
+                f"img/s (batch {row.throughput_batch}) "
                 f"< {_exact(c.min_fps)} img/s"
             )
     if c.max_drop is not None:
@@ -148,9 +149,12 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
         elif fp32.top1 is None:
             out.append("top-1 drop unknown (its run's FP32 top-1 not measured)")
         elif (drop := _drop(fp32.top1, row.top1)) > c.max_drop:
+            shown = _over(drop, c.max_drop)
+            # The two top-1s with as many decimals as the drop, so that their difference is it.
+            digits = max(2, len(shown.partition(".")[2]))
             out.append(
-                f"top-1 drop {_over(drop, c.max_drop)} points > {_exact(c.max_drop)} points "
-                f"(FP32 {fp32.top1:.2f} %, this {row.top1:.2f} %)"
+                f"top-1 drop {shown} points > {_exact(c.max_drop)} points "
+                f"(FP32 {fp32.top1:.{digits}f} %, this {row.top1:.{digits}f} %)"
             )
     return tuple(out)
 
@@ -168,6 +172,19 @@ def _over(value: float, limit: float) -> str:
     for digits in range(1, 7):
         text = f"{value:.{digits}f}"
         if float(text) > limit:
+            return text
+    return repr(value)
+
+
+def _under(value: float, limit: float, digits: int = 1, *, text: str | None = None) -> str:
+    """``value`` as ``text`` (the tables' figure) or with ``digits`` decimals, or with as many
+    more as it takes to show it below ``limit``: 74.996 against 75 is not "75.00 < 75"."""
+    text = text or f"{value:.{digits}f}"
+    if float(text) < limit:
+        return text
+    for more in range(digits + 1, 10):
+        text = f"{value:.{more}f}"
+        if float(text) < limit:
             return text
     return repr(value)
 
