@@ -163,6 +163,11 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
 def _read(file: Path, *, decode: bool) -> Image.Image | None:
     """``load_image`` (``decode``), or only its checks up to PIL parsing the header: the file
     exists, is not empty, is an image PIL knows and is under its pixel limit."""
+    if file.is_symlink() and not file.exists():
+        raise DataError(
+            f"Image file {file} is a link to {os.readlink(file)}, which does not exist",
+            hint="Point the link at the image again, or remove it from the dataset.",
+        )
     if not file.is_file():
         raise DataError(
             f"Image file {file} does not exist or is not a file",
@@ -436,8 +441,10 @@ def _scan_folder(folder: Path) -> ImageSet:
             hint="Put images in it (.jpg, .png, ...). Calibration takes any images; accuracy "
             "needs labels too. " + _LAYOUT_HINT,
         )
-    images = [e for e in entries if e.is_file() and _is_image(e)]
-    skipped = [e for e in entries if e.is_file() and not _is_image(e)]
+    # Anything but a folder counts, as os.walk lists it in a class folder: a link to a missing
+    # image is then an image that cannot be read, not a file left out unsaid.
+    images = [e for e in entries if not e.is_dir() and _is_image(e)]
+    skipped = [e for e in entries if not e.is_dir() and not _is_image(e)]
     classes = {e.name: _images_under(e, skipped) for e in entries if e.is_dir()}
     if any(classes.values()):
         if images:

@@ -185,6 +185,16 @@ def test_non_image_and_empty_files_are_data_errors(tmp_path, content):
         load_image(path)
 
 
+def test_a_link_to_a_missing_image_is_an_image_that_cannot_be_read(tmp_path):
+    """In a flat folder too: it was left out unsaid, and the evaluation set shrank."""
+    write_image(tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "gone" / "photo.jpg")
+    found = discover(tmp_path)
+    assert [s.path.name for s in found.samples] == ["a.jpg", "b.jpg"]
+    with pytest.raises(DataError, match=r"b\.jpg is a link to .*gone/photo\.jpg, which does not"):
+        found.check_readable(decode=False)
+
+
 def test_missing_image_and_folder_are_data_errors(tmp_path):
     for path in (tmp_path / "nope.png", tmp_path):
         with pytest.raises(DataError, match=str(path)):
