@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import textwrap
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,11 +90,20 @@ def _checkpoint_error(obj: Mapping[Any, Any], key: Any, source: str) -> WeightsE
     """A checkpoint whose model sits under an entry name not looked for."""
     nested = [repr(k) for k, v in obj.items() if isinstance(v, Mapping)]
     names = ", ".join(map(repr, _MODEL_ENTRIES[:-1])) + f" or {_MODEL_ENTRIES[-1]!r}"
+    # Only an entry of tensors can be a model's weights (an optimizer's state is not).
+    tensors = [
+        k
+        for k, v in obj.items()
+        if isinstance(v, Mapping) and v and all(isinstance(t, Tensor) for t in v.values())
+    ]
+    saved = "torch.save(model.state_dict(), 'weights.pth')"
     return WeightsError(
         f"{source} is a checkpoint, not a state_dict: it holds dicts under "
         f"{', '.join(nested[:6])}, and none of its entries is named {names}.",
-        hint=f"Save the model's own entry: torch.save(checkpoint[{key!r}], 'weights.pth'), or "
-        "torch.save(model.state_dict(), 'weights.pth').",
+        hint=f"Save the model's own entry: torch.save(checkpoint[{tensors[0]!r}], "
+        f"'weights.pth'), or {saved}."
+        if tensors
+        else f"None of its entries holds tensors; save the model's weights: {saved}.",
     )
 
 
@@ -140,6 +150,14 @@ def check_weight_values(state: Mapping[str, Tensor], source: str, *, hint: str) 
 def read_weights_file(path: Path) -> tuple[dict[str, Tensor], str, dict[str, Any]]:
     """Read a local torch.save file (weights_only=True) or a safetensors file; return
     (state_dict, sha256, provenance of the entry used and the weights' dtype)."""
+    if path.is_dir():
+        spec = path / "model.channels.json"
+        raise WeightsError(
+            f"--weights {path} is a folder; it takes a file.",
+            hint=f"Pass the pruned model's channel spec: --weights {spec}."
+            if spec.is_file()
+            else "Pass the path of a state_dict file inside it.",
+        )
     if not path.is_file():
         raise WeightsError(
             f"Weights file {path} does not exist or is not a file.",
@@ -153,6 +171,11 @@ def read_weights_file(path: Path) -> tuple[dict[str, Tensor], str, dict[str, Any
             hint="Check the file's permissions, or copy it again.",
         ) from e
     head = _head(path)
+    if not head:
+        raise WeightsError(
+            f"Weights file {path} is empty (0 bytes).",
+            hint="Copy the file again and compare its sha256 with the source.",
+        )
     if _is_safetensors(head):
         obj: Any = _load_safetensors(path)
     elif head.startswith((b"PK\x03\x04", b"\x80")):
@@ -228,7 +251,7 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
 def _corrupt(path: Path, e: Exception) -> WeightsError:
     return WeightsError(
         f"Weights file {path} is truncated or corrupt and could not be read "
-        f"({type(e).__name__}: {str(e).strip()[:200]}).",
+        f"({type(e).__name__}: {textwrap.shorten(str(e), 200, placeholder=' ...')}).",
         hint="Copy the file again and compare its sha256 with the source.",
     )
 

@@ -559,7 +559,10 @@ def load_model(
             hint="Pass imagenet[:V1|V2], random[:SEED], a weights file or a pruned build's "
             "model.channels.json.",
         )
-    if low == "imagenet" or low.startswith(("imagenet:", "imagenet1k_")):
+    # torchvision's names (IMAGENET1K_V2) are also a natural file name for a fine-tune
+    # (imagenet1k_ft.pth): a file of that name is the file.
+    named_file = low.startswith("imagenet1k_") and Path(os.path.expanduser(spec)).is_file()
+    if (low == "imagenet" or low.startswith(("imagenet:", "imagenet1k_"))) and not named_file:
         return _load_imagenet(arch, _imagenet_version(arch, spec), num_classes, progress)
     if low == "random" or low.startswith("random:"):
         if ":" in low:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shlex
 import urllib.error
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from edgeresnet import models
+from edgeresnet.checkpoints import _corrupt
 from edgeresnet.errors import ConfigError, UsageError, WeightsError
 from edgeresnet.models import (
     ARCHITECTURES,
@@ -633,6 +635,49 @@ def test_checkpoint_with_the_model_under_another_name_says_which(
     name = next(k for k, v in checkpoint.items() if v == "sd")
     assert repr(name) in err.value.message and "'model_state_dict'" in err.value.message
     assert f"torch.save(checkpoint[{name!r}]" in err.value.hint
+
+
+def test_a_checkpoint_without_weights_is_not_told_to_save_its_optimizer(tmp_path: Path) -> None:
+    path = tmp_path / "c.pth"
+    torch.save({"optimizer": {"state": {}, "param_groups": []}, "epoch": 1}, path)
+    with pytest.raises(WeightsError, match="is a checkpoint, not a state_dict") as err:
+        load_model("resnet18", str(path))
+    assert "checkpoint['optimizer']" not in err.value.hint
+    assert "model.state_dict()" in err.value.hint
+
+
+def test_a_weights_file_named_like_torchvisions_weights_is_the_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    torch.save(_tiny_state_dict("resnet18"), tmp_path / "imagenet1k_ft.pth")
+    monkeypatch.chdir(tmp_path)
+    loaded = load_model("resnet18", "imagenet1k_ft.pth")
+    assert loaded.weights["kind"] == "file" and loaded.weights["name"] == "imagenet1k_ft.pth"
+
+
+def test_an_empty_or_cut_short_weights_file_is_said_so_in_whole_words(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(WeightsError, match=r"empty\.pth is empty \(0 bytes\)"):
+        load_model("resnet18", str(empty))
+    whole = tmp_path / "whole.pth"
+    torch.save(_tiny_state_dict("resnet18"), whole)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
+        load_model("resnet18", str(cut))
+    long = _corrupt(cut, RuntimeError("a long reason " * 40))  # as miniz's, 287 characters
+    assert re.search(r"\(RuntimeError: (a long reason )+\.\.\.\)\.$", long.message), long.message
+
+
+def test_a_folder_as_weights_points_at_the_spec_inside_it(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="is a folder; it takes a file") as err:
+        load_model("resnet18", str(tmp_path))
+    assert "state_dict file inside it" in err.value.hint
+    (tmp_path / "model.channels.json").write_text("{}")
+    with pytest.raises(WeightsError) as err:
+        load_model("resnet18", str(tmp_path))
+    assert f"--weights {tmp_path / 'model.channels.json'}" in err.value.hint
 
 
 def test_prefixed_keys_that_are_not_a_resnet_name_the_prefix(tmp_path: Path) -> None:
