@@ -88,17 +88,24 @@ class ScriptError(Exception):
     ``hint:`` line (see ``run``); edgeresnet, which imports these scripts, turns it into its
     own typed error."""
 
-    def __init__(self, message: str, hint: str) -> None:
+    def __init__(self, message: str, hint: str, code: int = 1) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.code = code  # the exit code: 2 a path that is not what the option takes, else 1
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}"
 
 
-def fail(message: str, hint: str) -> NoReturn:
-    raise ScriptError(message, hint)
+def fail(message: str, hint: str, *, code: int = 1) -> NoReturn:
+    raise ScriptError(message, hint, code)
+
+
+def misused(message: str, hint: str) -> NoReturn:
+    """The command line names a path that is not what its option takes (exit 2, as a bad
+    option: edgeresnet's own commands exit so for a missing or wrong folder)."""
+    fail(message, hint, code=2)
 
 
 class Terminated(BaseException):
@@ -132,7 +139,8 @@ def run(main: Callable[[], int]) -> NoReturn:
         with sigterm_raises():
             code = main()
     except ScriptError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.code) from None
     except (KeyboardInterrupt, Terminated) as exc:
         print("interrupted: no results were written", file=sys.stderr)
         raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
@@ -150,7 +158,7 @@ class Parser(argparse.ArgumentParser):
 def readable_model(path: Path, load: Callable[[Path], Any], runtime: str) -> None:
     """End the script where ``path`` is missing or ``runtime`` cannot ``load`` it."""
     if not path.is_file():
-        fail(f"{path} does not exist.", "Pass a model file a build wrote (see its manifest).")
+        misused(f"{path} does not exist.", "Pass a model file a build wrote (see its manifest).")
     try:
         load(path)
     except Exception as exc:  # each runtime raises its own types on a damaged or foreign file
@@ -385,6 +393,12 @@ def variants_for(manifest: dict[str, Any], bundle: Path, suffix: str, script: st
 
 def check_manifest(bundle: Path) -> dict[str, Any]:
     """Load a bundle's manifest and refuse the bundle if any listed file differs from it."""
+    if not (bundle / MANIFEST).is_file():
+        misused(
+            f"{bundle} holds no {MANIFEST}: it is not a bundle (the folder a build writes per "
+            "target; its ondevice/ folder is inside it).",
+            "Pass that folder, e.g. --bundle . from inside it.",
+        )
     manifest, problems = manifest_problems(bundle)
     if problems or manifest is None:
         fail(
@@ -578,7 +592,7 @@ def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
     bundles can share a folder), else None (standard output)."""
     bundle = getattr(args, "bundle", None)
     if bundle is not None and not Path(bundle).is_dir():
-        fail(
+        misused(
             f"--bundle {bundle} is not a folder: it takes the bundle a build wrote, the folder "
             "holding manifest.json.",
             "Pass that folder, e.g. --bundle . from inside it.",
@@ -589,7 +603,7 @@ def output_file(args: argparse.Namespace, suffix: str = ".json") -> Path | None:
     name = ".".join(filter(None, (device, _target(bundle))))
     out = Path(args.json or Path(args.bundle) / f"results.{name}{suffix}")
     if out.is_dir():
-        fail(f"{out} is a folder.", "Pass --json with a file name, e.g. results.mydevice.json.")
+        misused(f"{out} is a folder.", "Pass --json with a file name, e.g. results.mydevice.json.")
     if out.exists() and not _device_output(out):
         fail(
             f"{out} exists and is not the output of an on-device run: writing there would "
