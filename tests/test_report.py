@@ -1380,6 +1380,26 @@ def test_a_value_out_of_its_range_leaves_its_row_out_with_a_reason(tmp_path, edi
     assert len(left_out) == 1 and f"the field '{field}'" in left_out[0].message
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("a row", "rows[1] must be an object, got str"),
+        ({"precision": "int8"}, "rows[1] lacks the field 'variant'"),
+        ({"variant": "int8", "artifact": "model.int8.onnx"}, "rows[1].artifact must be an object"),
+        ({"variant": "int8", "notes": "slow"}, "rows[1].notes must be a list, got str"),
+    ],
+)
+def test_a_row_of_the_wrong_shape_leaves_that_row_out_not_its_file(tmp_path, bad, message):
+    doc = document("box")
+    doc["rows"][1] = bad
+    path = write(tmp_path, "odd.json", doc)
+    left_out: list = []
+    kept = load_results(Path(path), left_out=left_out)
+    assert [r["variant"] for r in kept["rows"]] == ["fp32"]
+    assert len(left_out) == 1 and message in left_out[0].message
+    assert "the file's other rows are kept" in left_out[0].message
+
+
 def test_a_schema_version_that_is_not_a_number_is_refused(tmp_path):
     doc = document("box")
     doc["schema_version"] = True

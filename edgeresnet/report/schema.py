@@ -122,17 +122,18 @@ def load_results(path: Path, *, left_out: list[ReportError] | None = None) -> di
     kept = []
     seen: dict[tuple[Any, str], int] = {}
     for i, entry in enumerate(document["rows"]):
-        _check_row(path, i, entry)
-        problem = _row_types(path, i, entry)
-        # A run's variant is one row (a peer run re-times each target's variant of that name).
-        key = ((entry.get("remeasured") or {}).get("target"), entry["variant"])
-        if problem is None and key in seen:
-            problem = ReportError(
-                f"{path}: rows[{i}] repeats the variant '{entry['variant']}' of "
-                f"rows[{seen[key]}]; a run holds each variant once.",
-                hint="Regenerate the file with edgeresnet, or remove the repeated row.",
-            )
-        seen.setdefault(key, i)
+        problem = _row_shape(path, i, entry)
+        if problem is None:
+            problem = _row_types(path, i, entry)
+            # A run's variant is one row (a peer run re-times each target's variant of that name).
+            key = ((entry.get("remeasured") or {}).get("target"), entry["variant"])
+            if problem is None and key in seen:
+                problem = ReportError(
+                    f"{path}: rows[{i}] repeats the variant '{entry['variant']}' of "
+                    f"rows[{seen[key]}]; a run holds each variant once.",
+                    hint="Regenerate the file with edgeresnet, or remove the repeated row.",
+                )
+            seen.setdefault(key, i)
         if problem is None:
             kept.append(entry)
         elif left_out is None:
@@ -199,20 +200,31 @@ def device_clashes(documents: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def _check_row(path: Path, i: int, entry: Any) -> None:
+def _row_shape(path: Path, i: int, entry: Any) -> ReportError | None:
+    """What is wrong with the row's layout (not an object, no variant, a field of another
+    kind), as an error; else None."""
     where = f"{path}: rows[{i}]"
+    problem = None
     if not isinstance(entry, dict):
-        raise ReportError(f"{where} must be an object, got {type(entry).__name__}.")
-    if not isinstance(entry.get("variant"), str):
-        raise ReportError(f"{where} lacks the field 'variant' (a string).")
-    for key in _ROW_OBJECTS:
-        if entry.get(key) is not None and not isinstance(entry[key], dict):
-            raise ReportError(
-                f"{where}.{key} must be an object or null, got {type(entry[key]).__name__}."
-            )
-    notes = entry.get("notes")
-    if notes is not None and not isinstance(notes, list):
-        raise ReportError(f"{where}.notes must be a list, got {type(notes).__name__}.")
+        problem = f"{where} must be an object, got {type(entry).__name__}"
+    elif not isinstance(entry.get("variant"), str):
+        problem = f"{where} lacks the field 'variant' (a string)"
+    else:
+        wrong = [
+            k for k in _ROW_OBJECTS if entry.get(k) is not None and not isinstance(entry[k], dict)
+        ]
+        notes = entry.get("notes")
+        if wrong:
+            kind = type(entry[wrong[0]]).__name__
+            problem = f"{where}.{wrong[0]} must be an object or null, got {kind}"
+        elif notes is not None and not isinstance(notes, list):
+            problem = f"{where}.notes must be a list, got {type(notes).__name__}"
+    if problem is None:
+        return None
+    return ReportError(
+        f"{problem}; that row is left out, the file's other rows are kept.",
+        hint="Regenerate the file with edgeresnet, or fix the row by hand.",
+    )
 
 
 def _row_types(path: Path, i: int, entry: dict[str, Any]) -> ReportError | None:
