@@ -223,3 +223,18 @@ def test_max_drop_without_free_images_is_refused(digits, fast_profile):
     with pytest.raises(UsageError, match="not used for calibration") as info:
         resolve(request)
     assert "--eval DIR" in info.value.hint
+
+
+def test_a_budget_met_with_no_float_layer_is_not_called_resumed(
+    digits_build, fast_profile, tmp_path, capsys
+):
+    """Its int8-mixed is the INT8 file again, timed once in this build: nothing came from an
+    earlier run, and the console and results.json said it had."""
+    out = tmp_path / "out"
+    assert main(["build", *digits_build(fast_profile, out, 32, "--max-drop", "100")]) == 0
+    doc = json.loads((out / "onnx" / "results.json").read_text())
+    rows = {r["variant"]: r for r in doc["rows"]}
+    assert rows["int8-mixed"]["build"]["accuracy_aware"]["float_layers"] == []
+    assert rows["int8-mixed"]["bench"]["latency"] == rows["int8"]["bench"]["latency"]
+    assert doc["producer"]["reused_from_cache"] == []
+    assert "resumed from the cache" not in capsys.readouterr().err
