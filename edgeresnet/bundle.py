@@ -8,7 +8,13 @@ from typing import Any
 
 from edgeresnet import __version__
 from edgeresnet.errors import UsageError, VerificationError
-from edgeresnet.ondevice.common import MANIFEST, manifest_problems, sha256_file, write_json
+from edgeresnet.ondevice.common import (
+    MANIFEST,
+    manifest_problems,
+    not_a_bundle,
+    sha256_file,
+    write_json,
+)
 
 
 def file_record(path: Path, root: Path) -> dict[str, Any]:
@@ -65,18 +71,15 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
             "folder a build writes per target, holding manifest.json.",
             hint="Pass that folder, e.g. edgeresnet verify build/onnx.",
         )
+    missing = not_a_bundle(bundle)
     inside = sorted(p.parent.name for p in bundle.glob(f"*/{MANIFEST}"))
-    if not (bundle / MANIFEST).exists() and inside:
+    if missing and inside:
         raise UsageError(
             f"{bundle} is an output folder holding the bundles {', '.join(inside)}, not a bundle.",
             hint=f"Verify each, e.g. edgeresnet verify {bundle / inside[0]}.",
         )
-    if not (bundle / MANIFEST).exists():
-        raise UsageError(
-            f"{bundle} holds no {MANIFEST}: it is not a bundle (a folder a build writes per "
-            "target).",
-            hint="Pass a bundle folder, e.g. edgeresnet verify build/onnx.",
-        )
+    if missing:
+        raise UsageError(missing, hint="Pass a bundle folder, e.g. edgeresnet verify build/onnx.")
     manifest, problems = manifest_problems(bundle)
     if problems or manifest is None:
         raise VerificationError(

@@ -36,6 +36,12 @@ class StageCache:
     def __init__(self, root: Path, *, reuse: bool = True) -> None:
         self.root = root
         self.reuse = reuse
+        self._stored: set[str] = set()  # keys this object stored: this run's own stages
+
+    def from_earlier_run(self, key: str) -> bool:
+        """Whether ``key``'s entry was stored before this run (a resumed stage), not by it: a
+        second artifact of one file takes the first's timing, and that resumes nothing."""
+        return key not in self._stored
 
     def entry(self, key: str) -> tuple[Path, Any] | None:
         """The cached folder of ``key`` and its record, or None unless both are complete and
@@ -91,6 +97,7 @@ class StageCache:
         with os.fdopen(handle, "wb") as out:
             np.save(out, value, allow_pickle=False)
         os.replace(tmp, self.root / f"{key}.npy")
+        self._stored.add(key)
 
     def _file(self, key: str, suffix: str) -> Path | None:
         path = self.root / f"{key}{suffix}"
@@ -102,6 +109,7 @@ class StageCache:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(tmp, self.root / f"{key}{suffix}")
+        self._stored.add(key)
 
 
 def _checksums(folder: Path) -> dict[str, str]:

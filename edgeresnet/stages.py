@@ -69,9 +69,6 @@ class Stages:
     cache: StageCache
     work: Path
     reused: list[str] = field(default_factory=list)
-    # Timings this build measured itself: a second artifact of the same file (an int8-mixed
-    # that kept no layer in float) takes them, and that is not resuming an earlier run.
-    _timed_here: set[str] = field(default_factory=set, init=False, repr=False)
 
     # ------------------------------------------------------------------ prune
     def pruned(
@@ -500,13 +497,12 @@ class Stages:
         )
         cached = self.cache.json(key)
         if cached is not None:
-            if key not in self._timed_here:
+            if self.cache.from_earlier_run(key):
                 self.reused.append(label)
             return cached
         # The load is kept with the figure, which the cache may hand to a later build.
         result = with_load_average(measure)
         self.cache.store_json(key, result)
-        self._timed_here.add(key)
         return result
 
 

@@ -301,11 +301,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def not_a_bundle(bundle: Path) -> str | None:
+    """Why ``bundle`` is no bundle at all (it holds no manifest), or None."""
+    if (bundle / MANIFEST).is_file():
+        return None
+    return (
+        f"{bundle} holds no {MANIFEST}: it is not a bundle (the folder a build writes per "
+        "target; its ondevice/ folder is inside it)."
+    )
+
+
 def manifest_problems(bundle: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """The bundle's manifest and every way its files differ from it (empty when whole)."""
     manifest_path = bundle / MANIFEST
-    if not manifest_path.is_file():
-        return None, [f"{manifest_path} is missing: this is not an edgeresnet bundle."]
+    missing = not_a_bundle(bundle)
+    if missing:
+        return None, [missing]
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         entries = manifest["files"]
@@ -393,12 +404,9 @@ def variants_for(manifest: dict[str, Any], bundle: Path, suffix: str, script: st
 
 def check_manifest(bundle: Path) -> dict[str, Any]:
     """Load a bundle's manifest and refuse the bundle if any listed file differs from it."""
-    if not (bundle / MANIFEST).is_file():
-        misused(
-            f"{bundle} holds no {MANIFEST}: it is not a bundle (the folder a build writes per "
-            "target; its ondevice/ folder is inside it).",
-            "Pass that folder, e.g. --bundle . from inside it.",
-        )
+    missing = not_a_bundle(bundle)
+    if missing:
+        misused(missing, "Pass that folder, e.g. --bundle . from inside it.")
     manifest, problems = manifest_problems(bundle)
     if problems or manifest is None:
         fail(

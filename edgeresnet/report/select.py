@@ -112,26 +112,27 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
         if row.p50_ms is None:
             out.append(f"p50 not measured{_why_unmeasured(row)}")
         elif row.p50_ms > c.max_latency_ms:
-            out.append(
-                f"p50 {_over(row.p50_ms, c.max_latency_ms)} ms > {_exact(c.max_latency_ms)} ms"
-            )
+            shown = _past(row.p50_ms, c.max_latency_ms, above=True)
+            out.append(f"p50 {shown} ms > {_exact(c.max_latency_ms)} ms")
     if c.min_top1 is not None:
         if row.top1 is None:
             out.append(unmeasured)
         elif row.top1 < c.min_top1:
-            out.append(f"top-1 {_under(row.top1, c.min_top1, 2)} % < {_exact(c.min_top1)} %")
+            shown = _past(row.top1, c.min_top1, above=False, digits=2)
+            out.append(f"top-1 {shown} % < {_exact(c.min_top1)} %")
     if c.max_size_mb is not None:
         if row.size_mb is None:
             out.append("size unknown")
         elif row.size_mb > c.max_size_mb:
-            out.append(f"size {_over(row.size_mb, c.max_size_mb)} MB > {_exact(c.max_size_mb)} MB")
+            shown = _past(row.size_mb, c.max_size_mb, above=True)
+            out.append(f"size {shown} MB > {_exact(c.max_size_mb)} MB")
     if c.min_fps is not None:
         if row.throughput is None:
             out.append(f"throughput not measured{_why_unmeasured(row)}")
         elif row.throughput < c.min_fps:
+            shown = _past(row.throughput, c.min_fps, above=False, text=rate(row.throughput))
             out.append(
-                f"throughput {_under(row.throughput, c.min_fps, text=rate(row.throughput))} "
-                f"img/s (batch {row.throughput_batch}) "
+                f"throughput {shown} img/s (batch {row.throughput_batch}) "
                 f"< {_exact(c.min_fps)} img/s"
             )
     if c.max_drop is not None:
@@ -149,7 +150,7 @@ def reasons(row: Row, c: Constraints, fp32: Row | None = None) -> tuple[str, ...
         elif fp32.top1 is None:
             out.append("top-1 drop unknown (its run's FP32 top-1 not measured)")
         elif (drop := _drop(fp32.top1, row.top1)) > c.max_drop:
-            shown = _over(drop, c.max_drop)
+            shown = _past(drop, c.max_drop, above=True)
             # The two top-1s with as many decimals as the drop, so that their difference is it.
             digits = max(2, len(shown.partition(".")[2]))
             out.append(
@@ -165,28 +166,17 @@ def _drop(reference: float, value: float) -> float:
     return round(reference - value, 9)
 
 
-def _over(value: float, limit: float) -> str:
-    """``value`` with one decimal, or as many more as it takes to show it above ``limit``."""
-    if abs(value) >= 1e9 and value > 10 * limit:  # 1e308 in three digits, not 309
-        return f"{value:.3g}"
-    for digits in range(1, 7):
-        text = f"{value:.{digits}f}"
-        if float(text) > limit:
-            return text
-    return repr(value)
-
-
-def _under(value: float, limit: float, digits: int = 1, *, text: str | None = None) -> str:
+def _past(
+    value: float, limit: float, *, above: bool, digits: int = 1, text: str | None = None
+) -> str:
     """``value`` as ``text`` (the tables' figure) or with ``digits`` decimals, or with as many
-    more as it takes to show it below ``limit``: 74.996 against 75 is not "75.00 < 75"."""
-    text = text or f"{value:.{digits}f}"
-    if float(text) < limit:
-        return text
-    for more in range(digits + 1, 10):
-        text = f"{value:.{more}f}"
-        if float(text) < limit:
-            return text
-    return repr(value)
+    more as it takes to show it on its side of ``limit``: 74.996 against a floor of 75 is not
+    "75.00 < 75", nor 20.04 against a ceiling of 20 "20.0 > 20"."""
+    if above and abs(value) >= 1e9 and value > 10 * limit:  # 1e308 in three digits, not 309
+        return f"{value:.3g}"
+    shown = ([text] if text else []) + [f"{value:.{more}f}" for more in range(digits, 10)]
+    past = (lambda t: float(t) > limit) if above else (lambda t: float(t) < limit)
+    return next((t for t in shown if past(t)), repr(value))
 
 
 def _exact(value: float) -> str:
