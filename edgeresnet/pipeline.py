@@ -322,6 +322,13 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--calib-size {request.calib_size} asks for more images than {pool.source} holds; "
             f"calibrating on all {len(pool)}"
         )
+    ema = loaded.weights.get("ema_unused")
+    if ema:
+        warn(
+            f"--weights {loaded.weights.get('name')}: built from the checkpoint's "
+            f"'{loaded.weights.get('entry')}'; its EMA copy '{ema}' is not used (to build from "
+            f"it, save checkpoint['{ema}'] as a state_dict and pass that file)"
+        )
     given = pool if request.calib is not None else None  # the embedded set holds its sources
     for option, images in (("--calib", given), ("--eval", found), ("--train", train)):
         note = images.skipped_note() if images is not None else None

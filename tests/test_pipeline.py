@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -414,3 +415,24 @@ def test_ranked_labels_of_a_part_of_the_classes_are_refused(tmp_path, capsys):
     _check_labels(unlabelled, 1000, scored=True)  # nothing to check, and no error
     _warn_about_evaluation(unlabelled, unlabelled, 0, BuildRequest(target="onnx", eval=flat))
     assert "has no labels (layout: flat)" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_checkpoint_s_unused_ema_copy_is_said_on_the_console(
+    digits, digits_weights, fast_profile, tmp_path, capsys
+):
+    import torch
+
+    state = torch.load(digits_weights, weights_only=True)
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save({"state_dict": state, "state_dict_ema": state, "epoch": 3}, checkpoint)
+    request = pipeline.BuildRequest(
+        target=str(fast_profile), model="resnet18", weights=str(checkpoint), calib=digits["test"]
+    )
+    pipeline.resolve(request)
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "--weights last.ckpt: built from the checkpoint's 'state_dict'; its EMA copy "
+        "'state_dict_ema' is not used" in err
+    )
+    pipeline.resolve(replace(request, weights=str(digits_weights)))
+    assert "EMA" not in capsys.readouterr().err
