@@ -1,7 +1,5 @@
 """``python -m edgeresnet`` is the same as the ``edgeresnet`` command."""
 
-import sys
+from edgeresnet.cli import run
 
-from edgeresnet.cli import main
-
-sys.exit(main())
+run()

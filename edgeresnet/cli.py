@@ -567,6 +567,11 @@ def parser() -> _Parser:
     return root
 
 
+def run() -> NoReturn:
+    """The ``edgeresnet`` command: ``main``'s exit code, kept while the process winds down."""
+    common.exit_with(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_command(argv)
     try:

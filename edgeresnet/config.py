@@ -38,8 +38,33 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # newest is what the installed onnx knows.
 MIN_OPSET, MAX_OPSET = 13, onnx_opset_version()
 _FIX = "Compare with the bundled profiles in targets/ (e.g. targets/onnx.toml)."
-# The quantization method each backend's INT8 takes (``quantize/``, one module per method).
+# What each backend builds, and the quantization method its INT8 takes (``quantize/``, one
+# module per method).
+BACKEND_PRECISIONS = {
+    "onnxruntime": ("fp32", "int8"),
+    "openvino": ("fp32", "fp16", "bf16", "int8"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+}
 QUANTIZATION_METHODS = {"onnxruntime": "ort-static", "openvino": "nncf", "tensorrt": "trt-qdq"}
+# The [quantization] values each method takes, checked when a profile loads, before any stage.
+_RANGES = ("minmax", "entropy", "percentile")
+QUANTIZATION_CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {
+    "ort-static": {
+        "activation_type": ("uint8", "int8"),
+        "weight_type": ("uint8", "int8"),
+        "calibrate_method": _RANGES,
+    },
+    # What TensorRT's explicit quantization accepts: signed int8, per-channel weight scales.
+    "trt-qdq": {
+        "activation_type": ("int8",),
+        "weight_type": ("int8",),
+        "per_channel": (True,),
+        "calibrate_method": _RANGES,
+    },
+    "nncf": {"preset": ("performance", "mixed"), "model_type": ("", "transformer")},
+}
+EXPORTERS = ("torchscript", "dynamo")
+DYNAMO_MIN_OPSET = 18
 # A profile's name names its output folder (OUT/<name>): a plain folder name, nothing more.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -141,15 +166,23 @@ def _check(profile: TargetProfile, path: Path) -> None:
             "'_'): a build writes the target's bundle to OUT/<name>.",
             hint='For example name = "openvino-lab".',
         )
-    bad = [p for p in profile.precisions if p not in PRECISIONS]
+    if profile.backend not in BACKEND_PRECISIONS:
+        raise ConfigError(
+            f"{path}: unknown backend {profile.backend!r}.",
+            hint=f"Choose one of: {', '.join(BACKEND_PRECISIONS)}.",
+        )
+    builds = BACKEND_PRECISIONS[profile.backend]
+    bad = [p for p in profile.precisions if p not in builds]
     repeated = len(set(profile.precisions)) != len(profile.precisions)
     if bad or not profile.precisions or repeated:
         raise ConfigError(
-            f"{path}: precisions {profile.precisions} must be a non-empty subset of {PRECISIONS}, "
-            "each once.",
+            f"{path}: precisions {profile.precisions} must be a non-empty subset of what the "
+            f"{profile.backend} backend builds, {list(builds)}, each once.",
             hint=_FIX,
         )
     check_method(profile)
+    _check_quantization(profile.quantization, path)
+    _check_export(profile.export, path)
     bench = profile.benchmark
     sizes = bench.batch_sizes
     if not sizes or min(sizes) < 1 or sizes[0] != 1 or len(set(sizes)) != len(sizes):
@@ -174,18 +207,50 @@ def _check(profile: TargetProfile, path: Path) -> None:
             f"{bench.min_seconds}.",
             hint="The bundled profiles use min_seconds = 3.0.",
         )
-    if not MIN_OPSET <= profile.export.opset <= MAX_OPSET:
-        raise ConfigError(
-            f"{path}: export.opset must be {MIN_OPSET} to {MAX_OPSET}, got {profile.export.opset}.",
-            hint=f"INT8 QDQ with per-channel weights needs opset {MIN_OPSET} or newer; the "
-            "bundled profiles use 17.",
-        )
     if not 90.0 <= profile.quantization.percentile <= 100.0:
         raise ConfigError(
             f"{path}: quantization.percentile must be between 90 and 100, got "
             f"{profile.quantization.percentile}.",
             hint="Typical values are 99.99 or 99.999.",
         )
+
+
+def _check_quantization(options: QuantizationOptions, path: Path) -> None:
+    for key, choices in QUANTIZATION_CHOICES.get(options.method, {}).items():
+        value = getattr(options, key)
+        if value not in choices:
+            raise ConfigError(
+                f"{path} [quantization]: {key} = {_toml(value)} is not one the {options.method} "
+                "method takes.",
+                hint=f"Use {' or '.join(_toml(c) for c in choices)}.",
+            )
+
+
+def _check_export(options: ExportOptions, path: Path) -> None:
+    if options.exporter not in EXPORTERS:
+        raise ConfigError(
+            f"{path} [export]: unknown exporter {_toml(options.exporter)}.",
+            hint=f"Use {' or '.join(_toml(e) for e in EXPORTERS)}.",
+        )
+    if not MIN_OPSET <= options.opset <= MAX_OPSET:
+        raise ConfigError(
+            f"{path}: export.opset must be {MIN_OPSET} to {MAX_OPSET}, got {options.opset}.",
+            hint=f"INT8 QDQ with per-channel weights needs opset {MIN_OPSET} or newer; the "
+            "bundled profiles use 17.",
+        )
+    if options.exporter == "dynamo" and options.opset < DYNAMO_MIN_OPSET:
+        raise ConfigError(
+            f"{path} [export]: the dynamo exporter writes opset {DYNAMO_MIN_OPSET} or newer, "
+            f"and the profile asks for {options.opset}.",
+            hint=f'Set opset = {DYNAMO_MIN_OPSET} or newer, or exporter = "torchscript".',
+        )
+
+
+def _toml(value: Any) -> str:
+    """``value`` as written in TOML."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def check_method(profile: TargetProfile, backend: str | None = None) -> None:
@@ -217,13 +282,13 @@ def check_keywords(func: Any, table: dict[str, Any], *, where: str) -> None:
 def _build(cls: type, data: Any, *, where: str) -> Any:
     """Build a dataclass from TOML data, refusing unknown keys and wrong types."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table for {cls.__name__}, got {data!r}.", hint=_FIX)
+        raise ConfigError(f"{where}: expected a table, got {data!r}.", hint=_FIX)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}.",
+            f"{where}: unknown key(s) {', '.join(unknown)}.",
             hint=f"Valid keys: {', '.join(sorted(names - {'source'}))}.",
         )
     missing = [
@@ -254,10 +319,19 @@ def _check_type(value: Any, hint: Any, *, where: str) -> None:
             raise ConfigError(f"{where} has the wrong type: {value!r}.", hint=_FIX)
         return
     if not _matches(value, hint):
-        expected = getattr(hint, "__name__", str(hint))
         raise ConfigError(
-            f"{where} must be {expected}, got {type(value).__name__} {value!r}.", hint=_FIX
+            f"{where} must be {_describe(hint)}, got {type(value).__name__} {value!r}.", hint=_FIX
         )
+
+
+def _describe(hint: Any) -> str:
+    """A type as a profile's author reads it: ``list[int]`` is "a list of int"."""
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return f"a list of {_describe(item)}" if item is not Any else "a list"
+    if typing.get_origin(hint) is dict:
+        return "a table"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _matches(value: Any, hint: Any) -> bool:

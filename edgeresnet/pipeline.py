@@ -28,6 +28,7 @@ from edgeresnet.config import TargetProfile, load_target
 from edgeresnet.data import ImageSet, Preprocess, default_calibration_dir, discover
 from edgeresnet.errors import (
     BackendUnavailableError,
+    ConfigError,
     DataError,
     UsageError,
     WeightsError,
@@ -254,6 +255,7 @@ def resolve(request: BuildRequest) -> Inputs:
         "the build",
     )
     profile = _with_calibration(load_target(request.target), request)
+    _check_profile_threads(profile, request)
     final = Path(request.out) / profile.name
     publish.check_replaceable(
         final,
@@ -468,6 +470,19 @@ def _load(request: BuildRequest) -> LoadedModel:
         "pruned_from": spec.get("pruned_from"),
     }
     return LoadedModel(model, spec["arch"], spec["num_classes"], spec["width"], weights)
+
+
+def _check_profile_threads(profile: TargetProfile, request: BuildRequest) -> None:
+    """The profile's threads, where --threads leaves them in charge, as --threads is checked:
+    more threads than this machine's logical cores only queue for the cores."""
+    wanted, cores = profile.benchmark.threads, os.cpu_count() or 1
+    if request.threads == 0 and wanted > cores:
+        raise ConfigError(
+            f"{profile.source} [benchmark]: threads = {wanted} is more than this machine's "
+            f"{cores} logical cores.",
+            hint=f"Pass --threads 1 to {cores} for this build, or set threads = 0 (one per "
+            "physical core) in the profile.",
+        )
 
 
 def _with_calibration(profile: TargetProfile, request: BuildRequest) -> TargetProfile:

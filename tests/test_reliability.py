@@ -172,7 +172,7 @@ def case_eval_is_the_calibration_set(tmp):
 def case_profile_wrong_type(tmp):
     path = tmp / "p.toml"
     path.write_text('name="p"\nbackend="onnxruntime"\ndevice="CPU"\nprecisions="fp32"\n')
-    return ["--weights", "random", "--target", str(path)], "precisions must be list"
+    return ["--weights", "random", "--target", str(path)], "precisions must be a list of str"
 
 
 def _edited_profile(tmp, target, old, new):
@@ -201,6 +201,46 @@ def case_profile_unreadable_tensorrt_range(tmp):
 def case_profile_tensorrt_range_without_a_lowest_version(tmp):
     args = _edited_profile(tmp, "jetson", '">=10.0,<11"', '"<11"')
     return args, "tensorrt_versions '<11' is not a version range with a lowest version"
+
+
+def case_profile_batch_sizes_not_whole_numbers(tmp):
+    args = _edited_profile(tmp, "onnx", "batch_sizes = [1, 8]", "batch_sizes = [1, 8.0]")
+    return args, "batch_sizes must be a list of int, got list [1, 8.0]"
+
+
+def case_profile_activation_type_ort_does_not_take(tmp):
+    args = _edited_profile(tmp, "onnx", 'activation_type = "uint8"', 'activation_type = "uint4"')
+    return args, 'activation_type = "uint4" is not one the ort-static method takes'
+
+
+def case_profile_unknown_calibrate_method(tmp):
+    args = _edited_profile(tmp, "onnx", 'calibrate_method = "minmax"', 'calibrate_method = "kl"')
+    return args, 'calibrate_method = "kl" is not one the ort-static method takes'
+
+
+def case_profile_activation_type_tensorrt_does_not_take(tmp):
+    args = _edited_profile(tmp, "jetson", 'activation_type = "int8"', 'activation_type = "uint8"')
+    return args, 'activation_type = "uint8" is not one the trt-qdq method takes'
+
+
+def case_profile_precision_the_backend_does_not_build(tmp):
+    args = _edited_profile(tmp, "onnx", 'precisions = ["fp32", "int8"]', 'precisions = ["fp16"]')
+    return args, "subset of what the onnxruntime backend builds, ['fp32', 'int8']"
+
+
+def case_profile_unknown_backend(tmp):
+    args = _edited_profile(tmp, "onnx", 'backend = "onnxruntime"', 'backend = "tflite"')
+    return args, "onnx-edited.toml: unknown backend 'tflite'"
+
+
+def case_profile_dynamo_below_its_opset(tmp):
+    args = _edited_profile(tmp, "onnx", 'exporter = "torchscript"', 'exporter = "dynamo"')
+    return args, "the dynamo exporter writes opset 18 or newer, and the profile asks for 17"
+
+
+def case_profile_threads_beyond_the_cores(tmp):
+    args = _edited_profile(tmp, "onnx", "threads = 0", f"threads = {(os.cpu_count() or 1) + 1}")
+    return args, f"threads = {(os.cpu_count() or 1) + 1} is more than this machine's"
 
 
 def _onnx(*extra):
@@ -709,3 +749,35 @@ def test_the_work_folder_leaves_no_environment_pointing_into_it(tmp_path, monkey
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(work / "torchinductor_me")
     assert not work.exists()
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before and "TMPDIR" not in os.environ
+
+
+@pytest.mark.parametrize("command", ["edgeresnet", "on-device script"])
+def test_a_signal_while_a_finished_command_exits_keeps_its_exit_code(command):
+    """Exiting frees PyTorch and the runtimes, a second or two after a build: a Ctrl-C or
+    SIGTERM then must not end a published build as 130 or 143."""
+    run = "cli.main = finished; cli.run()" if command == "edgeresnet" else "common.run(finished)"
+    script = f"""
+import os, signal, subprocess, sys, time
+from edgeresnet import cli
+from edgeresnet.ondevice import common
+
+KILL = "import os, signal, sys, time; time.sleep(0.5); pid = int(sys.argv[1]); "
+KILL += "os.kill(pid, signal.SIGINT); os.kill(pid, signal.SIGTERM)"
+
+
+class Teardown:  # freed as the interpreter exits, slowly
+    def __del__(self):
+        time.sleep(2)
+
+
+def finished():
+    global held
+    held = Teardown()
+    subprocess.Popen([sys.executable, "-c", KILL, str(os.getpid())])
+    return 0
+
+
+{run}
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()

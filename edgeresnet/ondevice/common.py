@@ -144,6 +144,15 @@ def run(main: Callable[[], int]) -> NoReturn:
     except (KeyboardInterrupt, Terminated) as exc:
         print("interrupted: no results were written", file=sys.stderr)
         raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 143) from None
+    exit_with(code)
+
+
+def exit_with(code: int) -> NoReturn:
+    """Exit with ``code``, the finished command's, whatever signal comes while the process winds
+    down: freeing the runtimes (and PyTorch, after a build) takes a second or two, and a Ctrl-C
+    or SIGTERM then would otherwise end it as 130 or 143 after its output was written."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored signals stay ignored through exit
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(code)
 
 
