@@ -88,7 +88,17 @@ def _distill(
         target = teacher(holdout_t)
     best_loss = _holdout_loss(student, holdout_t, target, options.temperature)
     initial, best_state, best_step = best_loss, copy.deepcopy(student.state_dict()), 0
-    step, interrupted, started = 0, False, time.perf_counter()
+    step, measured, stepping, interrupted = 0, 0, False, False
+    started = time.perf_counter()
+
+    def measure() -> None:
+        nonlocal best_loss, best_step, best_state, measured
+        current = _holdout_loss(student, holdout_t, target, options.temperature)
+        measured = step
+        if current < best_loss:
+            best_loss, best_step = current, step
+            best_state = copy.deepcopy(student.state_dict())
+
     try:
         with progress_bar("distilling", total=options.steps) as advance:
             for x in _cycle(batches):
@@ -98,22 +108,26 @@ def _distill(
                 loss = _kd_loss(student, teacher, _nhwc(x), options.temperature)
                 optimizer.zero_grad()
                 loss.backward()
+                stepping = True  # the weights are part-way through an update until it ends
                 optimizer.step()
                 schedule.step()
+                stepping = False
                 step += 1
                 advance(1)
                 if step % options.eval_every == 0 or step == options.steps:
-                    current = _holdout_loss(student, holdout_t, target, options.temperature)
-                    if current < best_loss:
-                        best_loss, best_step = current, step
-                        best_state = copy.deepcopy(student.state_dict())
+                    measure()
     except KeyboardInterrupt:
         interrupted = True
+        if measured < step and not stepping:
+            measure()  # the steps since the last measurement count too
         console.print(f"  distillation stopped at step {step}; keeping step {best_step}")
     if step and not best_step:
         warn(
             f"no distillation step lowered the loss on the {len(holdout)} held-out image(s): "
             "the model is kept as it was before distillation"
+            if measured
+            else "distillation stopped before its first step was measured on the held-out "
+            "images: the model is kept as it was before distillation"
         )
     student.load_state_dict(best_state)
     student.eval()

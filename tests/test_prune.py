@@ -287,6 +287,59 @@ def test_distillation_stops_on_ctrl_c_and_keeps_the_best(tiny):
     assert kept == pytest.approx(result["holdout_kd_loss_after"], rel=1e-4)
 
 
+def _interrupted_at_step(n):
+    rng = np.random.default_rng(0)
+
+    def batches(epoch):
+        for step in range(100):
+            if epoch == 0 and step == n:
+                raise KeyboardInterrupt
+            yield rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+
+    return batches
+
+
+def test_ctrl_c_between_measurements_weighs_the_steps_since_the_last(tiny, monkeypatch):
+    """Interrupted at step 5 of 10 between measurements: the weights as they stand are measured
+    and kept where they beat every earlier measurement."""
+    from edgeresnet import recover
+
+    losses = iter([1.0, 0.5])  # before distillation, then at the interrupt
+    monkeypatch.setattr(recover, "_holdout_loss", lambda *args: next(losses))
+    student = prune(tiny, PruneOptions(0.3), input_size=32)
+    holdout = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    options = DistillOptions(steps=50, eval_every=10)
+    result = distill(student, tiny, _interrupted_at_step(5), holdout, options)
+    assert (result["steps_run"], result["best_step"]) == (5, 5)
+    assert result["holdout_kd_loss_after"] == 0.5
+
+
+def test_ctrl_c_inside_an_update_keeps_the_last_measured_weights(tiny, monkeypatch, capsys):
+    """Weights part-way through an optimizer update are no checkpoint: never measured or kept."""
+    from edgeresnet import recover
+
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def step_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_interrupt)
+    measured = []
+    monkeypatch.setattr(recover, "_holdout_loss", lambda *args: measured.append(1) or 1.0)
+    student = prune(tiny, PruneOptions(0.3), input_size=32)
+    before = copy.deepcopy(student.state_dict())
+    holdout = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    result = distill(student, tiny, _interrupted_at_step(99), holdout, DistillOptions(steps=50))
+    assert (result["steps_run"], result["best_step"], len(measured)) == (2, 0, 1)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+    err = " ".join(capsys.readouterr().err.split())
+    assert "distillation stopped before its first step was measured" in err
+
+
 def test_distillation_that_never_helps_says_the_model_is_kept(tiny, monkeypatch, capsys):
     """With one calibration image, the held-out image is the training image; a loss that only
     rises keeps the weights from before distillation, which the user should be told."""
