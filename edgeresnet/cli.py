@@ -428,20 +428,17 @@ def parser() -> _Parser:
     p.add_argument(
         "--prune-importance",
         choices=("l1", "l2", "bn-scale"),
-        default="l2",
         help="channel importance criterion (default l2 magnitude)",
     )
     p.add_argument(
         "--prune-round-to",
         type=_positive,
-        default=8,
         help="keep channel counts multiples of N, rounded down (default 8; OpenVINO on AVX-512 "
         "CPUs works in blocks of 16)",
     )
     p.add_argument(
         "--prune-stem-round-to",
         type=_non_negative_int,
-        default=32,
         help="keep the stem (the convolution before the max pool) a multiple of N, the nearest "
         "(default 32: OpenVINO's INT8 max pool is fast over multiples of 32 on AVX2; 0: as "
         "--prune-round-to)",

@@ -73,9 +73,10 @@ class BuildRequest:
     out: Path = Path("build")
     device_name: str | None = None
     prune: tuple[float, ...] = ()
-    prune_importance: str = "l2"
-    prune_round_to: int = 8
-    prune_stem_round_to: int = 32
+    # None: not given, PruneOptions' defaults (given without a ratio above 0, refused)
+    prune_importance: str | None = None
+    prune_round_to: int | None = None
+    prune_stem_round_to: int | None = None
     bn_recalibrate: bool = True
     distill_steps: int = 0
     train: Path | None = None
@@ -175,15 +176,16 @@ def resolve(request: BuildRequest) -> Inputs:
             f"--prune {','.join(f'{r:g}' for r in request.prune)} gives {twice[0]:g} twice.",
             hint="Give each ratio once.",
         )
-    prune = [
-        PruneOptions(
-            r,
-            importance=request.prune_importance,
-            round_to=request.prune_round_to,
-            stem_round_to=request.prune_stem_round_to,
+    tuning = {
+        key: value
+        for key, value in (
+            ("importance", request.prune_importance),
+            ("round_to", request.prune_round_to),
+            ("stem_round_to", request.prune_stem_round_to),
         )
-        for r in sorted(set(request.prune) - {0.0})
-    ]
+        if value is not None
+    }
+    prune = [PruneOptions(r, **tuning) for r in sorted(set(request.prune) - {0.0})]
     tags = Counter(p.tag for p in prune)
     clash = sorted(t for t, n in tags.items() if n > 1 or t == "p00")
     if clash:
@@ -202,11 +204,24 @@ def resolve(request: BuildRequest) -> Inputs:
             hint="Pass the dense weights with --prune, or leave --prune out to build the pruned "
             "model for this target.",
         )
-    if not prune and (request.distill_steps or request.train is not None):
+    for_pruning = [
+        option
+        for option, given in (
+            ("--prune-importance", "importance" in tuning),
+            ("--prune-round-to", "round_to" in tuning),
+            ("--prune-stem-round-to", "stem_round_to" in tuning),
+            ("--no-bn-recalibrate", not request.bn_recalibrate),
+            ("--distill-steps", bool(request.distill_steps)),
+            ("--train", request.train is not None),
+        )
+        if given
+    ]
+    if not prune and for_pruning:
+        one = len(for_pruning) == 1
         raise UsageError(
-            "--distill-steps and --train recover a pruned model, and no --prune ratio above 0 "
-            "was given.",
-            hint="Add e.g. --prune 0.3, or leave them out.",
+            f"{' and '.join(for_pruning)} {'applies' if one else 'apply'} to the models --prune "
+            "prunes in this build, and no --prune ratio above 0 was given.",
+            hint=f"Add e.g. --prune 0.3, or leave {'it' if one else 'them'} out.",
         )
     if request.train is not None and not request.distill_steps:
         raise UsageError(

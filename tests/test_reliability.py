@@ -264,6 +264,15 @@ def case_distillation_without_pruning(tmp):
     return _onnx("--distill-steps", "10"), "no --prune ratio above 0"
 
 
+def case_pruning_options_without_a_ratio(tmp):
+    args = _onnx("--prune", "0", "--prune-round-to", "16", "--no-bn-recalibrate")
+    return args, "--prune-round-to and --no-bn-recalibrate apply to the models --prune prunes"
+
+
+def case_importance_without_pruning(tmp):
+    return _onnx("--prune-importance", "l1"), "--prune-importance applies to the models --prune"
+
+
 def case_eval_size_without_eval(tmp):
     return _onnx("--eval-size", "10"), "--eval-size picks images of --eval"
 
