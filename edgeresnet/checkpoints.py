@@ -181,11 +181,19 @@ def read_weights_file(path: Path) -> tuple[dict[str, Tensor], str, dict[str, Any
     elif head.startswith((b"PK\x03\x04", b"\x80")):
         obj = _torch_load(path)
     else:
+        hint = (
+            "Pass the .pth/.pt file torch.save wrote, a .safetensors state_dict, a pruned "
+            "model's model.channels.json, --weights imagenet or --weights random."
+        )
+        if head.lstrip().startswith(b"{"):
+            hint = (
+                "It reads as JSON: a pruned model's channel spec is taken as one by its name, "
+                "ending in .channels.json, as the model.channels.json a pruning run writes."
+            )
         raise WeightsError(
             f"Weights file {path} is not a PyTorch checkpoint: torch.save writes a zip archive "
             f"or a pickle, safetensors a header, and this file starts with {head[:8]!r}.",
-            hint="Pass the .pth/.pt file torch.save wrote, a .safetensors state_dict, a pruned "
-            "model's model.channels.json, --weights imagenet or --weights random.",
+            hint=hint,
         )
     sd, fields = unwrap_state_dict(obj, f"Weights file {path}")
     return sd, sha, fields

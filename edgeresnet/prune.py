@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ import torch
 from torch import nn
 
 from edgeresnet.checkpoints import check_weight_values
-from edgeresnet.errors import PruneError, UsageError, WeightsError
-from edgeresnet.models import MAX_INPUT, MIN_INPUT, build_model
+from edgeresnet.errors import ConfigError, PruneError, UsageError, WeightsError
+from edgeresnet.models import MAX_INPUT, MIN_INPUT, RANDOM_INIT, build_model, canonical_arch
 from edgeresnet.ondevice.common import sha256_file
 
 SPEC_FORMAT = "edgeresnet.channels"
@@ -31,6 +32,15 @@ IMPORTANCES = ("l1", "l2", "bn-scale")
 _SPEC_HINT = "Use the model.channels.json a pruning run wrote, unedited."
 _SPEC_REQUIRED = ("arch", "num_classes", "width", "preprocess", "pruned_from", "layers")
 _SPEC_FIELDS = ("format", "version", *_SPEC_REQUIRED, "weights_sha256")
+# What a pruning run writes as pruned_from: the dense weights' provenance (models._provenance,
+# less the local path), with the checkpoint entry, unused EMA copy and dtype of a file's.
+_ORIGIN_FIELDS = frozenset(
+    ("kind", "name", "url", "sha256", "seed", "top1", "top5", "init")
+    + ("entry", "ema_unused", "dtype")
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# The channel counts each resized layer takes.
+_LAYER_KEYS = {nn.Conv2d: ("in", "out"), nn.BatchNorm2d: ("features",), nn.Linear: ("in", "out")}
 STEM = "conv1"
 
 
@@ -256,6 +266,17 @@ def rebuild(spec: Any) -> nn.Module:
             "(an object with their kind).",
             hint=_SPEC_HINT,
         )
+    problem = _origin_problem(origin)
+    if problem:
+        raise WeightsError(
+            f"The channel spec's pruned_from is not what a pruning run writes: {problem}.",
+            hint=_SPEC_HINT + " It says which weights were pruned, and so whether accuracy "
+            "means anything.",
+        )
+    try:
+        canonical_arch(spec["arch"])
+    except ConfigError as exc:
+        raise WeightsError(f"The channel spec's arch: {exc.message}", hint=_SPEC_HINT) from None
     crop = _count(spec["preprocess"], "crop_size", "preprocess")
     resize = _count(spec["preprocess"], "resize_size", "preprocess")
     if not MIN_INPUT <= crop <= MAX_INPUT or resize < crop:
@@ -298,6 +319,37 @@ def rebuild(spec: Any) -> nn.Module:
         if isinstance(module, sized):
             module.reset_parameters()
     return model.eval()
+
+
+def _origin_problem(origin: dict[str, Any]) -> str | None:
+    """What in ``pruned_from`` no pruning run writes, or None. Its fields must agree with its
+    kind: an edit that makes random weights read as published ones would give them accuracy."""
+    extra = sorted(set(origin) - _ORIGIN_FIELDS)
+    if extra:
+        return f"fields {extra}"
+    kind, name, seed = origin["kind"], origin.get("name"), origin.get("seed")
+    sha, url = origin.get("sha256"), origin.get("url")
+    hashed = isinstance(sha, str) and _SHA256.fullmatch(sha) is not None
+    if kind == "random":
+        seeded = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32
+        if name != "random" or not seeded or origin.get("init") != RANDOM_INIT:
+            return "random weights are named 'random', with their seed and initialisation"
+        if any(origin.get(k) is not None for k in ("url", "sha256", "top1", "top5")):
+            return "random weights have no url, sha256 or published accuracy"
+    elif kind == "imagenet":
+        published = isinstance(name, str) and name.startswith("IMAGENET1K_")
+        if not published or not isinstance(url, str) or not (sha is None or hashed):
+            return "ImageNet weights are named IMAGENET1K_..., with their url and sha256"
+        if seed is not None or "init" in origin:
+            return "ImageNet weights have no seed or initialisation"
+    elif kind == "file":
+        if not isinstance(name, str) or not hashed:
+            return "a weights file is named, with its sha256"
+        if seed is not None or url is not None or "init" in origin:
+            return "a weights file has no seed, url or initialisation"
+    else:
+        return f"kind {kind!r} is none of random, imagenet and file"
+    return None
 
 
 def _check_layers_fit(model: nn.Module, spec: dict[str, Any]) -> None:
@@ -476,8 +528,8 @@ def _check_against_weights(
             hint=hint,
         )
 
-    def count(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
+    def count(value: Any) -> bool:  # anything else is named by rebuild
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
     fc, conv1 = shapes.get("fc.weight"), shapes.get("conv1.weight")
     classes, width = spec.get("num_classes"), spec.get("width")
@@ -501,6 +553,20 @@ def _check_against_weights(
 
 
 def _resized(module: nn.Module, shape: Any, name: str) -> nn.Module:
+    keys = next((k for kind, k in _LAYER_KEYS.items() if isinstance(module, kind)), None)
+    if keys is not None and not isinstance(shape, dict):
+        example = ", ".join(f'"{k}": ...' for k in keys)
+        raise WeightsError(
+            f"The channel spec gives {name} as {shape!r}, where an object of its channel counts "
+            f"belongs ({{{example}}}).",
+            hint=_SPEC_HINT,
+        )
+    if keys is not None and set(shape) - set(keys):
+        raise WeightsError(
+            f"The channel spec gives {name} fields a pruning run does not write: "
+            f"{sorted(set(shape) - set(keys))} (it writes {', '.join(keys)}).",
+            hint=_SPEC_HINT,
+        )
     if isinstance(module, nn.Conv2d):
         return nn.Conv2d(
             _count(shape, "in", name),
@@ -526,7 +592,12 @@ def _resized(module: nn.Module, shape: Any, name: str) -> nn.Module:
 
 def _count(entry: Any, key: str, name: str) -> int:
     """``entry[key]`` where it is a whole number of at least 1, else a clear error."""
-    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        raise WeightsError(
+            f"The channel spec gives {name} as {entry!r}, where an object with {key} belongs.",
+            hint=_SPEC_HINT,
+        )
+    value = entry.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise WeightsError(
             f"The channel spec gives {name} {key}={value!r}, where a whole number of at least 1 "

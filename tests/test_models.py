@@ -19,6 +19,7 @@ from edgeresnet.checkpoints import _corrupt
 from edgeresnet.errors import ConfigError, UsageError, WeightsError
 from edgeresnet.models import (
     ARCHITECTURES,
+    RANDOM_INIT,
     WEIGHTS,
     LoadedModel,
     build_model,
@@ -796,7 +797,7 @@ def test_pruned_safetensors_points_to_its_channel_spec(tmp_path: Path) -> None:
         num_classes=10,
         width=TINY,
         preprocess={"resize_size": 36, "crop_size": 32},
-        pruned_from={"kind": "random", "seed": 0},
+        pruned_from={"kind": "random", "name": "random", "seed": 0, "init": RANDOM_INIT},
     )
     spec_path, weights_path = save_pruned(model, spec, tmp_path / "p30")
     with pytest.raises(WeightsError, match="pruned model's weights") as err:

@@ -14,7 +14,14 @@ from edgeresnet import prune as prune_module
 from edgeresnet.cli import main
 from edgeresnet.data import Preprocess
 from edgeresnet.errors import PruneError, UsageError, WeightsError
-from edgeresnet.models import LoadedModel, build_model, count_macs, count_parameters, load_model
+from edgeresnet.models import (
+    RANDOM_INIT,
+    LoadedModel,
+    build_model,
+    count_macs,
+    count_parameters,
+    load_model,
+)
 from edgeresnet.ondevice import common
 from edgeresnet.prune import (
     PruneOptions,
@@ -137,12 +144,13 @@ def test_a_layer_left_at_another_width_is_an_error(tiny, monkeypatch):
         prune(tiny, PruneOptions(0.3), input_size=32)
 
 
+RANDOM = {"kind": "random", "name": "random", "seed": 0, "init": RANDOM_INIT}
 SPEC = {
     "arch": "resnet18",
     "num_classes": 10,
     "width": 16,
     "preprocess": {"resize_size": 36, "crop_size": 32},
-    "pruned_from": {"kind": "random", "seed": 0},
+    "pruned_from": RANDOM,
 }
 
 
@@ -203,6 +211,18 @@ def _spec(**changes):
         (_spec(pruned_from={}), "does not say which weights it was pruned from"),
         ({k: v for k, v in _spec().items() if k != "pruned_from"}, "lacks pruned_from"),
         (_spec(note="edited"), r"fields a pruning run does not write: \['note'\]"),
+        (_spec(layers={"conv1": [3, 16]}), r"conv1 as \[3, 16\], where an object of its channel"),
+        (_spec(layers={"conv1": {"in": 3, "out": 16, "x": 1}}), r"conv1 fields .* \['x'\]"),
+        (_spec(preprocess="x"), "preprocess as 'x', where an object with crop_size belongs"),
+        (_spec(arch="vgg16"), "The channel spec's arch: Unknown architecture 'vgg16'"),
+        # pruned_from says whether accuracy means anything: random weights must stay random.
+        (_spec(pruned_from={**RANDOM, "kind": "imagenet"}), "ImageNet weights are named IMAGE"),
+        (_spec(pruned_from={"kind": "random"}), "random weights are named 'random', with their"),
+        (_spec(pruned_from={**RANDOM, "seed": "x"}), "random weights are named 'random'"),
+        (_spec(pruned_from={**RANDOM, "sha256": "0" * 64}), "random weights have no url, sha256"),
+        (_spec(pruned_from={**RANDOM, "note": 1}), r"pruned_from .* writes: fields \['note'\]"),
+        (_spec(pruned_from={"kind": "file", "name": "w.pt", "sha256": "ab"}), "is named, with its"),
+        (_spec(pruned_from={"kind": "other"}), "kind 'other' is none of random, imagenet and file"),
         # num_classes or width edited apart from the layers: the model would be misdescribed.
         (_spec(num_classes=1000), r"fc out=10, where .* with 1000 classes has 1000 \(never"),
         (_spec(width=8), r"conv1 out=16, where resnet18 at width 8 .* only removes channels"),
@@ -218,13 +238,13 @@ def test_a_malformed_spec_is_refused_with_a_hint(spec, message):
 
 
 def test_a_spec_keeps_the_provenance_of_the_weights_it_was_pruned_from(tiny, tmp_path):
-    origin = {"kind": "random", "name": "random", "seed": 0}
+    origin = {"kind": "file", "name": "w.pt", "sha256": "a" * 64, "entry": "state_dict"}
     spec = channel_spec(tiny, **{**SPEC, "pruned_from": origin})
     spec_path, _ = save_pruned(tiny, spec, tmp_path)
     model, loaded_spec = load_pruned(spec_path)
     assert loaded_spec["pruned_from"] == origin
-    pruned = LoadedModel(model, "resnet18", 10, 16, {"kind": "file", "pruned_from": origin})
-    assert pruned.random_weights and pruned.origin == origin
+    pruned = LoadedModel(model, "resnet18", 10, 16, {"kind": "file", "pruned_from": RANDOM})
+    assert pruned.random_weights and pruned.origin == RANDOM
     dense = LoadedModel(model, "resnet18", 10, 16, {"kind": "file", "path": "/x/w.pt", "name": "w"})
     assert not dense.random_weights and dense.origin == {"kind": "file", "name": "w"}
     # The size it was pruned (and recovered) at: another --input-size is warned about.

@@ -158,6 +158,12 @@ def case_weights_malicious_pickle(tmp):
     return ["--weights", str(tmp / "evil.pth"), "--target", "onnx"], "could execute code"
 
 
+def case_weights_a_renamed_channel_spec(tmp):
+    (tmp / "p30.json").write_text('{"format": "edgeresnet.channels", "version": 1}')
+    args = ["--weights", str(tmp / "p30.json"), "--target", "onnx"]
+    return args, "taken as one by its name, ending in .channels.json"
+
+
 def case_profile_unknown_key(tmp):
     path = tmp / "p.toml"
     path.write_text('name="p"\nbackend="onnxruntime"\ndevice="CPU"\nprecisions=["fp32"]\nspeed=9\n')
