@@ -12,7 +12,7 @@ from typing import Any
 import onnx
 import torch
 
-from edgeresnet.config import ExportOptions
+from edgeresnet.config import DYNAMO_MIN_OPSET, EXPORTERS, ExportOptions
 from edgeresnet.errors import ExportError
 
 INPUT_NAME = "input"
@@ -36,14 +36,14 @@ def export_onnx(
     model: torch.nn.Module, path: Path, *, input_size: int, options: ExportOptions
 ) -> ExportRecord:
     """Export ``model`` (eval mode) to ``path`` with a dynamic batch axis and inline weights."""
-    if options.exporter not in ("torchscript", "dynamo"):
+    if options.exporter not in EXPORTERS:
         raise ExportError(
             f"Unknown exporter '{options.exporter}'.", hint="Use 'torchscript' or 'dynamo'."
         )
-    if options.exporter == "dynamo" and options.opset < 18:
+    if options.exporter == "dynamo" and options.opset < DYNAMO_MIN_OPSET:
         raise ExportError(
             f"The dynamo exporter cannot produce opset {options.opset}.",
-            hint="Use opset >= 18 with 'dynamo', or exporter = 'torchscript'.",
+            hint=f"Use opset >= {DYNAMO_MIN_OPSET} with 'dynamo', or exporter = 'torchscript'.",
         )
     model = model.eval()
     dummy = torch.zeros(1, 3, input_size, input_size)

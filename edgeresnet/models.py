@@ -424,12 +424,12 @@ class LoadedModel:
         return Preprocess.for_input_size(input_size or 224)
 
 
+# The fields every weights' provenance has (None where they do not apply).
+PROVENANCE_FIELDS = ("kind", "name", "url", "sha256", "seed", "top1", "top5")
+
+
 def _provenance(kind: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        **dict.fromkeys(("name", "url", "sha256", "seed", "top1", "top5")),
-        **fields,
-    }
+    return {**dict.fromkeys(PROVENANCE_FIELDS), "kind": kind, **fields}
 
 
 def _imagenet_version(arch: str, spec: str) -> WeightsInfo:

@@ -23,7 +23,14 @@ from torch import nn
 
 from edgeresnet.checkpoints import check_weight_values
 from edgeresnet.errors import ConfigError, PruneError, UsageError, WeightsError
-from edgeresnet.models import MAX_INPUT, MIN_INPUT, RANDOM_INIT, build_model, canonical_arch
+from edgeresnet.models import (
+    MAX_INPUT,
+    MIN_INPUT,
+    PROVENANCE_FIELDS,
+    RANDOM_INIT,
+    build_model,
+    canonical_arch,
+)
 from edgeresnet.ondevice.common import sha256_file
 
 SPEC_FORMAT = "edgeresnet.channels"
@@ -32,12 +39,9 @@ IMPORTANCES = ("l1", "l2", "bn-scale")
 _SPEC_HINT = "Use the model.channels.json a pruning run wrote, unedited."
 _SPEC_REQUIRED = ("arch", "num_classes", "width", "preprocess", "pruned_from", "layers")
 _SPEC_FIELDS = ("format", "version", *_SPEC_REQUIRED, "weights_sha256")
-# What a pruning run writes as pruned_from: the dense weights' provenance (models._provenance,
-# less the local path), with the checkpoint entry, unused EMA copy and dtype of a file's.
-_ORIGIN_FIELDS = frozenset(
-    ("kind", "name", "url", "sha256", "seed", "top1", "top5", "init")
-    + ("entry", "ema_unused", "dtype")
-)
+# What a pruning run writes as pruned_from: the dense weights' provenance (less the local path),
+# with random weights' init, and a file's checkpoint entry, unused EMA copy and dtype.
+_ORIGIN_FIELDS = frozenset((*PROVENANCE_FIELDS, "init", "entry", "ema_unused", "dtype"))
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # The channel counts each resized layer takes.
 _LAYER_KEYS = {nn.Conv2d: ("in", "out"), nn.BatchNorm2d: ("features",), nn.Linear: ("in", "out")}

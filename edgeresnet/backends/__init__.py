@@ -17,11 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeresnet.config import TargetProfile, check_keywords
+from edgeresnet.config import BACKEND_PRECISIONS, TargetProfile, check_keywords
 from edgeresnet.errors import BackendUnavailableError, ConfigError
 from edgeresnet.ondevice.common import sha256_file
 
-BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+BACKENDS = tuple(BACKEND_PRECISIONS)
 
 
 class CalibrationBatches(Protocol):
